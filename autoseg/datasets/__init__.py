@@ -1,0 +1,1 @@
+"""Datasets the package makes itself (the synthetic cardiac phantom)."""

@@ -1,0 +1,92 @@
+"""Gaussian-weighted sliding-window inference with test-time mirroring.
+
+Works on a (C, Z, Y, X) volume for both 3D networks (patch (pz, py, px)) and 2D networks (patch (py, px): the
+window is (1, py, px) and the slice axis is squeezed before the network). Tiles are run ``tile_batch`` at a time
+and added into one output accumulator, so memory holds the output plus at most one batch of tiles' logits.
+"""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@lru_cache(maxsize=8)
+def _gaussian_np(patch_size: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(p) - (p - 1) / 2 for p in patch_size], indexing="ij")
+    sig = [max(p * sigma_scale, 1e-6) for p in patch_size]
+    g = np.exp(-0.5 * sum((x / s) ** 2 for x, s in zip(grids, sig)))
+    g = g / g.max()
+    g[g == 0] = g[g > 0].min()  # no zero weights at the borders
+    return g.astype(np.float32)
+
+
+def gaussian_importance(patch_size, sigma_scale: float = 1 / 8) -> torch.Tensor:
+    """Weights that trust the centre of a tile more than its borders (sigma = patch / 8)."""
+    return torch.from_numpy(_gaussian_np(tuple(int(p) for p in patch_size), sigma_scale))
+
+
+def window_starts(size: int, patch: int, step: float) -> list[int]:
+    """Evenly spaced tile starts covering [0, size) with overlap of at least (1 - step) * patch."""
+    if size <= patch:
+        return [0]
+    n = int(np.ceil((size - patch) / (patch * step))) + 1
+    return [int(round(i * (size - patch) / (n - 1))) for i in range(n)]
+
+
+def mirror_combinations(axes: tuple[int, ...]) -> list[tuple[int, ...]]:
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+@torch.inference_mode()
+def sliding_window_logits(net: torch.nn.Module, data: torch.Tensor, patch_size, num_classes: int,
+                          step: float = 0.5, mirror: bool = True, tile_batch: int = 4,
+                          device: torch.device | str = "cpu", amp: bool = False) -> torch.Tensor:
+    """Return averaged logits (K, Z, Y, X) on the CPU for a (C, Z, Y, X) float tensor."""
+    device = torch.device(device)
+    is2d = len(patch_size) == 2
+    window = (1, *patch_size) if is2d else tuple(patch_size)
+    spatial = data.shape[1:]
+    pad = [max(w - s, 0) for w, s in zip(window, spatial)]
+    if any(pad):
+        pads = []
+        for p in reversed(pad):
+            pads += [p // 2, p - p // 2]
+        data = F.pad(data, pads)
+    padded = data.shape[1:]
+    starts = [window_starts(s, w, step) for s, w in zip(padded, window)]
+    tiles = list(itertools.product(*starts))
+    gauss = gaussian_importance(patch_size).to(device)
+    acc = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
+    weight = torch.zeros(padded, dtype=torch.float32, device=device)
+    # network input axes: (B, C, *patch); mirror the spatial axes of the network input
+    net_axes = tuple(range(2, 2 + len(patch_size)))
+    combos = mirror_combinations(net_axes) if mirror else [()]
+    data_dev = data.to(device)
+    gauss_w = gauss if not is2d else gauss[None]
+    for i in range(0, len(tiles), tile_batch):
+        chunk = tiles[i:i + tile_batch]
+        sls = [tuple(slice(s, s + w) for s, w in zip(t, window)) for t in chunk]
+        x = torch.stack([data_dev[(slice(None),) + sl] for sl in sls])
+        if is2d:
+            x = x[:, :, 0]
+        out = None
+        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            for axes in combos:
+                xi = torch.flip(x, axes) if axes else x
+                yi = net(xi)
+                yi = torch.flip(yi, axes) if axes else yi
+                out = yi.float() if out is None else out + yi.float()
+        out = out / len(combos)
+        if is2d:
+            out = out[:, :, None]
+        for o, sl in zip(out, sls):
+            acc[(slice(None),) + sl] += o * gauss_w
+            weight[sl] += gauss_w
+    acc /= weight
+    if any(pad):
+        acc = acc[(slice(None),) + tuple(slice(p // 2, p // 2 + s) for p, s in zip(pad, spatial))]
+    return acc.cpu()

@@ -1,0 +1,187 @@
+"""The nnU-Net v2 raw dataset layout: ``imagesTr/<case>_<channel:04d><ending>``, ``labelsTr/<case><ending>``,
+``dataset.json`` (channel_names, labels, numTraining, file_ending) and optionally ``cases.csv``.
+
+``load_dataset`` checks the structure (cheap: file names only); ``verify_case`` checks the contents of one case
+(values, shapes, spacings, NaN) and is run on every case while the fingerprint is extracted.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import AutosegError, load_json
+from .images import SUPPORTED_ENDINGS, Geometry, read_case_images, read_label
+
+REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
+
+
+@dataclass
+class DatasetInfo:
+    root: Path
+    name: str
+    channel_names: dict[str, str]
+    labels: dict[str, int]
+    file_ending: str
+    cases: list[str]
+    groups: dict[str, str] = field(default_factory=dict)  # case -> patient / group
+    phases: dict[str, str] = field(default_factory=dict)  # case -> ED / ES where known
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def label_values(self) -> list[int]:
+        return sorted(self.labels.values())
+
+    @property
+    def foreground_labels(self) -> list[int]:
+        return [v for v in self.label_values if v != 0]
+
+    def image_files(self, case: str, folder: str = "imagesTr") -> list[Path]:
+        return [self.root / folder / f"{case}_{c:04d}{self.file_ending}" for c in range(self.num_channels)]
+
+    def label_file(self, case: str, folder: str = "labelsTr") -> Path:
+        return self.root / folder / f"{case}{self.file_ending}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "root": str(self.root), "channel_names": self.channel_names,
+                "labels": self.labels, "file_ending": self.file_ending, "num_cases": len(self.cases)}
+
+
+def _read_dataset_json(root: Path) -> dict:
+    dj_path = root / "dataset.json"
+    if not dj_path.is_file():
+        raise AutosegError(f"{root}: no dataset.json (expected the nnU-Net v2 raw layout: imagesTr/, labelsTr/, "
+                           "dataset.json)")
+    dj = load_json(dj_path)
+    missing = [k for k in REQUIRED_KEYS if k not in dj]
+    if missing:
+        raise AutosegError(f"{dj_path}: missing key(s) {missing}")
+    if "modality" in dj and "channel_names" not in dj:
+        raise AutosegError(f"{dj_path}: this looks like an nnU-Net v1 dataset.json; rename 'modality' to "
+                           "'channel_names'")
+    if dj["file_ending"] not in SUPPORTED_ENDINGS:
+        raise AutosegError(f"{dj_path}: file_ending {dj['file_ending']!r} is not supported ({SUPPORTED_ENDINGS})")
+    labels = dj["labels"]
+    if not isinstance(labels, dict) or not all(isinstance(v, int) for v in labels.values()):
+        raise AutosegError(f"{dj_path}: 'labels' must map names to integer values (region-based labels are not "
+                           "supported)")
+    if 0 not in labels.values():
+        raise AutosegError(f"{dj_path}: 'labels' must declare the background as 0")
+    return dj
+
+
+def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None) -> list[str]:
+    """Case identifiers in an images folder (``<case>_<4 digits><ending>``)."""
+    pat = re.compile(r"^(.*)_(\d{4})" + re.escape(file_ending) + "$")
+    ids = set()
+    for p in folder.iterdir():
+        m = pat.match(p.name)
+        if m:
+            ids.add(m.group(1))
+    return sorted(ids)
+
+
+def _read_case_table(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    groups, phases = {}, {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            case = row.get("case")
+            if not case:
+                continue
+            if row.get("patient"):
+                groups[case] = row["patient"]
+            if row.get("phase"):
+                phases[case] = row["phase"]
+    return groups, phases
+
+
+def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
+    """Read dataset.json and check that every case has all channel files and a label file.
+
+    Patient groups (used so that one patient's cases never straddle two folds) come, in order of preference,
+    from ``group_by`` (a regular expression whose first group, or whole match, is the patient id), from
+    ``dataset.json['groups']`` (case -> group), or from the ``patient`` column of ``cases.csv``.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise AutosegError(f"{root}: dataset folder not found")
+    dj = _read_dataset_json(root)
+    ending = dj["file_ending"]
+    img_dir, lab_dir = root / "imagesTr", root / "labelsTr"
+    for d in (img_dir, lab_dir):
+        if not d.is_dir():
+            raise AutosegError(f"{root}: missing folder {d.name}/")
+    channel_names = {str(k): str(v) for k, v in dj["channel_names"].items()}
+    nch = len(channel_names)
+    if sorted(int(k) for k in channel_names) != list(range(nch)):
+        raise AutosegError(f"{root / 'dataset.json'}: channel_names keys must be 0..{nch - 1}")
+    cases = case_ids_in(img_dir, ending)
+    if not cases:
+        raise AutosegError(f"{img_dir}: no images named <case>_0000{ending}; the dataset is empty")
+    problems = []
+    for c in cases:
+        for ch in range(nch):
+            if not (img_dir / f"{c}_{ch:04d}{ending}").is_file():
+                problems.append(f"case {c}: missing channel {ch} ({c}_{ch:04d}{ending})")
+        if not (lab_dir / f"{c}{ending}").is_file():
+            problems.append(f"case {c}: missing label file labelsTr/{c}{ending}")
+    extra = sorted({p.name[: -len(ending)] for p in lab_dir.glob("*" + ending)} - set(cases))
+    for c in extra:
+        problems.append(f"case {c}: label file has no image (expected imagesTr/{c}_0000{ending})")
+    if int(dj["numTraining"]) != len(cases):
+        problems.append(f"dataset.json says numTraining={dj['numTraining']}, but imagesTr holds {len(cases)} cases")
+    if problems:
+        raise AutosegError(f"{root}: dataset is not valid:\n  " + "\n  ".join(problems))
+
+    groups: dict[str, str] = {}
+    phases: dict[str, str] = {}
+    if (root / "cases.csv").is_file():
+        groups, phases = _read_case_table(root / "cases.csv")
+    if isinstance(dj.get("groups"), dict):
+        groups = {str(k): str(v) for k, v in dj["groups"].items()}
+    if isinstance(dj.get("phases"), dict):
+        phases = {str(k): str(v) for k, v in dj["phases"].items()}
+    if group_by:
+        rx = re.compile(group_by)
+        groups = {}
+        for c in cases:
+            m = rx.search(c)
+            if not m:
+                raise AutosegError(f"case {c}: --group-by {group_by!r} does not match the case name")
+            groups[c] = m.group(1) if m.groups() else m.group(0)
+    groups = {c: groups.get(c, c) for c in cases}  # ungrouped cases are their own patient
+    return DatasetInfo(root, str(dj.get("name", root.name)), channel_names,
+                       {str(k): int(v) for k, v in dj["labels"].items()}, ending, cases, groups, phases)
+
+
+def verify_case(ds: DatasetInfo, case: str) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Read one training case and check its contents; return (data, seg, geometry)."""
+    data, geom = read_case_images(ds.image_files(case), case)
+    seg, lgeom = read_label(ds.label_file(case), case)
+    if lgeom.shape != geom.shape:
+        raise AutosegError(f"case {case}: image shape {geom.shape} (z,y,x) differs from label shape {lgeom.shape}")
+    if not np.allclose(lgeom.spacing, geom.spacing, rtol=1e-3):
+        raise AutosegError(f"case {case}: image spacing {geom.spacing} differs from label spacing {lgeom.spacing}")
+    if not np.allclose(lgeom.origin, geom.origin, atol=1e-2) or not np.allclose(lgeom.direction, geom.direction,
+                                                                                  atol=1e-3):
+        raise AutosegError(f"case {case}: image and label origin/direction differ; they must share one grid")
+    found = np.unique(seg)
+    undeclared = sorted(set(int(v) for v in found) - set(ds.label_values))
+    if undeclared:
+        raise AutosegError(f"case {case}: label values {undeclared} are not declared in dataset.json labels "
+                           f"{ds.labels}")
+    return data, seg, geom
+
+
+def verify_dataset(root: str | Path) -> DatasetInfo:
+    """Full check of every case (structure and contents)."""
+    ds = load_dataset(root)
+    for c in ds.cases:
+        verify_case(ds, c)
+    return ds

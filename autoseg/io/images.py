@@ -1,0 +1,185 @@
+"""Read and write images through SimpleITK, keeping spacing, origin and direction.
+
+Internally every image is a numpy array in (z, y, x) order with channels first: ``(C, Z, Y, X)``. A 2D image
+(PNG, or a 2D NIfTI) becomes a single slice ``(C, 1, Y, X)`` whose z spacing is a large dummy value, so the
+planner treats it as 2D and never resamples across slices. ``Geometry`` remembers the original dimension,
+spacing, origin and direction so that a prediction is written back exactly on the input's grid.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..utils import AutosegError, atomic_write_bytes
+
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png")
+DUMMY_2D_SPACING = 999.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Original geometry of an image. ``spacing`` is in array order (z, y, x); the rest are SimpleITK's."""
+
+    dimension: int
+    shape: tuple[int, int, int]  # (z, y, x) of the internal array
+    spacing: tuple[float, float, float]  # (z, y, x), mm
+    sitk_spacing: tuple[float, ...]  # as SimpleITK reports it (x, y[, z])
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+    is_png: bool = False
+
+    def to_dict(self) -> dict:
+        return {"dimension": self.dimension, "shape": list(self.shape), "spacing": list(self.spacing),
+                "sitk_spacing": list(self.sitk_spacing), "origin": list(self.origin),
+                "direction": list(self.direction), "is_png": self.is_png}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Geometry":
+        return Geometry(int(d["dimension"]), tuple(d["shape"]), tuple(d["spacing"]), tuple(d["sitk_spacing"]),
+                        tuple(d["origin"]), tuple(d["direction"]), bool(d.get("is_png", False)))
+
+
+def ending_of(path: str | Path) -> str:
+    name = str(path).lower()
+    for e in SUPPORTED_ENDINGS:
+        if name.endswith(e):
+            return e
+    raise AutosegError(f"{path}: unsupported file type (supported: {', '.join(SUPPORTED_ENDINGS)})")
+
+
+def _read_sitk(path: Path) -> sitk.Image:
+    if not path.is_file():
+        raise AutosegError(f"{path}: file not found")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise AutosegError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+
+
+def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
+    """Array of shape (C, Z, Y, X) and its geometry."""
+    dim = img.GetDimension()
+    is_png = str(path).lower().endswith(".png")
+    arr = sitk.GetArrayFromImage(img)
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    if ncomp > 1:  # vector image (e.g. RGB PNG): components last -> channels first
+        arr = np.moveaxis(arr, -1, 0)
+        if is_png and arr.shape[0] == 4:  # drop alpha
+            arr = arr[:3]
+    else:
+        arr = arr[None]
+    if dim == 2:
+        arr = arr[:, None]
+        spacing = (DUMMY_2D_SPACING, float(img.GetSpacing()[1]), float(img.GetSpacing()[0]))
+    elif dim == 3:
+        s = img.GetSpacing()
+        spacing = (float(s[2]), float(s[1]), float(s[0]))
+    else:
+        raise AutosegError(f"{path}: {dim}D images are not supported (2D or 3D only; split 4D series into 3D files)")
+    if is_png:
+        spacing = (DUMMY_2D_SPACING, 1.0, 1.0)
+    geom = Geometry(dim, tuple(int(v) for v in arr.shape[1:]), spacing, tuple(float(v) for v in img.GetSpacing()),
+                    tuple(float(v) for v in img.GetOrigin()), tuple(float(v) for v in img.GetDirection()), is_png)
+    return arr, geom
+
+
+def _nifti_has_nonfinite(path: Path) -> bool:
+    """SimpleITK's NIfTI reader replaces NaN voxels by numbers, so a NaN in a NIfTI file would pass unseen.
+    nibabel reads the stored values; only float files (or scaled ones) can hold NaN/inf, so others cost nothing."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    hdr = img.header
+    slope = hdr.get("scl_slope") if hasattr(hdr, "get") else None
+    is_float = np.issubdtype(hdr.get_data_dtype(), np.floating)
+    if not is_float and (slope is None or not np.isfinite(slope) or slope in (0, 1)):
+        return False
+    return not np.isfinite(np.asanyarray(img.dataobj)).all()
+
+
+def _is_nifti(path: Path) -> bool:
+    return str(path).lower().endswith((".nii", ".nii.gz"))
+
+
+def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.ndarray, Geometry]:
+    """Read the channel files of one case into a float32 (C, Z, Y, X) array; all channels must share a grid."""
+    arrays, geom0 = [], None
+    for p in paths:
+        p = Path(p)
+        arr, geom = _to_internal(_read_sitk(p), p)
+        if _is_nifti(p) and _nifti_has_nonfinite(p):
+            raise AutosegError(f"case {case or p.name}: image contains NaN or inf values ({p.name}); "
+                               "fix or remove these voxels before planning")
+        if geom0 is None:
+            geom0 = geom
+        elif geom.shape != geom0.shape or not np.allclose(geom.spacing, geom0.spacing, rtol=1e-3):
+            raise AutosegError(f"case {case or p.name}: channel {p.name} has shape {geom.shape} spacing "
+                               f"{geom.spacing}, but the first channel has {geom0.shape} {geom0.spacing}")
+        arrays.append(arr.astype(np.float32, copy=False))
+    if geom0 is None:
+        raise AutosegError(f"case {case}: no image files given")
+    data = np.concatenate(arrays, 0)
+    if not np.isfinite(data).all():
+        raise AutosegError(f"case {case or Path(paths[0]).name}: image contains NaN or inf values; "
+                           "fix or remove these voxels before planning")
+    return data, geom0
+
+
+def read_label(path: str | Path, case: str = "") -> tuple[np.ndarray, Geometry]:
+    """Read a label map into an int16 (Z, Y, X) array."""
+    path = Path(path)
+    img = _read_sitk(path)
+    if img.GetNumberOfComponentsPerPixel() > 1:
+        if path.suffix.lower() == ".png":  # RGB PNG label with equal channels
+            img = sitk.VectorIndexSelectionCast(img, 0)
+        else:
+            raise AutosegError(f"case {case or path.name}: label file {path} has several components per voxel")
+    arr, geom = _to_internal(img, path)
+    lab = arr[0]
+    if not np.isfinite(lab).all() or (_is_nifti(path) and _nifti_has_nonfinite(path)):
+        raise AutosegError(f"case {case or path.name}: label file {path} contains NaN or inf")
+    if np.issubdtype(lab.dtype, np.floating):
+        if not np.all(lab == np.round(lab)):
+            raise AutosegError(f"case {case or path.name}: label file {path} holds non-integer values")
+    return lab.astype(np.int16), geom
+
+
+def _write_sitk(arr: np.ndarray, geom: Geometry, path: Path) -> None:
+    img = sitk.GetImageFromArray(arr[0] if geom.dimension == 2 else arr)
+    img.SetSpacing(geom.sitk_spacing)
+    img.SetOrigin(geom.origin)
+    img.SetDirection(geom.direction)
+    ending = ending_of(path)
+
+    def _w(tmp: str) -> None:
+        # SimpleITK picks the writer from the file name, so the temporary file gets the same ending.
+        tmp_named = tmp + ending
+        try:
+            sitk.WriteImage(img, tmp_named, useCompression=True)
+            os.replace(tmp_named, tmp)
+        finally:
+            if os.path.exists(tmp_named):
+                os.remove(tmp_named)
+
+    atomic_write_bytes(path, _w)
+
+
+def write_label(seg: np.ndarray, geom: Geometry, path: str | Path) -> None:
+    """Write a (Z, Y, X) label map with the exact geometry of the image it was predicted from."""
+    path = Path(path)
+    if tuple(seg.shape) != tuple(geom.shape):
+        raise AutosegError(f"{path}: segmentation shape {seg.shape} does not match the image grid {geom.shape}")
+    dtype = np.uint8 if (seg.min() >= 0 and seg.max() < 256) else np.int16
+    _write_sitk(seg.astype(dtype), geom, path)
+
+
+def write_image(data: np.ndarray, geom: Geometry, path: str | Path) -> None:
+    """Write a single-channel (Z, Y, X) image with the given geometry (PNG as 8-bit, others as float32)."""
+    path = Path(path)
+    dtype = np.uint8 if str(path).lower().endswith(".png") else np.float32
+    _write_sitk(data.astype(dtype), geom, path)

@@ -1,0 +1,1 @@
+"""Fingerprint extraction and planning (pure rules in heuristics.py)."""

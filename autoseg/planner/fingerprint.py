@@ -1,0 +1,75 @@
+"""Dataset fingerprint: what the planner needs to know about a dataset, measured once and saved.
+
+Reads every training case (which also verifies it: values, shapes, spacings, NaN), crops it to the nonzero
+region and records spacing, shapes and a sample of foreground intensities per channel.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+
+import numpy as np
+
+from ..io.dataset import DatasetInfo, verify_case
+from ..preprocessing.cropping import crop_to_nonzero
+from ..utils import progress
+
+SAMPLES_PER_CASE = 10_000
+
+
+def case_fingerprint(ds: DatasetInfo, case: str, seed: int = 0) -> dict:
+    data, seg, geom = verify_case(ds, case)
+    data_c, seg_c, bbox, _ = crop_to_nonzero(data, seg)
+    fg = seg_c > 0
+    rng = np.random.default_rng(seed)
+    samples = []
+    for c in range(data_c.shape[0]):
+        vals = data_c[c][fg]
+        if vals.size > SAMPLES_PER_CASE:
+            vals = rng.choice(vals, SAMPLES_PER_CASE, replace=False)
+        samples.append(vals.astype(np.float32))
+    return {
+        "case": case,
+        "spacing": list(geom.spacing),
+        "shape_before_crop": list(geom.shape),
+        "shape_after_crop": list(seg_c.shape),
+        "relative_size_after_crop": float(np.prod(seg_c.shape) / np.prod(geom.shape)),
+        "labels_present": sorted(int(v) for v in np.unique(seg)),
+        "_samples": samples,
+    }
+
+
+def _intensity_props(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {k: 0.0 for k in ("mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5")}
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max()),
+            "percentile_99_5": float(np.percentile(values, 99.5)),
+            "percentile_00_5": float(np.percentile(values, 0.5))}
+
+
+def extract_fingerprint(ds: DatasetInfo, num_workers: int = 2) -> dict:
+    t0 = time.time()
+    fn = partial(case_fingerprint, ds)
+    if num_workers > 1 and len(ds.cases) > 1:
+        with ProcessPoolExecutor(num_workers) as ex:
+            results = list(progress(ex.map(fn, ds.cases), total=len(ds.cases), desc="fingerprint"))
+    else:
+        results = list(progress(map(fn, ds.cases), total=len(ds.cases), desc="fingerprint"))
+    nch = ds.num_channels
+    props = {str(c): _intensity_props(np.concatenate([r["_samples"][c] for r in results]))
+             for c in range(nch)}
+    for r in results:
+        del r["_samples"]
+    return {
+        "fingerprint_version": 1,
+        "dataset_name": ds.name,
+        "num_cases": len(results),
+        "spacings": [r["spacing"] for r in results],
+        "shapes_after_crop": [r["shape_after_crop"] for r in results],
+        "median_relative_size_after_crop": float(np.median([r["relative_size_after_crop"] for r in results])),
+        "foreground_intensity_properties_per_channel": props,
+        "cases": results,
+        "seconds": round(time.time() - t0, 2),
+    }

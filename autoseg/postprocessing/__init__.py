@@ -1,0 +1,1 @@
+"""Connected-component postprocessing, applied only where cross-validation showed it helps."""

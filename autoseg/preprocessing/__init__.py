@@ -1,0 +1,1 @@
+"""Crop, normalise, resample: the same code path for training cases and for images at inference."""

@@ -1,0 +1,111 @@
+"""Preprocess cases for one configuration: crop to nonzero, transpose, normalise, resample.
+
+Training cases are written to ``run/preprocessed/<config>/<case>.npy`` (image, float32 C,Z,Y,X),
+``<case>_seg.npy`` (int8/int16 Z,Y,X) and ``<case>.json`` (geometry, crop box, foreground locations per class).
+Plain .npy files so that the training loader can memory-map them and read only the patch it needs.
+Each file is written atomically and the .json last, so a case with a .json is complete and re-running skips it.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..io.dataset import DatasetInfo, verify_case
+from ..io.images import Geometry
+from ..planner.plans import ConfigurationPlan, Plans
+from ..utils import progress, save_json, save_npy
+from .cropping import crop_to_nonzero
+from .normalization import normalize
+from .resampling import new_shape_for, resample_data, resample_seg
+
+MAX_LOCATIONS_PER_CLASS = 10_000
+
+
+def target_spacing_for(cfg: ConfigurationPlan, spacing_t) -> list[float]:
+    """A 2D configuration keeps each case's own slice spacing; 3D uses the planned spacing on every axis."""
+    if cfg.dim == 2:
+        return [float(spacing_t[0])] + [float(s) for s in cfg.spacing]
+    return [float(s) for s in cfg.spacing]
+
+
+def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: ConfigurationPlan,
+                     seg: np.ndarray | None = None):
+    """Return (data, seg or None, properties). Used for training cases and at inference alike."""
+    data_c, seg_c, bbox, mask = crop_to_nonzero(data, seg)
+    fwd = plans.transpose_forward
+    data_t = data_c.transpose([0] + [a + 1 for a in fwd])
+    mask_t = mask.transpose(fwd)
+    spacing_t = [geom.spacing[a] for a in fwd]
+    normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
+                       plans.foreground_intensity_properties_per_channel)
+    target = target_spacing_for(cfg, spacing_t)
+    new_shape = new_shape_for(data_t.shape[1:], spacing_t, target)
+    rd = cfg.resampling_data
+    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
+    seg_out = None
+    if seg_c is not None:
+        rl = cfg.resampling_label
+        seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.labels.values(), rl["order"],
+                               rl["separate_z"], rl["order_z"])
+    props = {
+        "geometry": geom.to_dict(),
+        "bbox": bbox,  # in original (z, y, x) axis order
+        "shape_after_crop_transposed": list(data_t.shape[1:]),
+        "spacing_transposed": spacing_t,
+        "target_spacing": target,
+        "shape_after_resampling": list(out.shape[1:]),
+    }
+    return out, seg_out, props
+
+
+def class_locations(seg: np.ndarray, labels, seed: int = 0) -> dict[str, list[list[int]]]:
+    """Up to MAX_LOCATIONS_PER_CLASS voxel coordinates per foreground label, for foreground oversampling."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in labels:
+        if v == 0:
+            continue
+        coords = np.argwhere(seg == v)
+        if len(coords) > MAX_LOCATIONS_PER_CLASS:
+            coords = coords[rng.choice(len(coords), MAX_LOCATIONS_PER_CLASS, replace=False)]
+        out[str(v)] = coords.astype(int).tolist()
+    return out
+
+
+def case_done(out_dir: Path, case: str) -> bool:
+    return all((out_dir / f"{case}{s}").is_file() for s in (".npy", "_seg.npy", ".json"))
+
+
+def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, case: str) -> str:
+    if case_done(out_dir, case):
+        return case
+    cfg = plans.configuration(config)
+    data, seg, geom = verify_case(ds, case)
+    out, seg_out, props = preprocess_image(data, geom, plans, cfg, seg)
+    props["case"] = case
+    props["class_locations"] = class_locations(seg_out, plans.labels.values())
+    save_npy(out.astype(np.float32), out_dir / f"{case}.npy")
+    save_npy(seg_out.astype(np.int8 if seg_out.max() < 128 else np.int16), out_dir / f"{case}_seg.npy")
+    save_json(props, out_dir / f"{case}.json")  # last: marks the case complete
+    return case
+
+
+def run_preprocessing(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int = 2) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in ds.cases if not case_done(out_dir, c)]
+    if not todo:
+        print(f"preprocess {config}: all {len(ds.cases)} cases already done", flush=True)
+        return
+    fn = partial(preprocess_training_case, ds, plans, config, out_dir)
+    num_workers = max(1, min(num_workers, len(todo), os.cpu_count() or 1))
+    if num_workers > 1:
+        with ProcessPoolExecutor(num_workers) as ex:
+            for _ in progress(ex.map(fn, todo), total=len(todo), desc=f"preprocess {config}"):
+                pass
+    else:
+        for c in progress(todo, desc=f"preprocess {config}"):
+            fn(c)

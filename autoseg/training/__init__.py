@@ -1,0 +1,1 @@
+"""Training built from parts: config, splits, data, augmentation, losses, loop, checkpoints."""

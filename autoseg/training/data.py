@@ -1,0 +1,140 @@
+"""Patch sampling from preprocessed cases and the background loader.
+
+Batches are built in worker processes by a torch ``DataLoader`` over an ``IterableDataset``: when a worker fails,
+torch re-raises the worker's own exception and traceback in the training process (no silent "background workers
+are no longer alive"). Arrays are memory-mapped, so a worker reads only the patch it cuts.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..utils import AutosegError
+from .augmentation import enlarged_patch_size, training_transforms
+
+
+class PreprocessedCases:
+    """Read access to ``run/preprocessed/<config>/`` for a list of cases."""
+
+    def __init__(self, folder: Path, cases: list[str]):
+        self.folder = Path(folder)
+        self.cases = list(cases)
+        missing = [c for c in self.cases if not (self.folder / f"{c}.json").is_file()]
+        if missing:
+            raise AutosegError(f"{self.folder}: cases {missing[:5]}{'...' if len(missing) > 5 else ''} are not "
+                               "preprocessed; run `autoseg preprocess RUN_DIR -c CONFIG`")
+        self._props: dict[str, dict] = {}
+
+    def props(self, case: str) -> dict:
+        if case not in self._props:
+            with open(self.folder / f"{case}.json") as f:
+                self._props[case] = json.load(f)
+        return self._props[case]
+
+    def arrays(self, case: str) -> tuple[np.ndarray, np.ndarray]:
+        data = np.load(self.folder / f"{case}.npy", mmap_mode="r")
+        seg = np.load(self.folder / f"{case}_seg.npy", mmap_mode="r")
+        return data, seg
+
+
+def _crop_with_padding(arr: np.ndarray, lb: list[int], size: list[int]) -> np.ndarray:
+    """Cut arr[..., lb:lb+size] per trailing axis; regions outside the array are zero."""
+    nsp = len(size)
+    shape = arr.shape[-nsp:]
+    src, dst = [], []
+    for lo, sz, sh in zip(lb, size, shape):
+        a, b = max(lo, 0), min(lo + sz, sh)
+        src.append(slice(a, max(a, b)))
+        dst.append(slice(a - lo, a - lo + max(0, b - a)))
+    out = np.zeros(arr.shape[:-nsp] + tuple(size), dtype=arr.dtype)
+    out[(Ellipsis,) + tuple(dst)] = arr[(Ellipsis,) + tuple(src)]
+    return out
+
+
+@dataclass
+class PatchSampler:
+    """Cut patches of ``size`` (the enlarged pre-augmentation patch) from preprocessed cases.
+
+    With ``force_fg`` the patch is centred on a random voxel of a random foreground class present in the case, which
+    keeps rare structures in view; otherwise it is placed uniformly (it may extend past the border by up to half
+    the amount the patch exceeds the image, as the spatial transform centre-crops afterwards).
+    """
+
+    cases: PreprocessedCases
+    size: list[int]
+    dim: int
+
+    def sample(self, case: str, force_fg: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        data, seg = self.cases.arrays(case)
+        locs = self.cases.props(case)["class_locations"]
+        center = None
+        if force_fg:
+            present = [k for k, v in locs.items() if len(v) > 0]
+            if present:
+                k = present[rng.integers(len(present))]
+                center = locs[k][rng.integers(len(locs[k]))]
+        if self.dim == 2:
+            z = center[0] if center is not None else int(rng.integers(data.shape[1]))
+            data, seg = data[:, z], seg[z]
+            center = center[1:] if center is not None else None
+        shape = data.shape[1:]
+        lb = []
+        for i, (sh, sz) in enumerate(zip(shape, self.size)):
+            need = max(sz - sh, 0)
+            lo, hi = -(need // 2), sh + need // 2 + need % 2 - sz
+            if center is not None:
+                lb.append(int(np.clip(center[i] - sz // 2, lo, hi)))
+            else:
+                lb.append(int(rng.integers(lo, hi + 1)))
+        return _crop_with_padding(data, lb, self.size), _crop_with_padding(seg, lb, self.size)
+
+
+class BatchStream(IterableDataset):
+    """An endless stream of augmented batches. Each worker has its own seed derived from ``seed``."""
+
+    def __init__(self, folder: Path, cases: list[str], patch_size: list[int], batch_size: int, dummy_2d: bool,
+                 augment: bool, seed: int, oversample_fg: float = 1 / 3):
+        super().__init__()
+        self.folder, self.cases, self.patch_size = folder, list(cases), list(patch_size)
+        self.batch_size, self.dummy_2d, self.augment, self.seed = batch_size, dummy_2d, augment, seed
+        self.oversample_fg = oversample_fg
+        if not self.cases:
+            raise AutosegError(f"{folder}: no cases to train on")
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid = info.id if info is not None else 0
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.seed, wid])
+        np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
+        dim = len(self.patch_size)
+        cut = enlarged_patch_size(self.patch_size, dim, self.dummy_2d) if self.augment else self.patch_size
+        sampler = PatchSampler(PreprocessedCases(self.folder, self.cases), cut, dim)
+        transforms = training_transforms(self.patch_size, dim, self.dummy_2d) if self.augment else None
+        n_fg = int(round(self.batch_size * self.oversample_fg))
+        while True:
+            data, seg = [], []
+            for i in range(self.batch_size):
+                case = self.cases[rng.integers(len(self.cases))]
+                d, s = sampler.sample(case, force_fg=i >= self.batch_size - n_fg, rng=rng)
+                data.append(d)
+                seg.append(s[None])
+            batch = {"data": np.stack(data).astype(np.float32), "seg": np.stack(seg).astype(np.float32)}
+            if transforms is not None:
+                batch = transforms(**batch)
+            yield (torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32)),
+                   torch.from_numpy(np.ascontiguousarray(np.round(batch["seg"]), dtype=np.int64)))
+
+
+def make_loader(stream: BatchStream, num_workers: int, pin_memory: bool) -> DataLoader:
+    kw = {}
+    if num_workers > 0:
+        kw = {"prefetch_factor": 4, "persistent_workers": True, "multiprocessing_context": "fork"
+              if os.name == "posix" else None}
+    return DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)

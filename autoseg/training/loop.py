@@ -1,0 +1,284 @@
+"""The training loop, assembled from parts: network, loss, optimiser, data streams, checkpoints, logging.
+
+One epoch = ``iters_per_epoch`` optimiser steps on augmented patches, then ``val_iters`` batches of un-augmented
+validation patches whose summed true/false positives give a pseudo-Dice per class; its exponential moving average
+picks ``checkpoint_best.pt``. At the end the fold's held-out cases are predicted at full resolution and evaluated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io.dataset import load_dataset
+from ..networks import build_network
+from ..planner.plans import Plans
+from ..utils import AutosegError, format_table, save_json
+from ..workspace import Workspace
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, poly_lr
+from .data import BatchStream, make_loader
+from .losses import DeepSupervisionLoss, DiceCELoss
+from .splits import load_fold
+
+
+def default_workers(device: torch.device) -> int:
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return max(1, min(cores - 1, 12))
+    return 1 if cores >= 2 else 0
+
+
+def _autocast_dtype(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
+    """(3, K-1) array of TP, FP, FN per foreground class, summed over the batch."""
+    pred = logits.argmax(1)
+    tgt = target[:, 0]
+    out = np.zeros((3, num_classes - 1))
+    for k in range(1, num_classes):
+        p, t = pred == k, tgt == k
+        out[0, k - 1] = (p & t).sum().item()
+        out[1, k - 1] = (p & ~t).sum().item()
+        out[2, k - 1] = (~p & t).sum().item()
+    return out
+
+
+def plot_progress(log: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..utils import atomic_write_bytes
+
+    ep = [r["epoch"] for r in log]
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    ax[0, 0].plot(ep, [r["train_loss"] for r in log], label="train")
+    ax[0, 0].plot(ep, [r["val_loss"] for r in log], label="val")
+    ax[0, 0].set_title("loss (Dice + CE)")
+    ax[0, 1].plot(ep, [np.nanmean(r["pseudo_dice"]) for r in log], label="pseudo-Dice")
+    ax[0, 1].plot(ep, [r["ema_pseudo_dice"] for r in log], label="moving average")
+    ax[0, 1].set_title("pseudo-Dice (validation patches)")
+    ax[1, 0].plot(ep, [r["lr"] for r in log])
+    ax[1, 0].set_title("learning rate")
+    ax[1, 1].plot(ep, [r["epoch_seconds"] for r in log], label="epoch")
+    ax[1, 1].plot(ep, [r["epoch_seconds"] * r["data_wait_share"] for r in log], label="waiting for data")
+    ax[1, 1].set_title("seconds")
+    for a in ax.ravel():
+        a.set_xlabel("epoch")
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    plt.close(fig)
+
+
+class Trainer:
+    def __init__(self, ws: Workspace, config: str, fold: str, tc: TrainConfig):
+        from ..inference.predictor import resolve_device
+
+        self.ws, self.config, self.fold, self.tc = ws, config, str(fold), tc
+        self.plans = Plans.load(ws.require_plans().plans)
+        self.cfg = self.plans.configuration(config)
+        self.ds = load_dataset(self.plans.dataset_dir)
+        if self.fold != "all" and not ws.splits.is_file():
+            raise AutosegError(f"{ws.splits}: no splits; re-run `autoseg plan` (it writes the 5-fold split)")
+        self.train_cases, self.val_cases = load_fold(ws.splits, self.fold, self.ds.cases)
+        self.out = ws.fold_dir(config, self.fold)
+        self.device = resolve_device(tc.device)
+        self.num_classes = self.plans.num_classes
+        arch = self.cfg.architecture
+        self.arch = {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)}
+        self.net = build_network(arch.network_class_name, dict(arch.arch_kwargs)).to(self.device)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=tc.initial_lr, momentum=tc.momentum,
+                                   weight_decay=tc.weight_decay, nesterov=True)
+        self.amp_dtype = _autocast_dtype(self.device) if tc.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        n_out = len(arch.arch_kwargs["strides"]) - 1
+        self.loss = DeepSupervisionLoss(DiceCELoss(batch_dice=self.cfg.batch_dice), n_out)
+        self.batch_size = tc.batch_size or self.cfg.batch_size
+        self.start_epoch = 0
+        self.log: list[dict] = []
+        self.best_ema = -1.0
+        self.ema: float | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def state(self, epoch: int) -> dict:
+        return {"network_weights": self.net.state_dict(), "optimizer_state": self.opt.state_dict(),
+                "grad_scaler_state": self.scaler.state_dict() if self.scaler else None,
+                "epoch": epoch, "log": json.dumps(self.log), "best_ema": self.best_ema,
+                "ema": self.ema if self.ema is not None else -1.0, "architecture": self.arch,
+                "train_config": self.tc.to_dict(), "configuration": self.config, "fold": self.fold,
+                "batch_size": self.batch_size}
+
+    def resume(self) -> bool:
+        path = self.out / "checkpoint_latest.pt"
+        if not path.is_file():
+            return False
+        ck = load_checkpoint(path, self.device)
+        self.net.load_state_dict(ck["network_weights"])
+        self.opt.load_state_dict(ck["optimizer_state"])
+        if self.scaler and ck.get("grad_scaler_state"):
+            self.scaler.load_state_dict(ck["grad_scaler_state"])
+        self.start_epoch = int(ck["epoch"])
+        self.log = json.loads(ck["log"])
+        self.best_ema = float(ck["best_ema"])
+        self.ema = None if ck["ema"] < 0 else float(ck["ema"])
+        print(f"resuming {self.config} fold {self.fold} at epoch {self.start_epoch}", flush=True)
+        return True
+
+    # -- one step ------------------------------------------------------------------------------------------
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            out = self.net(x)
+            loss = self.loss(out, y)
+        return out, loss
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        _, loss = self._forward_loss(x, y)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.tc.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.tc.grad_clip)
+            self.opt.step()
+        return float(loss.detach())
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        tc = self.tc
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and not self.resume() and (self.out / "checkpoint_final.pt").is_file():
+            print(f"{self.out}: already finished (checkpoint_final.pt); nothing to resume", flush=True)
+            return self._read_validation()
+        save_json({"train_config": tc.to_dict(), "configuration": self.config, "fold": self.fold,
+                   "batch_size": self.batch_size, "patch_size": self.cfg.patch_size, "architecture": self.arch,
+                   "train_cases": self.train_cases, "val_cases": self.val_cases,
+                   "device": str(self.device)}, self.out / "config.json")
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        workers = tc.num_workers if tc.num_workers is not None else default_workers(self.device)
+        folder = self.ws.preprocessed(self.config)
+        aniso3d = self.cfg.dim == 3 and self.cfg.resampling_data["separate_z"]
+        val_cases = self.val_cases or self.train_cases
+        train_stream = BatchStream(folder, self.train_cases, self.cfg.patch_size, self.batch_size, aniso3d, True,
+                                   tc.seed * 1000 + self.start_epoch, tc.oversample_foreground)
+        val_stream = BatchStream(folder, val_cases, self.cfg.patch_size, self.batch_size, aniso3d, False,
+                                 tc.seed * 1000 + 999, tc.oversample_foreground)
+        pin = self.device.type == "cuda"
+        train_iter = iter(make_loader(train_stream, workers, pin))
+        val_iter = iter(make_loader(val_stream, min(workers, 1), pin))
+        print(f"training {self.config} fold {self.fold}: {len(self.train_cases)} train / {len(self.val_cases)} val "
+              f"cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {tc.epochs} epochs x "
+              f"{tc.iters_per_epoch} iterations, device {self.device}, {workers} data worker(s)", flush=True)
+        epoch = self.start_epoch
+        for epoch in range(self.start_epoch, tc.epochs):
+            self._epoch(epoch, train_iter, val_iter)
+            if (epoch + 1) % tc.save_every == 0 and epoch + 1 < tc.epochs:
+                save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_latest.pt")
+        save_checkpoint(self.state(tc.epochs), self.out / "checkpoint_final.pt")
+        if (self.out / "checkpoint_latest.pt").is_file():
+            os.remove(self.out / "checkpoint_latest.pt")
+        del train_iter, val_iter
+        result = {"epochs": tc.epochs, "best_ema_pseudo_dice": self.best_ema}
+        if self.val_cases and tc.final_validation:
+            result["validation"] = self.validate()
+        return result
+
+    def _epoch(self, epoch: int, train_iter, val_iter) -> None:
+        tc = self.tc
+        lr = poly_lr(tc.initial_lr, epoch, tc.epochs)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.net.train()
+        t0 = time.time()
+        wait = 0.0
+        losses = []
+        for _ in range(tc.iters_per_epoch):
+            tw = time.time()
+            x, y = next(train_iter)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            wait += time.time() - tw
+            losses.append(self.train_step(x, y))
+        train_time = time.time() - t0
+        self.net.eval()
+        counts = np.zeros((3, self.num_classes - 1))
+        val_losses = []
+        with torch.no_grad():
+            for _ in range(tc.val_iters):
+                x, y = next(val_iter)
+                x, y = x.to(self.device), y.to(self.device)
+                out, loss = self._forward_loss(x, y)
+                val_losses.append(float(loss))
+                counts += _pseudo_dice_counts(out[0] if isinstance(out, list) else out, y, self.num_classes)
+        tp, fp, fn = counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pseudo = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+        mean_pd = float(np.nanmean(pseudo)) if np.any(~np.isnan(pseudo)) else 0.0
+        self.ema = mean_pd if self.ema is None else tc.ema_alpha * self.ema + (1 - tc.ema_alpha) * mean_pd
+        rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+               "val_loss": float(np.mean(val_losses)) if val_losses else float("nan"),
+               "pseudo_dice": [None if np.isnan(v) else float(v) for v in pseudo], "ema_pseudo_dice": self.ema,
+               "lr": lr, "epoch_seconds": time.time() - t0, "train_seconds": train_time,
+               "data_wait_share": wait / max(train_time, 1e-9),
+               "iters_per_second": tc.iters_per_epoch / max(train_time, 1e-9)}
+        self.log.append(rec)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        improved = self.ema > self.best_ema
+        if improved:
+            self.best_ema = self.ema
+            save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_best.pt")
+        pd_txt = " ".join("-" if v is None else f"{v:.3f}" for v in rec["pseudo_dice"])
+        print(f"epoch {epoch + 1:4d}/{tc.epochs}  loss {rec['train_loss']:.4f}  val {rec['val_loss']:.4f}  "
+              f"pseudo-Dice [{pd_txt}]  ema {self.ema:.4f}{' *' if improved else '  '}  lr {lr:.5f}  "
+              f"{rec['epoch_seconds']:.1f}s ({rec['iters_per_second']:.2f} it/s, data wait "
+              f"{100 * rec['data_wait_share']:.0f}%)", flush=True)
+        plot_progress(self.log, self.out / "progress.png")
+
+    def validate(self) -> dict:
+        """Predict the held-out cases at full resolution and evaluate against their reference labels."""
+        from ..evaluation.evaluate import evaluate_cases, summary_table, write_summary
+        from ..inference.predictor import Predictor
+
+        self.net.set_deep_supervision(False)
+        self.net.eval()
+        pred = Predictor(self.plans, self.config, [self.net], [], self.device)
+        vdir = self.out / "validation"
+        vdir.mkdir(parents=True, exist_ok=True)
+        pairs = []
+        for case in self.val_cases:
+            out = vdir / f"{case}{self.ds.file_ending}"
+            pred.predict_files(self.ds.image_files(case), out)
+            pairs.append((case, out, self.ds.label_file(case)))
+        self.net.set_deep_supervision(True)
+        summary = evaluate_cases(pairs, self.plans.labels)
+        write_summary(summary, vdir)
+        print(f"validation of {self.config} fold {self.fold} ({len(pairs)} held-out cases, full resolution):")
+        print(summary_table(summary), flush=True)
+        return summary
+
+    def _read_validation(self) -> dict:
+        p = self.out / "validation" / "summary.json"
+        return {"validation": json.loads(p.read_text())} if p.is_file() else {}
+
+
+def train(ws: Workspace, config: str, fold: str, tc: TrainConfig, resume: bool = False) -> dict:
+    result = Trainer(ws, config, fold, tc).run(resume)
+    from ..postprocessing.decide import maybe_decide_postprocessing
+
+    maybe_decide_postprocessing(ws, config)
+    return result

@@ -1,0 +1,44 @@
+"""Cross-validation splits that keep all of one patient's cases (e.g. ED and ES) in the same fold."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import AutosegError, load_json, save_json
+
+
+def grouped_kfold(cases: list[str], groups: dict[str, str], n_folds: int = 5, seed: int = 12345) -> list[dict]:
+    """Assign whole groups to folds, largest groups first to the fold with the fewest cases (ties broken by a
+    seeded shuffle), so folds are balanced in cases and no group is split."""
+    by_group: dict[str, list[str]] = {}
+    for c in sorted(cases):
+        by_group.setdefault(groups.get(c, c), []).append(c)
+    names = sorted(by_group)
+    if len(names) < n_folds:
+        raise AutosegError(f"{len(names)} patient groups cannot make {n_folds} folds; use fold 'all' or more data")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    names.sort(key=lambda g: -len(by_group[g]))  # stable: shuffled order within equal sizes
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    for g in names:
+        k = min(range(n_folds), key=lambda i: (len(folds[i]), i))
+        folds[k].extend(by_group[g])
+    all_cases = sorted(cases)
+    return [{"train": [c for c in all_cases if c not in set(folds[k])], "val": sorted(folds[k])}
+            for k in range(n_folds)]
+
+
+def save_splits(splits: list[dict], path: Path) -> None:
+    save_json(splits, path)
+
+
+def load_fold(path: Path, fold: int | str, all_cases: list[str]) -> tuple[list[str], list[str]]:
+    """(train, val) case lists. Fold 'all' trains on every case and has no held-out validation."""
+    if fold == "all":
+        return sorted(all_cases), []
+    splits = load_json(path)
+    k = int(fold)
+    if not 0 <= k < len(splits):
+        raise AutosegError(f"{path}: fold {k} does not exist (folds 0..{len(splits) - 1} or 'all')")
+    return list(splits[k]["train"]), list(splits[k]["val"])

@@ -1,0 +1,105 @@
+"""The CLI end to end on a tiny phantom: plan, train (2d and 3d), resume, predict, evaluate."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from autoseg.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tiny_phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(out), "-j", "1"]) == 0
+    return out
+
+
+def test_plan_outputs(run):
+    plans = json.loads((run / "plans.json").read_text())
+    assert set(plans["configurations"]) == {"2d", "3d_fullres"}
+    assert plans["configurations"]["3d_fullres"]["resampling_data"]["separate_z"] is True
+    splits = json.loads((run / "splits.json").read_text())
+    assert len(splits) == 5
+    for s in splits:  # ED and ES of a patient stay together
+        assert {c.split("_")[0] for c in s["val"]}.isdisjoint({c.split("_")[0] for c in s["train"]})
+    assert len(list((run / "preprocessed" / "2d").glob("*.json"))) == 10
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate_2d(run, tiny_phantom, tmp_path, capsys):
+    args = ["train", str(run), "-c", "2d", "-f", "0", "--epochs", "2", "--iters-per-epoch", "3", "--val-iters", "1",
+            "--batch-size", "2", "--save-every", "1"]
+    assert main(args) == 0
+    fold = run / "2d" / "fold_0"
+    for f in ("checkpoint_final.pt", "checkpoint_best.pt", "progress.png", "log.jsonl", "config.json",
+              "validation/summary.json"):
+        assert (fold / f).is_file(), f
+    ck = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    assert ck["epoch"] == 2 and "network_weights" in ck
+    assert len((fold / "log.jsonl").read_text().splitlines()) == 2
+    out = capsys.readouterr().out
+    assert "epoch    2/2" in out and "data wait" in out
+
+    # resume: extend the schedule from a latest checkpoint
+    ck["epoch"] = 1
+    torch.save(ck, fold / "checkpoint_latest.pt")
+    assert main(args[:-4] + ["--resume", "--no-validation"]) == 0
+    assert "resuming 2d fold 0 at epoch 1" in capsys.readouterr().out
+
+    preds = tmp_path / "preds"
+    assert main(["predict", str(run), "-i", str(tiny_phantom / "imagesTs"), "-o", str(preds), "-c", "2d",
+                 "-f", "0", "--save-probabilities"]) == 0
+    for p in sorted((tiny_phantom / "imagesTs").glob("*.nii.gz")):
+        case = p.name.replace("_0000.nii.gz", "")
+        ref, got = sitk.ReadImage(str(p)), sitk.ReadImage(str(preds / f"{case}.nii.gz"))
+        assert got.GetSize() == ref.GetSize()
+        assert np.allclose(got.GetSpacing(), ref.GetSpacing())
+        assert np.allclose(got.GetOrigin(), ref.GetOrigin())
+        assert np.allclose(got.GetDirection(), ref.GetDirection())
+        probs = np.load(preds / f"{case}.npz")["probabilities"]
+        assert probs.shape == (4,) + sitk.GetArrayFromImage(ref).shape
+        assert np.allclose(probs.astype(np.float32).sum(0), 1, atol=1e-2)
+    # a single file works too
+    one = next((tiny_phantom / "imagesTs").glob("*.nii.gz"))
+    assert main(["predict", str(run), "-i", str(one), "-o", str(tmp_path / "single"), "-c", "2d", "--no-tta"]) == 0
+    assert len(list((tmp_path / "single").glob("*.nii.gz"))) == 1
+
+    assert main(["evaluate", str(preds), str(tiny_phantom / "labelsTs"), "--dataset-json",
+                 str(tiny_phantom / "dataset.json")]) == 0
+    summary = json.loads((preds / "summary.json").read_text())
+    assert set(summary["mean"]) == {"RV", "MYO", "LV"} and summary["num_cases"] == 2
+    assert (preds / "summary.csv").read_text().startswith("case,RV_dice")
+
+
+@pytest.mark.slow
+def test_train_3d_fold_all(run):
+    assert main(["train", str(run), "-c", "3d_fullres", "-f", "all", "--epochs", "1", "--iters-per-epoch", "2",
+                 "--val-iters", "1", "--batch-size", "2", "--num-workers", "0"]) == 0
+    assert (run / "3d_fullres" / "fold_all" / "checkpoint_final.pt").is_file()
+
+
+def test_errors_are_clear(run, tmp_path, capsys):
+    assert main(["train", str(tmp_path), "-c", "2d", "-f", "0"]) == 2
+    assert "no plans.json" in capsys.readouterr().err
+    assert main(["train", str(run), "-c", "3d_cascade", "-f", "0"]) == 2
+    assert "not in the plans" in capsys.readouterr().err
+    assert main(["predict", str(run), "-i", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "-c", "2d"]) == 2
+    assert "input not found" in capsys.readouterr().err
+
+
+def test_worker_errors_surface_with_the_real_message(run):
+    """A failing data worker must raise its own error in the trainer, not 'workers are no longer alive'."""
+    from autoseg.training.data import BatchStream, make_loader
+
+    folder = run / "preprocessed" / "2d"
+    stream = BatchStream(folder, ["phantom000_frame01"], [32, 32], 2, False, True, 0)
+    victim = folder / "phantom000_frame01_seg.npy"
+    saved = victim.read_bytes()
+    victim.write_bytes(b"not a numpy file")
+    try:
+        with pytest.raises(Exception, match="(?s)phantom000_frame01_seg.npy|pickle|Failed to interpret"):
+            next(iter(make_loader(stream, 1, False)))
+    finally:
+        victim.write_bytes(saved)

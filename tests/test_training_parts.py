@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from autoseg.networks import build_network, register_network
+from autoseg.training.config import poly_lr
+from autoseg.training.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
+from autoseg.training.splits import grouped_kfold
+
+
+def test_dice_loss_known_values():
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    target[0, 0, :2] = 1
+    perfect = torch.full((1, 2, 4, 4), -20.0)
+    perfect[:, 1][target[:, 0] == 1] = 20
+    perfect[:, 0][target[:, 0] == 0] = 20
+    assert SoftDiceLoss()(perfect, target).item() == pytest.approx(0, abs=1e-4)
+    uniform = torch.zeros(1, 2, 4, 4)  # p = 0.5 everywhere: Dice = 2*4/(8+8) = 0.5
+    assert SoftDiceLoss()(uniform, target).item() == pytest.approx(0.5, abs=1e-4)
+    ce = DiceCELoss()(uniform, target).item()
+    assert ce == pytest.approx(0.5 + np.log(2), abs=1e-4)
+
+
+def test_deep_supervision_weights_and_loss():
+    w = deep_supervision_weights(4)
+    assert w[-1] == 0 and sum(w) == pytest.approx(1) and w[0] == pytest.approx(2 * w[1])
+    target = torch.randint(0, 3, (2, 1, 16, 16))
+    outs = [torch.randn(2, 3, 16, 16, requires_grad=True), torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4)]
+    loss = DeepSupervisionLoss(DiceCELoss(), 3)(outs, target)
+    loss.backward()
+    assert torch.isfinite(loss) and outs[0].grad is not None
+
+
+def test_poly_lr():
+    assert poly_lr(0.01, 0, 100) == 0.01
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+
+
+def test_unet_shapes_anisotropic():
+    kw = dict(dim=3, input_channels=2, num_classes=4, n_stages=4, features_per_stage=[8, 16, 32, 32],
+              kernel_sizes=[[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3]],
+              strides=[[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2]], n_conv_per_stage=[2] * 4,
+              n_conv_per_stage_decoder=[2] * 3)
+    net = build_network("PlainConvUNet", kw)
+    outs = net(torch.randn(2, 2, 4, 32, 32))
+    assert [tuple(o.shape) for o in outs] == [(2, 4, 4, 32, 32), (2, 4, 4, 16, 16), (2, 4, 4, 8, 8)]
+    net.set_deep_supervision(False)
+    assert net(torch.randn(1, 2, 4, 32, 32)).shape == (1, 4, 4, 32, 32)
+
+
+def test_registry_refuses_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+        register_network("PlainConvUNet")(torch.nn.Identity)
+
+
+def test_grouped_folds_keep_patients_together():
+    cases = [f"p{i:02d}_f{j}" for i in range(13) for j in (1, 2)]
+    groups = {c: c.split("_")[0] for c in cases}
+    splits = grouped_kfold(cases, groups, 5)
+    vals = [set(s["val"]) for s in splits]
+    assert set().union(*vals) == set(cases) and sum(len(v) for v in vals) == len(cases)
+    for s in splits:
+        assert not {groups[c] for c in s["train"]} & {groups[c] for c in s["val"]}
+    assert max(len(v) for v in vals) - min(len(v) for v in vals) <= 2
