@@ -10,7 +10,8 @@ ACDC = SHARED_DATA / "Dataset027_ACDC"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def require_acdc() -> Path:
+@pytest.fixture
+def acdc() -> Path:
     if not (ACDC / "dataset.json").is_file():
         pytest.skip(f"real-data test: {ACDC} is absent (the shared ACDC dataset lives beside the project root)")
     return ACDC
