@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# GPU check: the phantom through plan -> train (2d and 3d_fullres, AMP) -> predict -> evaluate on a CUDA device.
+# Usage: bash benchmarks/gpu_check.sh OUT_DIR [EPOCHS] [ITERS]
+set -euo pipefail
+out=${1:-/tmp/autoseg_gpu}; epochs=${2:-10}; iters=${3:-50}
+python3 - "$out" <<'PY'
+import sys
+from autoseg.datasets.phantom import make_phantom_dataset
+make_phantom_dataset(sys.argv[1] + "/data", n_train_patients=10, n_test_patients=4, seed=0, size=160)
+PY
+python3 -m autoseg.cli plan "$out/data" --out "$out/run" -j 8
+for c in 2d 3d_fullres; do
+  python3 -m autoseg.cli train "$out/run" -c $c -f 0 --epochs "$epochs" --iters-per-epoch "$iters" --val-iters 10 --device cuda
+  python3 -m autoseg.cli predict "$out/run" -i "$out/data/imagesTs" -o "$out/pred_$c" -c $c -f 0 --device cuda
+  python3 -m autoseg.cli evaluate "$out/pred_$c" "$out/data/labelsTs" --dataset-json "$out/data/dataset.json"
+done
