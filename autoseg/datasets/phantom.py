@@ -30,9 +30,9 @@ def _patient_params(rng: np.random.Generator) -> dict:
         "ellipticity": float(rng.uniform(0.85, 1.15)),
         "wall": float(rng.uniform(7, 10)),  # ED wall thickness, mm
         "ef": float(rng.uniform(0.35, 0.65)),
-        "rv_scale": float(rng.uniform(1.0, 1.35)),
+        "rv_scale": float(rng.uniform(0.95, 1.15)),
         "rv_angle": float(rng.uniform(np.pi - 0.4, np.pi + 0.4)),
-        "center": rng.uniform(-10, 10, 2),
+        "center": rng.uniform(-6, 6, 2),
         "rotation": float(rng.uniform(-0.5, 0.5)),
         "origin": rng.uniform(-150, 150, 3),
         "scale": float(rng.uniform(80, 900)),
@@ -44,7 +44,9 @@ def phantom_case(p: dict, phase: str, rng: np.random.Generator, size: int = 80) 
     nz, sxy = p["n_slices"], p["spacing_xy"]
     yy, xx = np.meshgrid((np.arange(size) - size / 2 + 0.5) * sxy, (np.arange(size) - size / 2 + 0.5) * sxy,
                          indexing="ij")
-    yy, xx = yy - p["center"][0], xx - p["center"][1]
+    # the LV sits off-centre, away from the RV, so that the whole heart is in view
+    yy = yy - p["center"][0] + 12 * np.sin(p["rv_angle"])
+    xx = xx - p["center"][1] + 12 * np.cos(p["rv_angle"])
     es = phase == "ES"
     radial_scale = np.sqrt(1 - p["ef"]) if es else 1.0  # area ~ volume per slice
     wall = p["wall"] * (1.35 if es else 1.0)
@@ -61,11 +63,15 @@ def phantom_case(p: dict, phase: str, rng: np.random.Generator, size: int = 80) 
         myo = (d_epi <= 1) & ~lv
         rv = np.zeros_like(lv)
         if t < 0.8:
-            rr = (p["lv_radius"] + wall) * p["rv_scale"] * (1 - t) * (0.8 if es else 1.0)
-            off = rx + wall + rr * 0.35
+            # crescent: an ellipse centred off the LV towards the RV side, minus the LV and a thin septal gap
+            r_epi = max(rx, ry) + wall
+            rr = r_epi * p["rv_scale"] * (1 - 0.6 * t) * (0.85 if es else 1.0)
+            off = 0.55 * r_epi
             cy, cx = off * np.sin(p["rv_angle"]), off * np.cos(p["rv_angle"])
-            rv_disc = ((yy - cy) / (rr * 0.75)) ** 2 + ((xx - cx) / rr) ** 2 <= 1
-            rv = rv_disc & (d_epi > 1.12)
+            du, dv = yy - cy, xx - cx
+            ca, sa = np.cos(p["rv_angle"]), np.sin(p["rv_angle"])
+            along, across = du * sa + dv * ca, du * ca - dv * sa
+            rv = ((along / (0.95 * rr)) ** 2 + (across / (1.15 * rr)) ** 2 <= 1) & (d_epi > 1.08)
         lab[z][rv] = 1
         lab[z][myo] = 2
         lab[z][lv] = 3

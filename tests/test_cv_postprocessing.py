@@ -1,0 +1,38 @@
+"""The largest-component decision is taken from all folds' validation predictions, per label."""
+import json
+
+import numpy as np
+import SimpleITK as sitk
+
+from autoseg import api
+from autoseg.postprocessing.decide import maybe_decide_postprocessing
+from autoseg.workspace import Workspace
+
+
+def test_lcc_kept_only_for_labels_it_helps(tiny_phantom, tmp_path):
+    run = tmp_path / "run"
+    api.plan(tiny_phantom, run, preprocess_after=False, num_workers=1)
+    ws = Workspace.at(run)
+    splits = json.loads(ws.splits.read_text())
+    for k, s in enumerate(splits[:4]):
+        _write_fold(ws, tiny_phantom, k, s["val"])
+    assert maybe_decide_postprocessing(ws, "2d") is None  # fold 4 missing: no decision yet
+    _write_fold(ws, tiny_phantom, 4, splits[4]["val"])
+    res = maybe_decide_postprocessing(ws, "2d")
+    assert res["lcc_labels"] == [3]  # LV had spurious islands; RV and MYO were untouched
+    assert res["dice_after"]["LV"] > res["dice_before"]["LV"]
+    assert json.loads(ws.postprocessing("2d").read_text())["lcc_labels"] == [3]
+    assert ws.cv_summary("2d").is_file()
+
+
+def _write_fold(ws, data, k, cases):
+    vdir = ws.fold_dir("2d", k) / "validation"
+    vdir.mkdir(parents=True)
+    for c in cases:
+        ref = sitk.ReadImage(str(data / "labelsTr" / f"{c}.nii.gz"))
+        a = sitk.GetArrayFromImage(ref)
+        a[0, :3, :3] = 3  # a false-positive LV island in a corner
+        img = sitk.GetImageFromArray(a)
+        img.CopyInformation(ref)
+        sitk.WriteImage(img, str(vdir / f"{c}.nii.gz"))
+    (vdir / "summary.json").write_text("{}")
