@@ -76,12 +76,27 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configura
 
 
 def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,
-             out: str | Path | None = None) -> dict:
+             out: str | Path | None = None, cases_csv: str | Path | None = None, report: bool = False,
+             images_dir: str | Path | None = None) -> dict:
+    """Metrics (Dice, IoU, HD95, ASSD), clinical indices where the labels are cardiac, and optionally a report."""
     from .evaluation.evaluate import evaluate_folder, summary_table
+    from .utils import load_json
 
-    summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out)
+    summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
+    out_dir = Path(out or pred_dir)
     print(summary_table(summary))
-    print(f"summary written to {Path(out or pred_dir) / 'summary.json'}", flush=True)
+    print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
+    if report:
+        from .evaluation.report import write_report
+
+        labels_dir = Path(labels_dir)
+        if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
+            cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
+            images_dir = cand if cand.is_dir() and cand != labels_dir else None
+        dj = load_json(dataset_json) if dataset_json else load_json(labels_dir.parent / "dataset.json")
+        page = write_report(summary, Path(pred_dir), labels_dir, out_dir / "report",
+                            Path(images_dir) if images_dir else None, dj["file_ending"])
+        print(f"report written to {page}", flush=True)
     return summary
 
 

@@ -55,11 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--save-probabilities", action="store_true")
     s.add_argument("--device", default="auto")
 
-    s = sub.add_parser("evaluate", help="Dice and IoU of predictions against reference labels")
+    s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD and clinical indices against reference labels")
     s.add_argument("pred_dir")
     s.add_argument("labels_dir")
-    s.add_argument("--dataset-json")
-    s.add_argument("--out")
+    s.add_argument("--dataset-json", help="dataset.json naming the labels (default: beside LABELS_DIR)")
+    s.add_argument("--cases", help="CSV with columns case, patient, phase (ED/ES) [, view] (default: cases.csv "
+                                   "beside dataset.json)")
+    s.add_argument("--out", help="folder for summary.json/csv and the report (default: PRED_DIR)")
+    s.add_argument("--report", action="store_true", help="write report/report.html with plots and overlays")
+    s.add_argument("--images", help="images folder for the overlays (default: imagesXx beside labelsXx)")
 
     s = sub.add_parser("demo", help="phantom -> plan -> train -> predict -> evaluate, CPU-sized")
     s.add_argument("--out", default="autoseg_demo")
@@ -94,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
                         args.step, args.save_probabilities, args.device)
         elif args.command == "evaluate":
-            api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out)
+            api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
+                         args.images)
         elif args.command == "demo":
             api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
         elif args.command == "verify":

@@ -32,14 +32,15 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
     """Call ``write(tmp_path)`` on a temporary file in the same folder, then rename it onto ``path``.
 
-    A crash leaves either the old file or the new one, never a half-written one.
+    A crash leaves either the old file or the new one, never a half-written one. ``suffix`` is the temporary
+    name's ending, for writers that choose the format from the file name (pass the real ending).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

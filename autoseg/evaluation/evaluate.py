@@ -1,15 +1,241 @@
-"""Evaluate a folder of predictions against reference label maps: per-case and mean Dice and IoU per label."""
+"""Evaluate predictions against reference label maps.
+
+Per case and label: Dice, IoU, HD95 and ASSD (mm) and the volume of each structure in prediction and reference.
+Means (with sd and the number of cases behind them) per label, overall and per phase (ED/ES) where phases are known;
+cardiac clinical indices per patient with their agreement. Used by ``autoseg evaluate``, by the validation at the end
+of training and by the cross-validation summary, so all three report the same numbers.
+"""
 from __future__ import annotations
 
 import csv
 import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..io.images import SUPPORTED_ENDINGS, read_label
 from ..utils import AutosegError, atomic_write_bytes, format_table, load_json, save_json
+from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
 from .metrics import dice_iou, mean_std
+from .surface import surface_metrics
+
+METRICS = ("dice", "iou", "hd95_mm", "assd_mm")
+
+
+@dataclass
+class CaseTable:
+    """Which patient, phase (ED/ES) and, for echo, view (2CH/4CH) each case is."""
+
+    patient: dict[str, str] = field(default_factory=dict)
+    phase: dict[str, str] = field(default_factory=dict)
+    view: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_csv(path: str | Path) -> "CaseTable":
+        path = Path(path)
+        if not path.is_file():
+            raise AutosegError(f"{path}: case table not found")
+        t = CaseTable()
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "case" not in reader.fieldnames:
+                raise AutosegError(f"{path}: a case table needs a 'case' column (and patient, phase)")
+            for row in reader:
+                c = row["case"]
+                for key, d in (("patient", t.patient), ("phase", t.phase), ("view", t.view)):
+                    if row.get(key):
+                        d[c] = row[key].strip()
+        return t
+
+    @staticmethod
+    def from_dataset_json(dj: dict) -> "CaseTable":
+        return CaseTable({str(k): str(v) for k, v in (dj.get("groups") or {}).items()},
+                         {str(k): str(v) for k, v in (dj.get("phases") or {}).items()},
+                         {str(k): str(v) for k, v in (dj.get("views") or {}).items()})
+
+
+def _case_metrics(args) -> dict:
+    case, pred_path, ref_path, labels = args
+    pred, pg = read_label(pred_path, case)
+    ref, rg = read_label(ref_path, case)
+    if pred.shape != ref.shape:
+        raise AutosegError(f"case {case}: prediction {pred_path} has shape {pred.shape}, reference {ref_path} "
+                           f"has {ref.shape}")
+    if not np.allclose(pg.spacing, rg.spacing, rtol=1e-3):
+        raise AutosegError(f"case {case}: prediction spacing {pg.spacing} differs from the reference's {rg.spacing}")
+    row: dict = {"case": case}
+    vols: dict = {}
+    for name, v in labels.items():
+        if v == 0:
+            continue
+        p, r = pred == v, ref == v
+        d, j = dice_iou(pred, ref, v)
+        row[name] = {"dice": d, "iou": j, **{k: s for k, s in surface_metrics(p, r, rg.spacing).items()
+                                              if k != "flag"}}
+        if rg.dimension == 3:
+            vols[name] = {"pred_ml": volume_ml(p, rg.spacing), "ref_ml": volume_ml(r, rg.spacing)}
+        else:  # 2D: areas in mm^2, for Simpson's method
+            sp2 = rg.spacing[1:]
+            vols[name] = {"pred_area_mm2": float(p.sum() * np.prod(sp2)), "ref_area_mm2": float(r.sum() * np.prod(sp2))}
+    row["volumes"] = vols
+    row["_spacing"] = list(rg.spacing)
+    return row
+
+
+def _means(rows: list[dict], names: list[str]) -> dict:
+    return {n: {m: mean_std([r[n][m] for r in rows]) for m in METRICS} for n in names}
+
+
+def _clinical_short_axis(per_case: list[dict], table: CaseTable) -> dict | None:
+    by_patient: dict[str, dict[str, dict]] = {}
+    for r in per_case:
+        ph, pat = table.phase.get(r["case"]), table.patient.get(r["case"])
+        if ph in ("ED", "ES") and pat:
+            by_patient.setdefault(pat, {})[ph] = r
+    rows = []
+    for pat in sorted(by_patient):
+        d = by_patient[pat]
+        if "ED" not in d or "ES" not in d:
+            continue
+        res = {"patient": pat, "ED_case": d["ED"]["case"], "ES_case": d["ES"]["case"]}
+        for side in ("pred", "ref"):
+            ed = {n: v[f"{side}_ml"] for n, v in d["ED"]["volumes"].items() if n in ("LV", "RV", "MYO")}
+            es = {n: v[f"{side}_ml"] for n, v in d["ES"]["volumes"].items() if n in ("LV", "RV", "MYO")}
+            res[side] = short_axis_indices(ed, es)
+        rows.append(res)
+    if not rows:
+        return None
+    keys = sorted({k for r in rows for k in r["ref"]})
+    return {"method": "short-axis stack (voxel counting; myocardial mass at ED x 1.05 g/ml)",
+            "per_patient": rows,
+            "agreement": {k: agreement([r["pred"].get(k) for r in rows], [r["ref"].get(k) for r in rows])
+                          for k in keys}}
+
+
+def _clinical_echo(per_case: list[dict], table: CaseTable) -> dict | None:
+    """LV volumes by Simpson's biplane method from 2CH and 4CH masks at ED and ES (needs views in the table)."""
+    from ..io.images import read_label as _rl  # masks are re-read: only LV is needed
+
+    groups: dict[str, dict[tuple[str, str], dict]] = {}
+    for r in per_case:
+        c = r["case"]
+        ph, pat, view = table.phase.get(c), table.patient.get(c), table.view.get(c, "").upper()
+        if ph in ("ED", "ES") and pat and view in ("2CH", "4CH"):
+            groups.setdefault(pat, {})[(ph, view)] = r
+    rows = []
+    for pat in sorted(groups):
+        g = groups[pat]
+        if len(g) < 4:
+            continue
+        res = {"patient": pat}
+        for side in ("pred", "ref"):
+            vol = {}
+            for ph in ("ED", "ES"):
+                masks = []
+                for view in ("2CH", "4CH"):
+                    r = g[(ph, view)]
+                    lab, geom = _rl(r["_paths"][side], r["case"])
+                    masks.append((lab[0] == r["_lv_value"], geom.spacing[1:]))
+                vol[ph] = simpson_biplane_ml(masks[0][0], masks[0][1], masks[1][0], masks[1][1])
+            res[side] = {"LV_EDV_ml": vol["ED"], "LV_ESV_ml": vol["ES"],
+                         "LV_EF_pct": 100 * (vol["ED"] - vol["ES"]) / vol["ED"] if vol["ED"] > 0 else None}
+        rows.append(res)
+    if not rows:
+        return None
+    keys = ["LV_EDV_ml", "LV_ESV_ml", "LV_EF_pct"]
+    return {"method": "Simpson's biplane method of discs (2CH + 4CH, 20 discs)", "per_patient": rows,
+            "agreement": {k: agreement([r["pred"][k] for r in rows], [r["ref"][k] for r in rows]) for k in keys}}
+
+
+def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], table: CaseTable | None = None,
+                   num_workers: int | None = None) -> dict:
+    table = table or CaseTable()
+    names = [n for n, v in labels.items() if v != 0]
+    jobs = [(c, p, r, labels) for c, p, r in pairs]
+    workers = num_workers if num_workers is not None else min(os.cpu_count() or 1, 4)
+    if workers > 1 and len(jobs) > 4:
+        with ProcessPoolExecutor(workers) as ex:
+            per_case = list(ex.map(_case_metrics, jobs))
+    else:
+        per_case = [_case_metrics(j) for j in jobs]
+    for r, (c, p, ref) in zip(per_case, pairs):
+        if c in table.patient:
+            r["patient"] = table.patient[c]
+        if c in table.phase:
+            r["phase"] = table.phase[c]
+        r["_paths"] = {"pred": str(p), "ref": str(ref)}
+        r["_lv_value"] = labels.get("LV")
+    fg_dice = [np.mean([r[n]["dice"] for n in names if r[n]["dice"] is not None]) for r in per_case
+               if any(r[n]["dice"] is not None for n in names)]
+    summary = {"labels": labels, "num_cases": len(per_case), "metrics_definition": _DEFINITION,
+               "mean": _means(per_case, names),
+               "foreground_mean_dice": float(np.mean(fg_dice)) if fg_dice else None}
+    phases = sorted({r["phase"] for r in per_case if "phase" in r})
+    if phases:
+        summary["mean_by_phase"] = {ph: _means([r for r in per_case if r.get("phase") == ph], names)
+                                    for ph in phases}
+    clinical = None
+    if {"LV", "RV", "MYO"} & set(names) and any(len(r["volumes"]) and "pred_ml" in next(iter(r["volumes"].values()))
+                                               for r in per_case):
+        clinical = _clinical_short_axis(per_case, table)
+    elif "LV" in names and table.view:
+        clinical = _clinical_echo(per_case, table)
+    if clinical:
+        summary["clinical"] = clinical
+    for r in per_case:
+        for k in ("_paths", "_lv_value", "_spacing"):
+            r.pop(k, None)
+    summary["per_case"] = per_case
+    return summary
+
+
+_DEFINITION = ("Dice/IoU: both structures empty -> null (left out of means). HD95: larger of the two directed 95th "
+               "percentiles of boundary-to-boundary distances (mm); ASSD: mean of both directed distance sets (mm); "
+               "boundary = voxels with a face-neighbour outside. One side empty -> distances = image diagonal (mm); "
+               "both empty -> null. 'n' = cases behind each mean.")
+
+
+def _csv_text(summary: dict) -> str:
+    names = [n for n, v in summary["labels"].items() if v != 0]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case", "patient", "phase"] + [f"{n}_{m}" for n in names for m in METRICS])
+    for r in summary["per_case"]:
+        w.writerow([r["case"], r.get("patient", ""), r.get("phase", "")]
+                   + ["" if r[n][m] is None else f"{r[n][m]:.6f}" for n in names for m in METRICS])
+    return buf.getvalue()
+
+
+def _fmt(m: dict, digits: int = 4) -> str:
+    return "-" if m["mean"] is None else f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}"
+
+
+def summary_table(summary: dict) -> str:
+    rows = []
+    groups = [("all", summary["mean"])] + list(summary.get("mean_by_phase", {}).items())
+    for group, means in groups:
+        for name, m in means.items():
+            rows.append([name if group == "all" else f"{name} ({group})", _fmt(m["dice"]), _fmt(m["iou"]),
+                         _fmt(m["hd95_mm"], 2), _fmt(m["assd_mm"], 2), m["dice"]["n"]])
+    text = format_table(["label", "Dice", "IoU", "HD95 (mm)", "ASSD (mm)", "n"], rows)
+    clin = summary.get("clinical")
+    if clin:
+        crow = [[k, a["n"], "-" if a["pearson_r"] is None else f"{a['pearson_r']:.3f}", f"{a['bias']:+.2f}",
+                 f"[{a['loa_low']:+.2f}, {a['loa_high']:+.2f}]", f"{a['mae']:.2f}"]
+                for k, a in clin["agreement"].items() if a["n"]]
+        text += "\n\nclinical indices, prediction vs reference (" + clin["method"] + ")\n"
+        text += format_table(["index", "patients", "r", "bias", "95% limits of agreement", "MAE"], crow)
+    return text
+
+
+def write_summary(summary: dict, out_dir: Path, stem: str = "summary") -> None:
+    """``<stem>.json`` and ``<stem>.csv`` (one row per case) in ``out_dir``."""
+    save_json(summary, out_dir / f"{stem}.json")
+    text = _csv_text(summary)
+    atomic_write_bytes(out_dir / f"{stem}.csv", lambda tmp: Path(tmp).write_text(text))
 
 
 def _files_by_case(folder: Path, ending: str | None) -> dict[str, Path]:
@@ -22,56 +248,8 @@ def _files_by_case(folder: Path, ending: str | None) -> dict[str, Path]:
     return out
 
 
-def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int]) -> dict:
-    fg = {n: v for n, v in labels.items() if v != 0}
-    per_case = []
-    for case, pred_path, ref_path in pairs:
-        pred, pg = read_label(pred_path, case)
-        ref, rg = read_label(ref_path, case)
-        if pred.shape != ref.shape:
-            raise AutosegError(f"case {case}: prediction {pred_path} has shape {pred.shape}, reference {ref_path} "
-                               f"has {ref.shape}")
-        row: dict = {"case": case}
-        for name, v in fg.items():
-            d, j = dice_iou(pred, ref, v)
-            row[name] = {"dice": d, "iou": j}
-        per_case.append(row)
-    mean = {name: {"dice": mean_std([r[name]["dice"] for r in per_case]),
-                   "iou": mean_std([r[name]["iou"] for r in per_case])} for name in fg}
-    fg_dice = [np.mean([r[n]["dice"] for n in fg if r[n]["dice"] is not None]) for r in per_case
-               if any(r[n]["dice"] is not None for n in fg)]
-    return {"labels": labels, "num_cases": len(per_case), "mean": mean,
-            "foreground_mean_dice": float(np.mean(fg_dice)) if fg_dice else None, "per_case": per_case}
-
-
-def _csv_text(summary: dict) -> str:
-    names = [n for n, v in summary["labels"].items() if v != 0]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["case"] + [f"{n}_{m}" for n in names for m in ("dice", "iou")])
-    for r in summary["per_case"]:
-        w.writerow([r["case"]] + ["" if r[n][m] is None else f"{r[n][m]:.6f}" for n in names for m in ("dice", "iou")])
-    return buf.getvalue()
-
-
-def summary_table(summary: dict) -> str:
-    rows = []
-    for name, m in summary["mean"].items():
-        d, j = m["dice"], m["iou"]
-        rows.append([name, "-" if d["mean"] is None else f"{d['mean']:.4f} ± {d['std']:.4f}",
-                     "-" if j["mean"] is None else f"{j['mean']:.4f}", d["n"]])
-    return format_table(["label", "Dice (mean ± sd)", "IoU", "n"], rows)
-
-
-def write_summary(summary: dict, out_dir: Path, stem: str = "summary") -> None:
-    """``<stem>.json`` and ``<stem>.csv`` (one row per case) in ``out_dir``."""
-    save_json(summary, out_dir / f"{stem}.json")
-    text = _csv_text(summary)
-    atomic_write_bytes(out_dir / f"{stem}.csv", lambda tmp: Path(tmp).write_text(text))
-
-
 def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,
-                    out_dir: str | Path | None = None) -> dict:
+                    out_dir: str | Path | None = None, cases_csv: str | Path | None = None) -> dict:
     pred_dir, labels_dir = Path(pred_dir), Path(labels_dir)
     for d in (pred_dir, labels_dir):
         if not d.is_dir():
@@ -85,16 +263,21 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
         raise AutosegError(f"no dataset.json beside {labels_dir}; pass --dataset-json to name the labels")
     dj = load_json(dataset_json)
     labels = {str(k): int(v) for k, v in dj["labels"].items()}
+    table = CaseTable.from_dataset_json(dj)
+    if cases_csv is None and (Path(dataset_json).parent / "cases.csv").is_file():
+        cases_csv = Path(dataset_json).parent / "cases.csv"
+    if cases_csv is not None:
+        t = CaseTable.from_csv(cases_csv)
+        table = CaseTable({**table.patient, **t.patient}, {**table.phase, **t.phase}, {**table.view, **t.view})
     ending = dj.get("file_ending")
     preds, refs = _files_by_case(pred_dir, ending), _files_by_case(labels_dir, ending)
-    missing = sorted(set(refs) - set(preds))
     if not preds:
         raise AutosegError(f"{pred_dir}: no predictions ending in {ending}")
     unmatched = sorted(set(preds) - set(refs))
     if unmatched:
         raise AutosegError(f"{labels_dir}: no reference label for predicted case(s) {unmatched[:5]}")
     pairs = [(c, preds[c], refs[c]) for c in sorted(preds)]
-    summary = evaluate_cases(pairs, labels)
-    summary["cases_without_prediction"] = missing
+    summary = evaluate_cases(pairs, labels, table)
+    summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
     write_summary(summary, Path(out_dir) if out_dir else pred_dir)
     return summary

@@ -7,7 +7,6 @@ spacing, origin and direction so that a prediction is written back exactly on th
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -154,19 +153,8 @@ def _write_sitk(arr: np.ndarray, geom: Geometry, path: Path) -> None:
     img.SetSpacing(geom.sitk_spacing)
     img.SetOrigin(geom.origin)
     img.SetDirection(geom.direction)
-    ending = ending_of(path)
-
-    def _w(tmp: str) -> None:
-        # SimpleITK picks the writer from the file name, so the temporary file gets the same ending.
-        tmp_named = tmp + ending
-        try:
-            sitk.WriteImage(img, tmp_named, useCompression=True)
-            os.replace(tmp_named, tmp)
-        finally:
-            if os.path.exists(tmp_named):
-                os.remove(tmp_named)
-
-    atomic_write_bytes(path, _w)
+    # SimpleITK picks the writer from the file name, so the temporary file keeps the real ending
+    atomic_write_bytes(path, lambda tmp: sitk.WriteImage(img, tmp, useCompression=True), suffix=ending_of(path))
 
 
 def write_label(seg: np.ndarray, geom: Geometry, path: str | Path) -> None:

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from ..evaluation.evaluate import evaluate_cases, write_summary
+from ..evaluation.evaluate import CaseTable, evaluate_cases, write_summary
 from ..evaluation.metrics import dice_iou
 from ..io.dataset import load_dataset
 from ..io.images import read_label
@@ -39,7 +39,7 @@ def decide_postprocessing(ws: Workspace, config: str, n_folds: int) -> dict:
         for p in sorted(vdir.glob("*" + ds.file_ending)):
             case = p.name[: -len(ds.file_ending)]
             pairs.append((case, p, ds.label_file(case)))
-    cv = evaluate_cases(pairs, plans.labels)
+    cv = evaluate_cases(pairs, plans.labels, CaseTable(ds.groups, ds.phases))
     write_summary(cv, ws.config_dir(config), stem="cv_summary")
     fg = {n: v for n, v in plans.labels.items() if v != 0}
     before = {n: [] for n in fg}

@@ -251,7 +251,7 @@ class Trainer:
 
     def validate(self) -> dict:
         """Predict the held-out cases at full resolution and evaluate against their reference labels."""
-        from ..evaluation.evaluate import evaluate_cases, summary_table, write_summary
+        from ..evaluation.evaluate import CaseTable, evaluate_cases, summary_table, write_summary
         from ..inference.predictor import Predictor
 
         self.net.set_deep_supervision(False)
@@ -265,7 +265,7 @@ class Trainer:
             pred.predict_files(self.ds.image_files(case), out)
             pairs.append((case, out, self.ds.label_file(case)))
         self.net.set_deep_supervision(True)
-        summary = evaluate_cases(pairs, self.plans.labels)
+        summary = evaluate_cases(pairs, self.plans.labels, CaseTable(self.ds.groups, self.ds.phases))
         write_summary(summary, vdir)
         print(f"validation of {self.config} fold {self.fold} ({len(pairs)} held-out cases, full resolution):")
         print(summary_table(summary), flush=True)
