@@ -107,7 +107,6 @@ def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: in
     The schedule is sized for a 2-core CPU (about 450 iterations of a batch of 6 2D patches); the plan itself is
     nnU-Net's, unchanged."""
     from .datasets.phantom import make_phantom_dataset
-    from .evaluation.evaluate import summary_table
 
     t0 = time.time()
     out = Path(out)

@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory target for patch/batch (default 8)")
     s.add_argument("--group-by", help="regex whose first group (or match) is the patient id of a case name")
     s.add_argument("--no-preprocess", action="store_true", help="only plan")
-    s.add_argument("-c", "--configurations", nargs="+", help="configurations to preprocess (default: all but 3d_lowres)")
+    s.add_argument("-c", "--configurations", nargs="+",
+                   help="configurations to preprocess (default: all but 3d_lowres)")
     s.add_argument("-j", "--num-workers", type=int, default=2)
 
     s = sub.add_parser("preprocess", help="preprocess training cases for configurations of a run")

@@ -13,6 +13,9 @@ import numpy as np
 
 T = TypeVar("T")
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class AutosegError(Exception):
     """An error a user can act on: the message names the file or case and the fix."""
@@ -44,6 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes private files; results get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,7 +1,6 @@
 """The largest-component decision is taken from all folds' validation predictions, per label."""
 import json
 
-import numpy as np
 import SimpleITK as sitk
 
 from autoseg import api

@@ -116,3 +116,15 @@ def test_empty_dataset(tmp_path):
                                            "a": 1}, "numTraining": 0, "file_ending": ".nii.gz"}))
     with pytest.raises(AutosegError, match="empty"):
         load_dataset(tmp_path)
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from autoseg.utils import save_json
+
+    save_json({"a": 1}, tmp_path / "x.json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o666 & ~umask

@@ -114,7 +114,7 @@ def _case_figures(case: str, image_files: list[Path] | None, ref_path: Path, pre
         from matplotlib.animation import FuncAnimation, PillowWriter
         fig, ax = plt.subplots(1, 3, figsize=(9, 3.2))
         ims = []
-        for j, lab in enumerate((None, ref, pred)):
+        for j in range(3):
             ims.append(ax[j].imshow(np.zeros(ref.shape[1:] + (3,))))
             ax[j].set_title(("image", "reference", "prediction")[j], fontsize=9)
             ax[j].axis("off")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..io.dataset import case_ids_in
-from ..io.images import Geometry, SUPPORTED_ENDINGS, ending_of, read_case_images, write_label
+from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks import build_network
 from ..planner.plans import Plans
 from ..postprocessing.components import apply_postprocessing, load_postprocessing
@@ -155,7 +155,8 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
 
 def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
-            save_probabilities: bool = False, device: str = "auto", checkpoint: str = "checkpoint_final.pt") -> list[Path]:
+            save_probabilities: bool = False, device: str = "auto",
+            checkpoint: str = "checkpoint_final.pt") -> list[Path]:
     ws.require_plans()
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")

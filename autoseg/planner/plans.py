@@ -19,7 +19,8 @@ def _check_keys(cls, d: dict, where: str) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise AutosegError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    missing = sorted(f.name for f in fields(cls) if f.name not in d and f.default is MISSING and f.default_factory is MISSING)
+    missing = sorted(f.name for f in fields(cls)
+                     if f.name not in d and f.default is MISSING and f.default_factory is MISSING)
     if missing:
         raise AutosegError(f"{where}: missing key(s) {missing}")
 

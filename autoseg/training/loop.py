@@ -17,7 +17,7 @@ import torch
 from ..io.dataset import load_dataset
 from ..networks import build_network
 from ..planner.plans import Plans
-from ..utils import AutosegError, format_table, save_json
+from ..utils import AutosegError, save_json
 from ..workspace import Workspace
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, poly_lr
@@ -137,7 +137,8 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------------
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor):
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        dtype = self.amp_dtype or torch.float32
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
             out = self.net(x)
             loss = self.loss(out, y)
         return out, loss
