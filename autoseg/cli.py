@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, dest="initial_lr")
     s.add_argument("--num-workers", type=int, help="data-loading worker processes")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--num-gpus", type=int, dest="num_processes",
+                   help="train with DistributedDataParallel on N GPUs (the batch is split over them)")
     s.add_argument("--no-amp", action="store_true")
     s.add_argument("--seed", type=int)
     s.add_argument("--save-every", type=int)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             tc = TrainConfig(device=args.device, amp=not args.no_amp, final_validation=not args.no_validation)
             for k in ("epochs", "iters_per_epoch", "val_iters", "batch_size", "initial_lr", "num_workers", "seed",
-                      "save_every"):
+                      "save_every", "num_processes"):
                 if getattr(args, k) is not None:
                     setattr(tc, k, getattr(args, k))
             api.train(args.run_dir, args.configuration, args.fold, tc, args.resume)

@@ -70,7 +70,7 @@ def test_train_predict_evaluate_2d(run, tiny_phantom, tmp_path, capsys):
                  str(tiny_phantom / "dataset.json")]) == 0
     summary = json.loads((preds / "summary.json").read_text())
     assert set(summary["mean"]) == {"RV", "MYO", "LV"} and summary["num_cases"] == 2
-    assert (preds / "summary.csv").read_text().startswith("case,RV_dice")
+    assert (preds / "summary.csv").read_text().startswith("case,patient,phase,RV_dice")
 
 
 @pytest.mark.slow
@@ -103,3 +103,16 @@ def test_worker_errors_surface_with_the_real_message(run):
             next(iter(make_loader(stream, 1, False)))
     finally:
         victim.write_bytes(saved)
+
+
+@pytest.mark.slow
+def test_distributed_training_two_processes_on_cpu(run):
+    """DistributedDataParallel over the gloo backend: two processes share the batch; rank 0 writes the results."""
+    assert main(["train", str(run), "-c", "2d", "-f", "1", "--num-gpus", "2", "--device", "cpu", "--epochs", "2",
+                 "--iters-per-epoch", "2", "--val-iters", "1", "--batch-size", "4", "--num-workers", "0",
+                 "--no-validation"]) == 0
+    fold = run / "2d" / "fold_1"
+    assert json.loads((fold / "config.json").read_text())["world_size"] == 2
+    assert len((fold / "log.jsonl").read_text().splitlines()) == 2  # one writer, not two
+    ck = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in ck["network_weights"])  # plain weights, loadable anywhere

@@ -74,3 +74,38 @@ def test_report_page_renders_in_chromium(predictions, tiny_phantom, tmp_path):
     subprocess.run(base + ["--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()], capture_output=True,
                    timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_echo_simpson_biplane_through_evaluate(tmp_path):
+    """2D apical views of prolate ellipsoids: EDV/ESV from the reference must match 4/3 pi a^2 c, and EF follow."""
+    from scipy.ndimage import binary_erosion
+
+    ref_dir, pred_dir = tmp_path / "labelsTs", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    sp = 0.35
+    yy, xx = np.meshgrid(np.arange(360) * sp, np.arange(300) * sp, indexing="ij")
+    rows, truth = ["case,patient,phase,view"], {}
+    for i, (a_ed, a_es, c) in enumerate([(22, 15, 48), (25, 20, 50), (20, 12, 45)]):
+        for ph, a in (("ED", a_ed), ("ES", a_es)):
+            truth[(i, ph)] = 4 / 3 * np.pi * a * a * c / 1000
+            for view in ("2CH", "4CH"):
+                lab = np.zeros(yy.shape, np.uint8)
+                lv = ((yy - 63) / c) ** 2 + ((xx - 52) / a) ** 2 <= 1
+                lab[lv] = 1
+                case = f"p{i}_{ph}_{view}"
+                rows.append(f"{case},p{i},{ph},{view}")
+                for folder, arr in ((ref_dir, lab), (pred_dir, binary_erosion(lv).astype(np.uint8))):
+                    img = sitk.GetImageFromArray(arr)
+                    img.SetSpacing((sp, sp))
+                    sitk.WriteImage(img, str(folder / f"{case}.nii.gz"))
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "LV": 1, "MYO": 2, "LA": 3},
+                                                       "file_ending": ".nii.gz"}))
+    assert main(["evaluate", str(pred_dir), str(ref_dir), "--dataset-json", str(tmp_path / "dataset.json")]) == 0
+    clin = json.loads((pred_dir / "summary.json").read_text())["clinical"]
+    assert clin["method"].startswith("Simpson")
+    for i, r in enumerate(clin["per_patient"]):
+        assert r["ref"]["LV_EDV_ml"] == pytest.approx(truth[(i, "ED")], rel=0.02)
+        assert r["ref"]["LV_ESV_ml"] == pytest.approx(truth[(i, "ES")], rel=0.02)
+    assert clin["agreement"]["LV_EDV_ml"]["bias"] < 0  # eroded predictions

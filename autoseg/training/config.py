@@ -19,6 +19,7 @@ class TrainConfig:
     save_every: int = 10
     ema_alpha: float = 0.9
     device: str = "auto"
+    num_processes: int = 1  # > 1: DistributedDataParallel, one process per GPU (gloo on a CPU, for testing)
     amp: bool = True
     seed: int = 0
     final_validation: bool = True

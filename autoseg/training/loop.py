@@ -82,10 +82,16 @@ def plot_progress(log: list[dict], path: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, ws: Workspace, config: str, fold: str, tc: TrainConfig):
+    """One fold's training. With ``world_size > 1`` it is one of several DistributedDataParallel processes: each
+    gets its own device, a share of the global batch and its own data seed; rank 0 logs, plots, saves checkpoints
+    and validates, and pseudo-Dice counts are summed over all ranks so every rank takes the same decisions."""
+
+    def __init__(self, ws: Workspace, config: str, fold: str, tc: TrainConfig, rank: int = 0, world_size: int = 1):
         from ..inference.predictor import resolve_device
 
         self.ws, self.config, self.fold, self.tc = ws, config, str(fold), tc
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
         self.plans = Plans.load(ws.require_plans().plans)
         self.cfg = self.plans.configuration(config)
         self.ds = load_dataset(self.plans.dataset_dir)
@@ -94,17 +100,26 @@ class Trainer:
         self.train_cases, self.val_cases = load_fold(ws.splits, self.fold, self.ds.cases)
         self.out = ws.fold_dir(config, self.fold)
         self.device = resolve_device(tc.device)
+        if world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", rank)
+            torch.cuda.set_device(self.device)
         self.num_classes = self.plans.num_classes
         arch = self.cfg.architecture
         self.arch = {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)}
         self.net = build_network(arch.network_class_name, dict(arch.arch_kwargs)).to(self.device)
+        self.model: torch.nn.Module = self.net
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.net, device_ids=[rank] if self.device.type == "cuda" else None)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=tc.initial_lr, momentum=tc.momentum,
                                    weight_decay=tc.weight_decay, nesterov=True)
         self.amp_dtype = _autocast_dtype(self.device) if tc.amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         n_out = len(arch.arch_kwargs["strides"]) - 1
         self.loss = DeepSupervisionLoss(DiceCELoss(batch_dice=self.cfg.batch_dice), n_out)
-        self.batch_size = tc.batch_size or self.cfg.batch_size
+        self.batch_size = tc.batch_size or self.cfg.batch_size  # global batch, split over the ranks
+        self.local_batch = max(1, -(-self.batch_size // world_size))
         self.start_epoch = 0
         self.log: list[dict] = []
         self.best_ema = -1.0
@@ -139,7 +154,7 @@ class Trainer:
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor):
         dtype = self.amp_dtype or torch.float32
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
-            out = self.net(x)
+            out = self.model(x)
             loss = self.loss(out, y)
         return out, loss
 
@@ -149,12 +164,12 @@ class Trainer:
         if self.scaler:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.opt)
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
             self.opt.step()
         return float(loss.detach())
 
@@ -163,38 +178,45 @@ class Trainer:
         tc = self.tc
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and not self.resume() and (self.out / "checkpoint_final.pt").is_file():
-            print(f"{self.out}: already finished (checkpoint_final.pt); nothing to resume", flush=True)
+            if self.is_main:
+                print(f"{self.out}: already finished (checkpoint_final.pt); nothing to resume", flush=True)
             return self._read_validation()
-        save_json({"train_config": tc.to_dict(), "configuration": self.config, "fold": self.fold,
+        if self.is_main:
+            save_json({"train_config": tc.to_dict(), "configuration": self.config, "fold": self.fold,
                    "batch_size": self.batch_size, "patch_size": self.cfg.patch_size, "architecture": self.arch,
                    "train_cases": self.train_cases, "val_cases": self.val_cases,
-                   "device": str(self.device)}, self.out / "config.json")
+                   "device": str(self.device), "world_size": self.world_size}, self.out / "config.json")
         if self.device.type == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)
         workers = tc.num_workers if tc.num_workers is not None else default_workers(self.device)
         folder = self.ws.preprocessed(self.config)
         aniso3d = self.cfg.dim == 3 and self.cfg.resampling_data["separate_z"]
         val_cases = self.val_cases or self.train_cases
-        train_stream = BatchStream(folder, self.train_cases, self.cfg.patch_size, self.batch_size, aniso3d, True,
-                                   tc.seed * 1000 + self.start_epoch, tc.oversample_foreground)
-        val_stream = BatchStream(folder, val_cases, self.cfg.patch_size, self.batch_size, aniso3d, False,
-                                 tc.seed * 1000 + 999, tc.oversample_foreground)
+        seed = (tc.seed * 1000 + self.start_epoch) * 64 + self.rank
+        train_stream = BatchStream(folder, self.train_cases, self.cfg.patch_size, self.local_batch, aniso3d, True,
+                                   seed, tc.oversample_foreground)
+        val_stream = BatchStream(folder, val_cases, self.cfg.patch_size, self.local_batch, aniso3d, False,
+                                 (tc.seed * 1000 + 999) * 64 + self.rank, tc.oversample_foreground)
         pin = self.device.type == "cuda"
         train_iter = iter(make_loader(train_stream, workers, pin))
         val_iter = iter(make_loader(val_stream, min(workers, 1), pin))
-        print(f"training {self.config} fold {self.fold}: {len(self.train_cases)} train / {len(self.val_cases)} val "
-              f"cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {tc.epochs} epochs x "
-              f"{tc.iters_per_epoch} iterations, device {self.device}, {workers} data worker(s)", flush=True)
+        if self.is_main:
+            ddp = f" x {self.world_size} processes (DDP)" if self.world_size > 1 else ""
+            print(f"training {self.config} fold {self.fold}: {len(self.train_cases)} train / {len(self.val_cases)} "
+                  f"val cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {tc.epochs} epochs x "
+                  f"{tc.iters_per_epoch} iterations, device {self.device}{ddp}, {workers} data worker(s)", flush=True)
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, tc.epochs):
             self._epoch(epoch, train_iter, val_iter)
-            if (epoch + 1) % tc.save_every == 0 and epoch + 1 < tc.epochs:
+            if self.is_main and (epoch + 1) % tc.save_every == 0 and epoch + 1 < tc.epochs:
                 save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_latest.pt")
+        del train_iter, val_iter
+        result = {"epochs": tc.epochs, "best_ema_pseudo_dice": self.best_ema}
+        if not self.is_main:
+            return result
         save_checkpoint(self.state(tc.epochs), self.out / "checkpoint_final.pt")
         if (self.out / "checkpoint_latest.pt").is_file():
             os.remove(self.out / "checkpoint_latest.pt")
-        del train_iter, val_iter
-        result = {"epochs": tc.epochs, "best_ema_pseudo_dice": self.best_ema}
         if self.val_cases and tc.final_validation:
             result["validation"] = self.validate()
         return result
@@ -225,6 +247,15 @@ class Trainer:
                 out, loss = self._forward_loss(x, y)
                 val_losses.append(float(loss))
                 counts += _pseudo_dice_counts(out[0] if isinstance(out, list) else out, y, self.num_classes)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor(np.concatenate([counts.ravel(), [np.mean(losses), np.mean(val_losses)]]),
+                             dtype=torch.float64, device=self.device)
+            dist.all_reduce(t)
+            t = t.cpu().numpy()
+            counts = t[:-2].reshape(counts.shape)
+            losses, val_losses = [t[-2] / self.world_size], [t[-1] / self.world_size]
         tp, fp, fn = counts
         with np.errstate(invalid="ignore", divide="ignore"):
             pseudo = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
@@ -237,11 +268,14 @@ class Trainer:
                "data_wait_share": wait / max(train_time, 1e-9),
                "iters_per_second": tc.iters_per_epoch / max(train_time, 1e-9)}
         self.log.append(rec)
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
         improved = self.ema > self.best_ema
         if improved:
             self.best_ema = self.ema
+        if not self.is_main:
+            return
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if improved:
             save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_best.pt")
         pd_txt = " ".join("-" if v is None else f"{v:.3f}" for v in rec["pseudo_dice"])
         print(f"epoch {epoch + 1:4d}/{tc.epochs}  loss {rec['train_loss']:.4f}  val {rec['val_loss']:.4f}  "
@@ -277,8 +311,40 @@ class Trainer:
         return {"validation": json.loads(p.read_text())} if p.is_file() else {}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, ws: Workspace, config: str, fold: str, tc: TrainConfig,
+                resume: bool) -> None:
+    import torch.distributed as dist
+
+    use_cuda = tc.device != "cpu" and torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size)
+    try:
+        Trainer(ws, config, fold, tc, rank, world_size).run(resume)
+    finally:
+        dist.destroy_process_group()
+
+
 def train(ws: Workspace, config: str, fold: str, tc: TrainConfig, resume: bool = False) -> dict:
-    result = Trainer(ws, config, fold, tc).run(resume)
+    if tc.num_processes > 1:
+        import torch.multiprocessing as mp
+
+        if tc.device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < tc.num_processes:
+            raise AutosegError(f"--num-gpus {tc.num_processes} asked for, but torch sees "
+                               f"{torch.cuda.device_count()} GPU(s)")
+        mp.spawn(_ddp_worker, args=(tc.num_processes, _free_port(), ws, config, fold, tc, resume),
+                 nprocs=tc.num_processes, join=True)
+        summary = ws.fold_dir(config, fold) / "validation" / "summary.json"
+        result = {"validation": json.loads(summary.read_text())} if summary.is_file() else {}
+    else:
+        result = Trainer(ws, config, fold, tc).run(resume)
     from ..postprocessing.decide import maybe_decide_postprocessing
 
     maybe_decide_postprocessing(ws, config)

@@ -69,7 +69,7 @@ class DeepSupervisionLoss(nn.Module):
             return self.loss(outputs, target)
         total = outputs[0].new_zeros(())
         for w, out in zip(self.weights, outputs):
-            if w == 0:
-                continue
+            # zero-weight terms are kept (on the smallest output, so cheap): every head then takes part in the
+            # graph, which DistributedDataParallel requires
             total = total + w * self.loss(out, downsample_target(target, out.shape[2:]))
         return total
