@@ -116,3 +116,27 @@ def test_distributed_training_two_processes_on_cpu(run):
     assert len((fold / "log.jsonl").read_text().splitlines()) == 2  # one writer, not two
     ck = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in ck["network_weights"])  # plain weights, loadable anywhere
+
+
+def test_preprocessing_resumes_and_redoes_after_replanning(tiny_phantom, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1"]) == 0
+    folder = run / "preprocessed" / "2d"
+    (folder / "phantom001_frame01.json").unlink()  # as if interrupted before this case finished
+    before = (folder / "phantom000_frame01.npy").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["preprocess", str(run), "-c", "2d", "-j", "1"]) == 0
+    assert (folder / "phantom001_frame01.json").is_file()
+    assert (folder / "phantom000_frame01.npy").stat().st_mtime_ns == before  # finished cases are skipped
+    assert main(["preprocess", str(run), "-c", "2d"]) == 0
+    assert "already done" in capsys.readouterr().out
+    # a memory target changes patch and batch only: the preprocessed cases stay valid
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1", "--gpu-memory-gb", "2"]) == 0
+    assert "plans changed" not in capsys.readouterr().out
+    # a hand-edited target spacing invalidates what was preprocessed under the old plans
+    plans = json.loads((run / "plans.json").read_text())
+    plans["configurations"]["2d"]["spacing"] = [2.5, 2.5]
+    (run / "plans.json").write_text(json.dumps(plans))
+    assert main(["preprocess", str(run), "-c", "2d", "-j", "1"]) == 0
+    assert "plans changed" in capsys.readouterr().out
+    assert np.load(folder / "phantom000_frame01.npy").shape[-1] < 48

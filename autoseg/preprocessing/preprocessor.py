@@ -7,6 +7,7 @@ Each file is written atomically and the .json last, so a case with a .json is co
 """
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -94,8 +95,27 @@ def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir
     return case
 
 
+def plan_signature(plans: Plans, config: str) -> dict:
+    """Everything in the plans that changes the preprocessed arrays."""
+    cfg = plans.configuration(config)
+    return {"spacing": cfg.spacing, "normalization_schemes": cfg.normalization_schemes,
+            "use_mask_for_norm": cfg.use_mask_for_norm, "resampling_data": cfg.resampling_data,
+            "resampling_label": cfg.resampling_label, "transpose_forward": plans.transpose_forward,
+            "intensity": plans.foreground_intensity_properties_per_channel, "labels": plans.labels,
+            "dataset_dir": plans.dataset_dir}
+
+
 def run_preprocessing(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int = 2) -> None:
+    """Preprocess every case not yet done. Cases made under different plans (re-planned run) are redone."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    sig_path = out_dir / "plan_signature.json"
+    sig = json.loads(json.dumps(plan_signature(plans, config)))
+    if sig_path.is_file() and json.loads(sig_path.read_text()) != sig:
+        stale = list(out_dir.glob("*.json"))
+        print(f"preprocess {config}: the plans changed since {out_dir} was made; redoing all cases", flush=True)
+        for p in stale:  # the .json marks a case complete: removing it makes the case be redone
+            p.unlink()
+    save_json(sig, sig_path)
     todo = [c for c in ds.cases if not case_done(out_dir, c)]
     if not todo:
         print(f"preprocess {config}: all {len(ds.cases)} cases already done", flush=True)

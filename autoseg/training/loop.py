@@ -26,6 +26,9 @@ from .losses import DeepSupervisionLoss, DiceCELoss
 from .splits import load_fold
 
 
+SAVE_LATEST_SECONDS = 600  # also save checkpoint_latest.pt at least this often (long CPU epochs)
+
+
 def default_workers(device: torch.device) -> int:
     cores = os.cpu_count() or 1
     if device.type == "cuda":
@@ -205,11 +208,13 @@ class Trainer:
             print(f"training {self.config} fold {self.fold}: {len(self.train_cases)} train / {len(self.val_cases)} "
                   f"val cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {tc.epochs} epochs x "
                   f"{tc.iters_per_epoch} iterations, device {self.device}{ddp}, {workers} data worker(s)", flush=True)
-        epoch = self.start_epoch
+        last_save = time.time()
         for epoch in range(self.start_epoch, tc.epochs):
             self._epoch(epoch, train_iter, val_iter)
-            if self.is_main and (epoch + 1) % tc.save_every == 0 and epoch + 1 < tc.epochs:
+            due = (epoch + 1) % tc.save_every == 0 or time.time() - last_save > SAVE_LATEST_SECONDS
+            if self.is_main and due and epoch + 1 < tc.epochs:
                 save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_latest.pt")
+                last_save = time.time()
         del train_iter, val_iter
         result = {"epochs": tc.epochs, "best_ema_pseudo_dice": self.best_ema}
         if not self.is_main:
