@@ -58,7 +58,7 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
           resume: bool = False) -> dict:
     from .training.loop import train as _train
 
-    Workspace.at(run_dir).require_plans()
+    ws = Workspace.at(run_dir).require_plans()
     preprocess(run_dir, [configuration])  # no-op when every case is done under the current plans
     return _train(ws, configuration, fold, tc or TrainConfig(), resume)
 

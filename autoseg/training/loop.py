@@ -25,7 +25,6 @@ from .data import BatchStream, make_loader
 from .losses import DeepSupervisionLoss, DiceCELoss
 from .splits import load_fold
 
-
 SAVE_LATEST_SECONDS = 600  # also save checkpoint_latest.pt at least this often (long CPU epochs)
 
 
