@@ -22,6 +22,8 @@ def test_lcc_kept_only_for_labels_it_helps(tiny_phantom, tmp_path):
     assert res["dice_after"]["LV"] > res["dice_before"]["LV"]
     assert json.loads(ws.postprocessing("2d").read_text())["lcc_labels"] == [3]
     assert ws.cv_summary("2d").is_file()
+    best = json.loads((ws.root / "best.json").read_text())
+    assert best["configuration"] == "2d" and best["cv_mean_foreground_dice"] > 0.9
 
 
 def _write_fold(ws, data, k, cases):

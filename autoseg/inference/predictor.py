@@ -183,6 +183,11 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
 
 
 def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
+    best = ws.root / "best.json"
+    if best.is_file():
+        from ..utils import load_json
+
+        return str(load_json(best)["configuration"])
     trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
     if not trained:
         raise AutosegError(f"{ws.root}: no trained configuration; run `autoseg train`")

@@ -63,4 +63,23 @@ def decide_postprocessing(ws: Workspace, config: str, n_folds: int) -> dict:
     save_json(result, ws.postprocessing(config))
     print(f"cross-validation of {config} ({len(pairs)} cases, {n_folds} folds): largest-component postprocessing")
     print(format_table(["label", "Dice", "Dice with LCC", "apply"], rows), flush=True)
+    choose_best_configuration(ws)
+    return result
+
+
+def choose_best_configuration(ws: Workspace) -> dict | None:
+    """Among the configurations with a complete cross-validation, the one with the best mean foreground Dice
+    (after its own postprocessing decision) goes to ``run/best.json``; ``predict`` uses it when no -c is given."""
+    plans = Plans.load(ws.plans)
+    scores = {}
+    for c in plans.configurations:
+        pp = ws.postprocessing(c)
+        if pp.is_file():
+            d = json.loads(pp.read_text())
+            scores[c] = float(np.mean([max(d["dice_before"][n], d["dice_after"][n]) for n in d["dice_before"]]))
+    if not scores:
+        return None
+    best = max(scores, key=scores.get)
+    result = {"configuration": best, "cv_mean_foreground_dice": scores[best], "candidates": scores}
+    save_json(result, ws.root / "best.json")
     return result

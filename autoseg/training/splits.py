@@ -38,7 +38,10 @@ def load_fold(path: Path, fold: int | str, all_cases: list[str]) -> tuple[list[s
     if fold == "all":
         return sorted(all_cases), []
     splits = load_json(path)
-    k = int(fold)
+    try:
+        k = int(fold)
+    except ValueError:
+        raise AutosegError(f"fold {fold!r} is not a fold number (0..{len(splits) - 1}) or 'all'") from None
     if not 0 <= k < len(splits):
         raise AutosegError(f"{path}: fold {k} does not exist (folds 0..{len(splits) - 1} or 'all')")
     return list(splits[k]["train"]), list(splits[k]["val"])
