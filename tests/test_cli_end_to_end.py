@@ -24,7 +24,7 @@ def test_plan_outputs(run):
     assert len(splits) == 5
     for s in splits:  # ED and ES of a patient stay together
         assert {c.split("_")[0] for c in s["val"]}.isdisjoint({c.split("_")[0] for c in s["train"]})
-    assert len(list((run / "preprocessed" / "2d").glob("*.json"))) == 10
+    assert len(list((run / "preprocessed" / "2d").glob("phantom*.json"))) == 10
 
 
 @pytest.mark.slow
