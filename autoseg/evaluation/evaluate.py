@@ -19,7 +19,7 @@ import numpy as np
 from ..io.images import SUPPORTED_ENDINGS, read_label
 from ..utils import AutosegError, atomic_write_bytes, format_table, load_json, save_json
 from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
-from .metrics import dice_iou, mean_std
+from .metrics import dice_iou_masks, mean_std
 from .surface import surface_metrics
 
 METRICS = ("dice", "iou", "hd95_mm", "assd_mm")
@@ -72,7 +72,7 @@ def _case_metrics(args) -> dict:
         if v == 0:
             continue
         p, r = pred == v, ref == v
-        d, j = dice_iou(pred, ref, v)
+        d, j = dice_iou_masks(p, r)
         row[name] = {"dice": d, "iou": j, **{k: s for k, s in surface_metrics(p, r, rg.spacing).items()
                                               if k != "flag"}}
         if rg.dimension == 3:
@@ -81,7 +81,6 @@ def _case_metrics(args) -> dict:
             sp2 = rg.spacing[1:]
             vols[name] = {"pred_area_mm2": float(p.sum() * np.prod(sp2)), "ref_area_mm2": float(r.sum() * np.prod(sp2))}
     row["volumes"] = vols
-    row["_spacing"] = list(rg.spacing)
     return row
 
 
@@ -115,10 +114,10 @@ def _clinical_short_axis(per_case: list[dict], table: CaseTable) -> dict | None:
                           for k in keys}}
 
 
-def _clinical_echo(per_case: list[dict], table: CaseTable) -> dict | None:
-    """LV volumes by Simpson's biplane method from 2CH and 4CH masks at ED and ES (needs views in the table)."""
-    from ..io.images import read_label as _rl  # masks are re-read: only LV is needed
-
+def _clinical_echo(per_case: list[dict], table: CaseTable, paths: dict[str, dict[str, Path]],
+                   lv_value: int) -> dict | None:
+    """LV volumes by Simpson's biplane method from 2CH and 4CH masks at ED and ES (needs views in the table).
+    The LV masks are read again here: the per-case pass keeps only numbers, not images."""
     groups: dict[str, dict[tuple[str, str], dict]] = {}
     for r in per_case:
         c = r["case"]
@@ -136,9 +135,9 @@ def _clinical_echo(per_case: list[dict], table: CaseTable) -> dict | None:
             for ph in ("ED", "ES"):
                 masks = []
                 for view in ("2CH", "4CH"):
-                    r = g[(ph, view)]
-                    lab, geom = _rl(r["_paths"][side], r["case"])
-                    masks.append((lab[0] == r["_lv_value"], geom.spacing[1:]))
+                    case = g[(ph, view)]["case"]
+                    lab, geom = read_label(paths[case][side], case)
+                    masks.append((lab[0] == lv_value, geom.spacing[1:]))
                 vol[ph] = simpson_biplane_ml(masks[0][0], masks[0][1], masks[1][0], masks[1][1])
             res[side] = {"LV_EDV_ml": vol["ED"], "LV_ESV_ml": vol["ES"],
                          "LV_EF_pct": 100 * (vol["ED"] - vol["ES"]) / vol["ED"] if vol["ED"] > 0 else None}
@@ -161,13 +160,12 @@ def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], 
             per_case = list(ex.map(_case_metrics, jobs))
     else:
         per_case = [_case_metrics(j) for j in jobs]
-    for r, (c, p, ref) in zip(per_case, pairs):
+    for r in per_case:
+        c = r["case"]
         if c in table.patient:
             r["patient"] = table.patient[c]
         if c in table.phase:
             r["phase"] = table.phase[c]
-        r["_paths"] = {"pred": str(p), "ref": str(ref)}
-        r["_lv_value"] = labels.get("LV")
     fg_dice = [np.mean([r[n]["dice"] for n in names if r[n]["dice"] is not None]) for r in per_case
                if any(r[n]["dice"] is not None for n in names)]
     summary = {"labels": labels, "num_cases": len(per_case), "metrics_definition": _DEFINITION,
@@ -177,17 +175,15 @@ def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], 
     if phases:
         summary["mean_by_phase"] = {ph: _means([r for r in per_case if r.get("phase") == ph], names)
                                     for ph in phases}
+    volumetric = all("pred_ml" in v for r in per_case for v in r["volumes"].values())
     clinical = None
-    if {"LV", "RV", "MYO"} & set(names) and any(len(r["volumes"]) and "pred_ml" in next(iter(r["volumes"].values()))
-                                               for r in per_case):
+    if volumetric and {"LV", "RV", "MYO"} & set(names):
         clinical = _clinical_short_axis(per_case, table)
-    elif "LV" in names and table.view:
-        clinical = _clinical_echo(per_case, table)
+    elif not volumetric and "LV" in names and table.view:
+        paths = {c: {"pred": p, "ref": ref} for c, p, ref in pairs}
+        clinical = _clinical_echo(per_case, table, paths, labels["LV"])
     if clinical:
         summary["clinical"] = clinical
-    for r in per_case:
-        for k in ("_paths", "_lv_value", "_spacing"):
-            r.pop(k, None)
     summary["per_case"] = per_case
     return summary
 

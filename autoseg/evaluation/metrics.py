@@ -9,17 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion(pred: np.ndarray, ref: np.ndarray, label: int) -> tuple[int, int, int]:
-    p, r = pred == label, ref == label
+def dice_iou_masks(p: np.ndarray, r: np.ndarray) -> tuple[float | None, float | None]:
+    """Dice and IoU of two boolean masks; (None, None) when both are empty."""
     tp = int(np.count_nonzero(p & r))
-    return tp, int(np.count_nonzero(p)) - tp, int(np.count_nonzero(r)) - tp
-
-
-def dice_iou(pred: np.ndarray, ref: np.ndarray, label: int) -> tuple[float | None, float | None]:
-    tp, fp, fn = confusion(pred, ref, label)
+    fp, fn = int(np.count_nonzero(p)) - tp, int(np.count_nonzero(r)) - tp
     if tp + fp + fn == 0:
         return None, None
     return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn)
+
+
+def dice_iou(pred: np.ndarray, ref: np.ndarray, label: int) -> tuple[float | None, float | None]:
+    return dice_iou_masks(pred == label, ref == label)
 
 
 def mean_std(values) -> dict:

@@ -182,7 +182,7 @@ class Trainer:
         if resume and not self.resume() and (self.out / "checkpoint_final.pt").is_file():
             if self.is_main:
                 print(f"{self.out}: already finished (checkpoint_final.pt); nothing to resume", flush=True)
-            return self._read_validation()
+            return read_validation(self.ws, self.config, self.fold)
         if self.is_main:
             save_json({"train_config": tc.to_dict(), "configuration": self.config, "fold": self.fold,
                    "batch_size": self.batch_size, "patch_size": self.cfg.patch_size, "architecture": self.arch,
@@ -310,9 +310,11 @@ class Trainer:
         print(summary_table(summary), flush=True)
         return summary
 
-    def _read_validation(self) -> dict:
-        p = self.out / "validation" / "summary.json"
-        return {"validation": json.loads(p.read_text())} if p.is_file() else {}
+
+
+def read_validation(ws: Workspace, config: str, fold: str) -> dict:
+    p = ws.fold_dir(config, fold) / "validation" / "summary.json"
+    return {"validation": json.loads(p.read_text())} if p.is_file() else {}
 
 
 def _free_port() -> int:
@@ -345,8 +347,7 @@ def train(ws: Workspace, config: str, fold: str, tc: TrainConfig, resume: bool =
                                f"{torch.cuda.device_count()} GPU(s)")
         mp.spawn(_ddp_worker, args=(tc.num_processes, _free_port(), ws, config, fold, tc, resume),
                  nprocs=tc.num_processes, join=True)
-        summary = ws.fold_dir(config, fold) / "validation" / "summary.json"
-        result = {"validation": json.loads(summary.read_text())} if summary.is_file() else {}
+        result = read_validation(ws, config, fold)
     else:
         result = Trainer(ws, config, fold, tc).run(resume)
     from ..postprocessing.decide import maybe_decide_postprocessing
