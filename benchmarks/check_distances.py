@@ -25,7 +25,7 @@ def main(pred_dir: str, labels_dir: str, dataset_json: str) -> None:
         case = p.name[: -len(ending)]
         pred, _ = read_label(p, case)
         ref, geom = read_label(Path(labels_dir) / p.name, case)
-        for name, v in labels.items():
+        for v in labels.values():
             a, b = pred == v, ref == v
             if not a.any() or not b.any():
                 continue

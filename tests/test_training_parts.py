@@ -62,3 +62,19 @@ def test_grouped_folds_keep_patients_together():
     for s in splits:
         assert not {groups[c] for c in s["train"]} & {groups[c] for c in s["val"]}
     assert max(len(v) for v in vals) - min(len(v) for v in vals) <= 2
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 9, 7), (2, 6, 3, 9, 7)])
+def test_network_norm_is_instance_norm(shape):
+    """The U-Net's normalisation (GroupNorm, one group per channel) computes exactly instance normalisation."""
+    import torch.nn.functional as F
+
+    from autoseg.networks.unet import instance_norm
+
+    norm = instance_norm(shape[1])
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(shape) * 3 + 1
+    ref = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=1e-5)
+    assert torch.allclose(norm(x), ref, atol=1e-5)

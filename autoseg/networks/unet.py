@@ -16,19 +16,27 @@ from .registry import register_network
 
 def _ops(dim: int):
     if dim == 2:
-        return nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d
+        return nn.Conv2d, nn.ConvTranspose2d
     if dim == 3:
-        return nn.Conv3d, nn.ConvTranspose3d, nn.InstanceNorm3d
+        return nn.Conv3d, nn.ConvTranspose3d
     raise ValueError(f"dim must be 2 or 3, got {dim}")
+
+
+def instance_norm(channels: int) -> nn.Module:
+    """Instance normalisation with a learned scale and shift, as GroupNorm with one group per channel: the same
+    mathematics (and state-dict keys) as InstanceNorm(affine=True), but PyTorch's GroupNorm kernel is faster on
+    CPUs (0.89x the training-step time of the ACDC 3D network, 0.95x for 2D) and neutral on an H100;
+    see benchmarks/norm_bench.py."""
+    return nn.GroupNorm(channels, channels, eps=1e-5, affine=True)
 
 
 class ConvBlock(nn.Sequential):
     def __init__(self, dim: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int],
                  negative_slope: float):
-        conv, _, norm = _ops(dim)
+        conv, _ = _ops(dim)
         pad = [k // 2 for k in kernel]
         super().__init__(conv(cin, cout, tuple(kernel), tuple(stride), tuple(pad), bias=True),
-                         norm(cout, eps=1e-5, affine=True), nn.LeakyReLU(negative_slope, inplace=True))
+                         instance_norm(cout), nn.LeakyReLU(negative_slope, inplace=True))
 
 
 def _stage(dim, cin, cout, kernel, stride, n_conv, slope) -> nn.Sequential:
@@ -49,7 +57,7 @@ class PlainConvUNet(nn.Module):
             raise ValueError("PlainConvUNet supports norm='InstanceNorm' and nonlin='LeakyReLU'")
         if not (len(features_per_stage) == len(kernel_sizes) == len(strides) == n_stages):
             raise ValueError("features_per_stage, kernel_sizes and strides need one entry per stage")
-        conv, tconv, _ = _ops(dim)
+        conv, tconv = _ops(dim)
         self.dim = dim
         self.deep_supervision = deep_supervision
         self.strides = [tuple(s) for s in strides]
