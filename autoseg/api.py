@@ -1,6 +1,7 @@
 """The typed API behind the CLI: plan, preprocess, train, predict, evaluate, demo."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     save_json(fp, ws.fingerprint)
     plans = make_plans(ds, fp, gpu_memory_gb)
     plan_seconds = round(time.time() - t0, 2)
-    plans = Plans.from_dict({**plans.to_dict(), "planning_seconds": plan_seconds})
+    plans = dataclasses.replace(plans, planning_seconds=plan_seconds)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))
     if len(groups) >= n_folds:

@@ -18,37 +18,30 @@ from autoseg.planner.planner import _architecture
 INSTANCE = (nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
-def as_group_norm(net: nn.Module) -> nn.Module:
+def _swapped(net: nn.Module, kind: type, make) -> nn.Module:
+    """A copy of ``net`` with every ``kind`` module replaced by ``make(module)``, weights carried over."""
     net = copy.deepcopy(net)
 
     def swap(m: nn.Module) -> None:
         for name, child in m.named_children():
-            if isinstance(child, INSTANCE):
-                g = nn.GroupNorm(child.num_features, child.num_features, eps=child.eps)
-                g.load_state_dict(child.state_dict())
-                setattr(m, name, g)
+            if isinstance(child, kind):
+                new = make(child)
+                new.load_state_dict(child.state_dict())
+                setattr(m, name, new)
             else:
                 swap(child)
 
     swap(net)
     return net
+
+
+def as_group_norm(net: nn.Module) -> nn.Module:
+    return _swapped(net, INSTANCE, lambda c: nn.GroupNorm(c.num_features, c.num_features, eps=c.eps))
 
 
 def as_instance_norm(net: nn.Module) -> nn.Module:
-    net = copy.deepcopy(net)
-
-    def swap(m: nn.Module) -> None:
-        for name, child in m.named_children():
-            if isinstance(child, nn.GroupNorm):
-                cls = nn.InstanceNorm2d if net.dim == 2 else nn.InstanceNorm3d
-                n = cls(child.num_channels, eps=child.eps, affine=True)
-                n.load_state_dict(child.state_dict())
-                setattr(m, name, n)
-            else:
-                swap(child)
-
-    swap(net)
-    return net
+    cls = nn.InstanceNorm2d if net.dim == 2 else nn.InstanceNorm3d
+    return _swapped(net, nn.GroupNorm, lambda c: cls(c.num_channels, eps=c.eps, affine=True))
 
 
 def main(device: str = "cpu", repeats: int = 6) -> None:
