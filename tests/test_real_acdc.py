@@ -22,6 +22,8 @@ def test_acdc_plan_agrees_with_nnunet(tmp_path, acdc):
     k = c3.architecture.arch_kwargs
     assert k["kernel_sizes"][:2] == [[1, 3, 3], [1, 3, 3]] and k["strides"][1:3] == [[1, 2, 2], [1, 2, 2]]
     assert "3d_lowres" not in plans.configurations
+    # nnU-Net pools the Dice over the batch in 2d, and in 3d_fullres only when a 3d_lowres exists
+    assert c2.batch_dice is True and c3.batch_dice is False
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     for s in splits:  # a patient's ED and ES never straddle folds
         assert {c.split("_")[0] for c in s["val"]}.isdisjoint({c.split("_")[0] for c in s["train"]})

@@ -1,6 +1,8 @@
 """Turn a fingerprint into plans: which configurations, at what spacing, patch, batch and topology, and why."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..io.dataset import DatasetInfo
@@ -46,7 +48,7 @@ def plan_configuration(name: str, spacing, median_shape, dataset_voxels: float, 
         resampling_label={"order": 1, "separate_z": sep, "order_z": 0, "one_hot": True},
         resampling_probabilities={"order": 1, "separate_z": sep, "order_z": 0},
         architecture=_architecture(dim, topo, num_channels, num_classes),
-        batch_dice=dim == 3,
+        batch_dice=dim == 2,  # nnU-Net v2: 2d pools Dice over the batch; 3d_fullres only when there is a lowres
         feature_map_estimate=int(est),
         reasons=reasons,
     )
@@ -109,7 +111,8 @@ def make_plans(ds: DatasetInfo, fp: dict, gpu_memory_gb: float = 8.0) -> Plans:
                                     f"{np.prod(full.patch_size) / np.prod(median_shape_t):.0%} of the median image"])
                 if not H.lowres_warranted(plan.patch_size, lshape):
                     break
-            configs["3d_lowres"] = plan
+            configs["3d_lowres"] = dataclasses.replace(plan, batch_dice=False)
+            configs["3d_fullres"] = dataclasses.replace(full, batch_dice=True)
 
     return Plans(
         plans_version=PLANS_VERSION, dataset_name=ds.name, dataset_dir=str(ds.root), num_input_channels=nch,
