@@ -60,3 +60,21 @@ def test_mirroring_averages_flipped_predictions():
     assert torch.allclose(plain[1, 0], xs + 0.1 * torch.roll(xs, 1, -1), atol=1e-5)
     assert torch.allclose(mirrored[1, 0], expected, atol=1e-5)
     assert not np.allclose(plain.numpy(), mirrored.numpy())
+
+
+def test_tiles_run_in_bounded_batches():
+    """A large volume needs many tiles, but the network never sees more than ``tile_batch`` at once, so memory
+    holds the output accumulator plus one batch of tiles' logits (times the mirrored copies being summed)."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return torch.zeros((x.shape[0], 3, *x.shape[2:]))
+
+    data = torch.zeros((1, 40, 200, 200))
+    out = sliding_window_logits(Recorder(), data, (64, 64), 3, step=0.5, mirror=True, tile_batch=4)
+    n_tiles = 40 * len(window_starts(200, 64, 0.5)) ** 2
+    assert out.shape == (3, 40, 200, 200)
+    assert max(seen) == 4 and sum(seen) == n_tiles * 4  # 4 mirrored passes per tile in 2D
+    assert len(seen) == -(-n_tiles // 4) * 4

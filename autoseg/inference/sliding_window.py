@@ -34,7 +34,8 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     if size <= patch:
         return [0]
     n = int(np.ceil((size - patch) / (patch * step))) + 1
-    return [int(round(i * (size - patch) / (n - 1))) for i in range(n)]
+    # a window of 1 (the slice axis of a 2D network) would otherwise give ~2 starts per slice: each slice once
+    return sorted({int(round(i * (size - patch) / (n - 1))) for i in range(n)})
 
 
 def mirror_combinations(axes: tuple[int, ...]) -> list[tuple[int, ...]]:
