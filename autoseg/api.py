@@ -18,8 +18,14 @@ from .workspace import Workspace
 
 def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, group_by: str | None = None,
          preprocess_after: bool = True, configurations: list[str] | None = None, num_workers: int = 2,
-         n_folds: int = 5) -> Plans:
-    """Fingerprint the dataset, write plans.json and splits.json, and (by default) preprocess."""
+         n_folds: int = 5, budget: str | float | None = None, device: str = "auto") -> Plans:
+    """Fingerprint the dataset, write plans.json and splits.json, and (by default) preprocess.
+
+    With ``budget`` (seconds, or text such as '20m') the configurations are re-chosen to train well within that
+    time on ``device``, from timed training steps (see ``autoseg.planner.budget``)."""
+    from .planner.budget import apply_budget, parse_budget
+
+    budget_s = parse_budget(budget)
     t0 = time.time()
     ws = Workspace.at(out)
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -27,6 +33,10 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     fp = extract_fingerprint(ds, num_workers)
     save_json(fp, ws.fingerprint)
     plans = make_plans(ds, fp, gpu_memory_gb)
+    if budget_s is not None:
+        from .inference.predictor import resolve_device
+
+        plans = apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds)
     plan_seconds = round(time.time() - t0, 2)
     plans = dataclasses.replace(plans, planning_seconds=plan_seconds)
     plans.save(ws.plans)
@@ -56,12 +66,40 @@ def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num
 
 
 def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | None = None,
-          resume: bool = False) -> dict:
+          resume: bool = False, budget: str | float | None = None, explicit: set[str] | None = None) -> dict:
+    """Train one fold. A budget given here, or planned with `plan --budget`, makes training follow the clock; an
+    explicit ``epochs`` (named in ``explicit``, the settings the user chose) without a budget uses the epoch
+    schedule instead of the planned budget."""
+    from .planner.budget import parse_budget
     from .training.loop import train as _train
 
+    start = time.time()
     ws = Workspace.at(run_dir).require_plans()
+    tc = tc or TrainConfig()
+    explicit = set(explicit or ())
+    cfg = Plans.load(ws.plans).configuration(configuration)
+    budget_s = parse_budget(budget)
+    if budget_s is not None and "epochs" in explicit:
+        raise AutosegError("give either --epochs or --budget, not both: under a budget the clock sets the schedule")
+    planned = cfg.budget
+    if budget_s is None and planned and "epochs" not in explicit:
+        budget_s = float(planned["budget_seconds"])
+    if budget_s is not None:
+        tc.budget_seconds = budget_s
+        sched = planned["schedule"] if planned else None
+        if sched:
+            scale = budget_s / float(planned["budget_seconds"])
+            for k, v in (("epochs", max(1, round(sched["epochs"] * scale))), ("iters_per_epoch",
+                         sched["iters_per_epoch"]), ("val_iters", sched["val_iters"])):
+                if k not in explicit:
+                    setattr(tc, k, v)
+        else:
+            print(f"note: {configuration} was planned without a budget (batch {cfg.batch_size}, patch "
+                  f"{cfg.patch_size}); `autoseg plan --budget` would choose a configuration that fits it", flush=True)
+        if planned and planned.get("device") and tc.device not in ("auto", planned["device"]):
+            print(f"note: the budget was timed on {planned['device']}; training on {tc.device}", flush=True)
     preprocess(run_dir, [configuration])  # no-op when every case is done under the current plans
-    return _train(ws, configuration, fold, tc or TrainConfig(), resume)
+    return _train(ws, configuration, fold, tc, resume, start_time=start)
 
 
 def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configuration: str | None = None,

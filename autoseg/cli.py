@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--configurations", nargs="+",
                    help="configurations to preprocess (default: all but 3d_lowres)")
     s.add_argument("-j", "--num-workers", type=int, default=2)
+    s.add_argument("--budget", help="training time per fold, e.g. 20m, 1.5h, 900s: choose spacing, network, patch, "
+                                    "batch and schedule from steps timed on --device (default: nnU-Net's full "
+                                    "schedule and GPU-memory rules)")
+    s.add_argument("--device", default="auto", help="device the budget is timed on: auto, cpu or cuda")
 
     s = sub.add_parser("preprocess", help="preprocess training cases for configurations of a run")
     s.add_argument("run_dir")
@@ -46,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--save-every", type=int)
     s.add_argument("--no-validation", action="store_true", help="skip the final full-resolution validation")
     s.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt")
+    s.add_argument("--budget", help="wall-clock budget for this train command (e.g. 20m): the learning rate follows "
+                                    "the clock and training ends with a final checkpoint and validation in time; "
+                                    "overrides the budget planned with `plan --budget`")
 
     s = sub.add_parser("predict", help="segment a file or a folder")
     s.add_argument("run_dir")
@@ -87,16 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "plan":
             api.plan(args.dataset, args.out, args.gpu_memory_gb, args.group_by, not args.no_preprocess,
-                     args.configurations, args.num_workers)
+                     args.configurations, args.num_workers, budget=args.budget, device=args.device)
         elif args.command == "preprocess":
             api.preprocess(args.run_dir, args.configurations, args.num_workers)
         elif args.command == "train":
             tc = TrainConfig(device=args.device, amp=not args.no_amp, final_validation=not args.no_validation)
+            explicit = set()
             for k in ("epochs", "iters_per_epoch", "val_iters", "batch_size", "initial_lr", "num_workers", "seed",
                       "save_every", "num_processes"):
                 if getattr(args, k) is not None:
                     setattr(tc, k, getattr(args, k))
-            api.train(args.run_dir, args.configuration, args.fold, tc, args.resume)
+                    explicit.add(k)
+            api.train(args.run_dir, args.configuration, args.fold, tc, args.resume, args.budget, explicit)
         elif args.command == "predict":
             api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
                         args.step, args.save_probabilities, args.device)

@@ -52,6 +52,7 @@ class ConfigurationPlan:
     batch_dice: bool
     feature_map_estimate: int
     reasons: list[str] = field(default_factory=list)
+    budget: dict | None = None  # set by `plan --budget`: timings, chosen candidate and schedule
 
     @property
     def dim(self) -> int:
@@ -82,6 +83,8 @@ class Plans:
     foreground_intensity_properties_per_channel: dict[str, dict[str, float]]
     configurations: dict[str, ConfigurationPlan]
     planning_seconds: float = 0.0
+    budget_seconds: float | None = None
+    budget_device: str | None = None
 
     @property
     def num_classes(self) -> int:

@@ -20,7 +20,7 @@ from ..planner.plans import Plans
 from ..utils import AutosegError, save_json
 from ..workspace import Workspace
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, poly_lr
+from .config import BudgetClock, TrainConfig, poly_lr
 from .data import BatchStream, make_loader
 from .losses import DeepSupervisionLoss, DiceCELoss
 from .splits import load_fold
@@ -88,9 +88,13 @@ class Trainer:
     gets its own device, a share of the global batch and its own data seed; rank 0 logs, plots, saves checkpoints
     and validates, and pseudo-Dice counts are summed over all ranks so every rank takes the same decisions."""
 
-    def __init__(self, ws: Workspace, config: str, fold: str, tc: TrainConfig, rank: int = 0, world_size: int = 1):
+    def __init__(self, ws: Workspace, config: str, fold: str, tc: TrainConfig, rank: int = 0, world_size: int = 1,
+                 start_time: float | None = None):
         from ..inference.predictor import resolve_device
 
+        self.start_time = start_time if start_time is not None else time.time()
+        self.budget_used = 0.0  # seconds of the budget spent before a resume
+        self.budget_loop_offset = 0.0
         self.ws, self.config, self.fold, self.tc = ws, config, str(fold), tc
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
@@ -134,7 +138,8 @@ class Trainer:
                 "epoch": epoch, "log": json.dumps(self.log), "best_ema": self.best_ema,
                 "ema": self.ema if self.ema is not None else -1.0, "architecture": self.arch,
                 "train_config": self.tc.to_dict(), "configuration": self.config, "fold": self.fold,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "budget_used": time.time() - self.start_time,
+                "budget_loop_offset": self.budget_loop_offset}
 
     def resume(self) -> bool:
         path = self.out / "checkpoint_latest.pt"
@@ -149,6 +154,8 @@ class Trainer:
         self.log = json.loads(ck["log"])
         self.best_ema = float(ck["best_ema"])
         self.ema = None if ck["ema"] < 0 else float(ck["ema"])
+        self.budget_used = float(ck.get("budget_used", 0.0))
+        self.budget_loop_offset = float(ck.get("budget_loop_offset", 0.0))
         print(f"resuming {self.config} fold {self.fold} at epoch {self.start_epoch}", flush=True)
         return True
 
@@ -202,39 +209,101 @@ class Trainer:
         pin = self.device.type == "cuda"
         train_iter = iter(make_loader(train_stream, workers, pin))
         val_iter = iter(make_loader(val_stream, min(workers, 1), pin))
+        clock = None
+        if tc.budget_seconds:
+            self.start_time -= self.budget_used  # a resumed run continues the same budget
+            clock = BudgetClock(tc.budget_seconds, self.start_time, self._validation_reserve(None))
+            if self.budget_used:
+                clock.loop_start = self.start_time + self.budget_loop_offset
+            else:
+                self.budget_loop_offset = clock.loop_start - self.start_time
         if self.is_main:
             ddp = f" x {self.world_size} processes (DDP)" if self.world_size > 1 else ""
+            sched = (f"a budget of {tc.budget_seconds:.0f}s (about {tc.epochs} epochs x {tc.iters_per_epoch} "
+                     f"iterations; the learning rate follows the clock)" if clock else
+                     f"{tc.epochs} epochs x {tc.iters_per_epoch} iterations")
             print(f"training {self.config} fold {self.fold}: {len(self.train_cases)} train / {len(self.val_cases)} "
-                  f"val cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {tc.epochs} epochs x "
-                  f"{tc.iters_per_epoch} iterations, device {self.device}{ddp}, {workers} data worker(s)", flush=True)
+                  f"val cases, patch {self.cfg.patch_size}, batch {self.batch_size}, {sched}, device "
+                  f"{self.device}{ddp}, {workers} data worker(s)", flush=True)
         last_save = time.time()
-        for epoch in range(self.start_epoch, tc.epochs):
-            self._epoch(epoch, train_iter, val_iter)
-            due = (epoch + 1) % tc.save_every == 0 or time.time() - last_save > SAVE_LATEST_SECONDS
-            if self.is_main and due and epoch + 1 < tc.epochs:
-                save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_latest.pt")
+        epoch = self.start_epoch
+        while True:
+            if clock is None and epoch >= tc.epochs:
+                break
+            self._epoch(epoch, train_iter, val_iter, clock)
+            epoch += 1
+            if clock is not None:
+                clock.reserve = self._validation_reserve(self.log[-1])
+                # the last epoch stops mid-way when the time is up (every rank takes rank 0's decision)
+                done = self._all_agree(clock.left() < 0.05 * self.log[-1]["epoch_seconds"] or clock.fraction() >= 1)
+                if done:
+                    break
+            due = epoch % tc.save_every == 0 or time.time() - last_save > SAVE_LATEST_SECONDS
+            if self.is_main and due and (clock is not None or epoch < tc.epochs):
+                save_checkpoint(self.state(epoch), self.out / "checkpoint_latest.pt")
                 last_save = time.time()
         del train_iter, val_iter
-        result = {"epochs": tc.epochs, "best_ema_pseudo_dice": self.best_ema}
+        result = {"epochs": epoch, "best_ema_pseudo_dice": self.best_ema}
         if not self.is_main:
             return result
-        save_checkpoint(self.state(tc.epochs), self.out / "checkpoint_final.pt")
+        save_checkpoint(self.state(epoch), self.out / "checkpoint_final.pt")
         if (self.out / "checkpoint_latest.pt").is_file():
             os.remove(self.out / "checkpoint_latest.pt")
         if self.val_cases and tc.final_validation:
             result["validation"] = self.validate()
+        if clock is not None:
+            total = time.time() - self.start_time
+            print(f"budget {tc.budget_seconds:.0f}s: training ended after {total:.0f}s "
+                  f"({100 * total / tc.budget_seconds:.0f}% of the budget), {epoch} epochs, "
+                  f"{sum(r.get('iterations', tc.iters_per_epoch) for r in self.log)} iterations", flush=True)
         return result
 
-    def _epoch(self, epoch: int, train_iter, val_iter) -> None:
+    def _all_agree(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def _validation_reserve(self, last: dict | None) -> float:
+        """Seconds to keep for the final checkpoint and the full-resolution validation of the held-out cases,
+        from the planned step time or, once an epoch has run, the measured one (a forward pass of one tile costs
+        about a third of a training step per sample; mirroring multiplies the passes by 2**dim)."""
+        from ..planner.budget import final_validation_seconds, tiles_per_case
+
+        if not (self.val_cases and self.tc.final_validation):
+            return 5.0
+        if last is not None:
+            step = last["train_seconds"] / max(last["iterations"], 1)
+        elif self.cfg.budget:
+            step = self.cfg.budget["seconds_per_step"] * self.local_batch / self.cfg.batch_size
+        else:
+            return 5.0
+        dim = self.cfg.dim
+        shape = list(self.plans.original_median_shape_after_transp)
+        med = [m * s0 / s1 for m, s0, s1 in zip(shape[-dim:], self.plans.original_median_spacing_after_transp[-dim:],
+                                                 self.cfg.spacing)]
+        whole = shape[:1] + med if dim == 2 else med
+        return 5.0 + 1.2 * final_validation_seconds(step, self.local_batch, len(self.val_cases),
+                                                    tiles_per_case(whole, self.cfg.patch_size, dim), 2 ** dim)
+
+    def _epoch(self, epoch: int, train_iter, val_iter, clock: BudgetClock | None = None) -> None:
         tc = self.tc
-        lr = poly_lr(tc.initial_lr, epoch, tc.epochs)
+        lr = poly_lr(tc.initial_lr, epoch, tc.epochs) if clock is None else clock.lr(tc.initial_lr)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.net.train()
         t0 = time.time()
         wait = 0.0
         losses = []
-        for _ in range(tc.iters_per_epoch):
+        for it in range(tc.iters_per_epoch):
+            if clock is not None:
+                if it > 0 and self._all_agree(clock.fraction() >= 1):
+                    break
+                for g in self.opt.param_groups:
+                    g["lr"] = clock.lr(tc.initial_lr)
             tw = time.time()
             x, y = next(train_iter)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -269,8 +338,10 @@ class Trainer:
                "val_loss": float(np.mean(val_losses)) if val_losses else float("nan"),
                "pseudo_dice": [None if np.isnan(v) else float(v) for v in pseudo], "ema_pseudo_dice": self.ema,
                "lr": lr, "epoch_seconds": time.time() - t0, "train_seconds": train_time,
-               "data_wait_share": wait / max(train_time, 1e-9),
-               "iters_per_second": tc.iters_per_epoch / max(train_time, 1e-9)}
+               "data_wait_share": wait / max(train_time, 1e-9), "iterations": len(losses),
+               "lr_end": float(self.opt.param_groups[0]["lr"]),
+               "iters_per_second": len(losses) / max(train_time, 1e-9),
+               "elapsed_seconds": time.time() - self.start_time}
         self.log.append(rec)
         improved = self.ema > self.best_ema
         if improved:
@@ -282,7 +353,8 @@ class Trainer:
         if improved:
             save_checkpoint(self.state(epoch + 1), self.out / "checkpoint_best.pt")
         pd_txt = " ".join("-" if v is None else f"{v:.3f}" for v in rec["pseudo_dice"])
-        print(f"epoch {epoch + 1:4d}/{tc.epochs}  loss {rec['train_loss']:.4f}  val {rec['val_loss']:.4f}  "
+        total = f"{tc.epochs}" if clock is None else f"~{clock.expected_epochs(epoch + 1, rec['epoch_seconds'])}"
+        print(f"epoch {epoch + 1:4d}/{total}  loss {rec['train_loss']:.4f}  val {rec['val_loss']:.4f}  "
               f"pseudo-Dice [{pd_txt}]  ema {self.ema:.4f}{' *' if improved else '  '}  lr {lr:.5f}  "
               f"{rec['epoch_seconds']:.1f}s ({rec['iters_per_second']:.2f} it/s, data wait "
               f"{100 * rec['data_wait_share']:.0f}%)", flush=True)
@@ -326,30 +398,32 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, ws: Workspace, config: str, fold: str, tc: TrainConfig,
-                resume: bool) -> None:
+                resume: bool, start_time: float) -> None:
     import torch.distributed as dist
 
     use_cuda = tc.device != "cpu" and torch.cuda.is_available()
     dist.init_process_group("nccl" if use_cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world_size)
     try:
-        Trainer(ws, config, fold, tc, rank, world_size).run(resume)
+        Trainer(ws, config, fold, tc, rank, world_size, start_time).run(resume)
     finally:
         dist.destroy_process_group()
 
 
-def train(ws: Workspace, config: str, fold: str, tc: TrainConfig, resume: bool = False) -> dict:
+def train(ws: Workspace, config: str, fold: str, tc: TrainConfig, resume: bool = False,
+          start_time: float | None = None) -> dict:
+    start_time = start_time if start_time is not None else time.time()
     if tc.num_processes > 1:
         import torch.multiprocessing as mp
 
         if tc.device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() < tc.num_processes:
             raise AutosegError(f"--num-gpus {tc.num_processes} asked for, but torch sees "
                                f"{torch.cuda.device_count()} GPU(s)")
-        mp.spawn(_ddp_worker, args=(tc.num_processes, _free_port(), ws, config, fold, tc, resume),
+        mp.spawn(_ddp_worker, args=(tc.num_processes, _free_port(), ws, config, fold, tc, resume, start_time),
                  nprocs=tc.num_processes, join=True)
         result = read_validation(ws, config, fold)
     else:
-        result = Trainer(ws, config, fold, tc).run(resume)
+        result = Trainer(ws, config, fold, tc, start_time=start_time).run(resume)
     from ..postprocessing.decide import maybe_decide_postprocessing
 
     maybe_decide_postprocessing(ws, config)

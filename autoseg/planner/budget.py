@@ -1,0 +1,352 @@
+"""Plans that fit a stated compute budget on the device at hand.
+
+nnU-Net sizes its networks for GPU memory and trains them for 1000 x 250 iterations whatever the hardware. Under a
+budget (``autoseg plan --budget 20m``) autoseg instead asks how many optimiser steps each candidate configuration
+would get in the time available, by timing short forward/backward passes on the device, and takes the most detailed
+candidate (finest spacing, then widest network, then largest patch) that still gets enough steps to converge.
+
+The rules are plain and printed with the plan:
+
+- candidates coarsen the in-plane (and, for isotropic 3D, all) spacing by 1, 1.25, 1.5, 2, 2.5 and 3 times the
+  full-resolution spacing, use 32 or 16 base features, and a patch that covers the median image at that spacing or
+  3/4 of it per axis (never under 64 voxels where the image is larger);
+- the batch is 8 in 2D and 2 in 3D, or the memory plan's batch if that is smaller: on a CPU a step costs time in
+  proportion to the batch, and more, smaller steps train a U-Net further in a fixed time than fewer large ones
+  (nnU-Net's large 2D batches exist to fill GPU memory). Before the patch is cut to 3/4 of the image, the whole
+  image is tried with half the batch (at least 2): context that shows the whole slice keeps the network from
+  finding hearts far from the heart, which the 3/4 patch did on ACDC (HD95 of 150 mm on one test patient);
+- a candidate is affordable when the time left for training (the budget less start-up and final validation) gives
+  it at least ``MIN_STEPS`` steps (2000 in 2D, 1000 in 3D);
+- seconds per step (forward, backward, optimiser step and, on a CPU where data workers share the cores, augmenting
+  a batch) are measured for a few candidates (the cheapest, then the most detailed affordable ones by
+  prediction) and predicted for the others from their multiply-accumulate count, scaled by the nearest
+  measurement. Every figure is recorded in plans.json with ``measured`` saying which.
+
+The schedule is epochs x iterations of about a minute each; training follows the clock, not the epoch count (see
+``autoseg.training.loop``), so the learning rate reaches zero as the budget runs out on whatever the real speed is.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..utils import AutosegError
+from . import heuristics as H
+
+SPACING_FACTORS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+WIDTHS = (32, 16)
+# (patch fraction per axis, batch fraction): the whole median image first, as nnU-Net does, with fewer samples per
+# step before a smaller view of the image
+PATCH_OPTIONS = ((1.0, 1.0), (1.0, 0.5), (0.75, 1.0))
+MIN_PATCH_EDGE = 64
+MIN_STEPS = {2: 2000, 3: 1000}
+BUDGET_BATCH = {2: 8, 3: 2}
+EPOCH_SECONDS = 60.0  # target length of one epoch under a budget (a line of progress per minute)
+STARTUP_SECONDS = 20.0  # process start, workers, first batches
+MAX_MEASUREMENTS = 6
+PREDICTION_SLACK = 0.75
+
+
+def parse_budget(text: str | float | int | None) -> float | None:
+    """'20m', '1.5h', '90s', '3600' (seconds) -> seconds; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+        if not m:
+            raise AutosegError(f"budget {text!r} is not a duration; write e.g. 90s, 20m or 1.5h")
+        seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds <= 0:
+        raise AutosegError(f"budget {text!r} must be positive")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Candidate:
+    spacing: tuple[float, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    base_features: int
+    arch_kwargs: dict
+    macs: float  # multiply-accumulates of one forward pass of one sample
+
+    def describe(self) -> str:
+        return (f"spacing {[round(s, 3) for s in self.spacing]} patch {list(self.patch_size)} batch "
+                f"{self.batch_size} features {self.base_features}")
+
+
+def forward_macs(arch_kwargs: dict, patch_size) -> float:
+    """Multiply-accumulates of the convolutions of one forward pass of the plain U-Net for one sample."""
+    feats = arch_kwargs["features_per_stage"]
+    kernels, strides = arch_kwargs["kernel_sizes"], arch_kwargs["strides"]
+    n_enc, n_dec = arch_kwargs["n_conv_per_stage"], arch_kwargs["n_conv_per_stage_decoder"]
+    size = np.array(patch_size, float)
+    vox = []
+    for s in strides:
+        size = np.ceil(size / np.array(s))
+        vox.append(float(np.prod(size)))
+    total, cin = 0.0, arch_kwargs["input_channels"]
+    for s, f in enumerate(feats):
+        k = float(np.prod(kernels[s]))
+        total += vox[s] * k * (cin * f + (n_enc[s] - 1) * f * f)
+        cin = f
+    for s in range(len(feats) - 2, -1, -1):
+        f, k = feats[s], float(np.prod(kernels[s]))
+        total += vox[s] * feats[s + 1] * f  # transposed conv, kernel = stride: one MAC per input per output
+        total += vox[s] * k * (2 * f * f + (n_dec[s] - 1) * f * f)
+    return total
+
+
+def _arch(dim: int, spacing, patch, base: int, num_channels: int, num_classes: int) -> tuple[dict, tuple]:
+    topo = H.network_topology(spacing, patch)
+    feats = H.features_per_stage(topo.n_stages, dim, base=base, cap=H.MAX_FEATURES[dim] * base // H.BASE_FEATURES)
+    kw = {"dim": dim, "input_channels": num_channels, "num_classes": num_classes, "n_stages": topo.n_stages,
+          "features_per_stage": list(feats), "kernel_sizes": [list(k) for k in topo.kernel_sizes],
+          "strides": [list(s) for s in topo.strides], "n_conv_per_stage": [2] * topo.n_stages,
+          "n_conv_per_stage_decoder": [2] * (topo.n_stages - 1), "deep_supervision": True,
+          "norm": "InstanceNorm", "nonlin": "LeakyReLU", "negative_slope": 0.01}
+    return kw, topo.patch_size
+
+
+def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_classes: int,
+               coarsen_all: bool) -> list[Candidate]:
+    """Candidate configurations, most detailed first: finest spacing, then widest, then the whole median image
+    with the full batch, with half the batch, then 3/4 of the image per axis."""
+    dim = len(spacing)
+    spacing = np.asarray(spacing, float)
+    median_shape = np.asarray(median_shape, float)
+    full_batch = int(min(plan_batch, BUDGET_BATCH[dim]))
+    coarse = np.ones(dim, bool) if coarsen_all or dim == 2 else np.arange(dim) > 0
+    out, seen = [], set()
+    for f in SPACING_FACTORS:
+        sp = np.where(coarse, spacing * f, spacing)
+        shape = np.maximum(np.round(median_shape * spacing / sp), 1)
+        for base in WIDTHS:
+            for frac, bfrac in PATCH_OPTIONS:
+                batch = max(H.MIN_BATCH_SIZE, int(round(full_batch * bfrac)))
+                patch = np.where(coarse, np.maximum(np.round(shape * frac), np.minimum(shape, MIN_PATCH_EDGE)),
+                                 np.minimum(shape, H.initial_patch_size(sp, shape)))
+                kw, padded = _arch(dim, sp, [int(p) for p in patch], base, num_channels, num_classes)
+                key = (tuple(np.round(sp, 4)), padded, base, batch)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append(Candidate(tuple(float(s) for s in sp), tuple(int(p) for p in padded), batch, base, kw,
+                                     forward_macs(kw, padded)))
+    return out
+
+
+def time_training_step(c: Candidate, device, steps: int = 2, batch_dice: bool = False) -> float:
+    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
+    import torch
+
+    from ..networks import build_network
+    from ..training.losses import DeepSupervisionLoss, DiceCELoss
+
+    net = build_network("PlainConvUNet", dict(c.arch_kwargs)).to(device)
+    loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=batch_dice), c.arch_kwargs["n_stages"] - 1)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
+    x = torch.randn(c.batch_size, c.arch_kwargs["input_channels"], *c.patch_size, device=device)
+    y = torch.randint(0, c.arch_kwargs["num_classes"], (c.batch_size, 1, *c.patch_size), device=device)
+    amp = device.type == "cuda"
+    times = []
+    for _ in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    del net, opt, x, y
+    return float(np.median(times[1:]))
+
+
+def time_augmentation(c: Candidate, dummy_2d: bool, repeats: int = 3) -> float:
+    """Median seconds to augment one batch of ``c`` (random data of the enlarged patch that training cuts)."""
+    from ..training.augmentation import enlarged_patch_size, training_transforms
+
+    dim = len(c.patch_size)
+    cut = enlarged_patch_size(c.patch_size, dim, dummy_2d)
+    rng = np.random.default_rng(0)
+    transforms = training_transforms(list(c.patch_size), dim, dummy_2d)
+    times = []
+    for _ in range(repeats):
+        batch = {"data": rng.standard_normal((c.batch_size, c.arch_kwargs["input_channels"], *cut), np.float32),
+                 "seg": rng.integers(0, c.arch_kwargs["num_classes"], (c.batch_size, 1, *cut)).astype(np.float32)}
+        t = time.perf_counter()
+        transforms(**batch)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def step_timer(device, dummy_2d: bool) -> Callable[[Candidate], float]:
+    """Seconds per training step on ``device``. On a CPU the data-loading workers share the cores with the
+    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap."""
+    def timer(c: Candidate) -> float:
+        t = time_training_step(c, device)
+        if device.type == "cpu":
+            t += time_augmentation(c, dummy_2d)
+        return t
+    return timer
+
+
+def final_validation_seconds(step_seconds: float, batch: int, n_val_cases: int, tiles_per_case: float,
+                             mirrors: int) -> float:
+    """Time to predict the held-out cases: a forward pass costs about a third of a training step; reading,
+    resampling, writing and scoring a case about a second."""
+    per_tile = step_seconds / batch / 3.0
+    return n_val_cases * (tiles_per_case * mirrors * per_tile + 1.0)
+
+
+def tiles_per_case(median_shape, patch_size, dim: int) -> float:
+    """Sliding-window tiles (step 1/2) for a median image; a 2D configuration runs over every slice."""
+    shape = list(median_shape)
+    inplane = shape[-dim:]
+    n = 1.0
+    for s, p in zip(inplane, patch_size):
+        n *= 1 if s <= p else math.ceil((s - p) / (p / 2)) + 1
+    if dim == 2 and len(shape) == 3:
+        n *= shape[0]
+    return n
+
+
+def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], float], dim: int,
+           timer: Callable[[Candidate], float], log: list[dict]) -> tuple[int, float]:
+    """Index of the chosen candidate and its seconds per step.
+
+    ``train_seconds_for(i, step_seconds)`` is the time left for training steps once start-up and the final validation
+    (which depends on the step time) are paid for. Measurements go into ``log``.
+    """
+    measured: dict[int, float] = {}
+
+    def measure(i: int) -> float:
+        if i not in measured:
+            measured[i] = timer(cands[i])
+        return measured[i]
+
+    def predict(i: int) -> float:
+        if i in measured:
+            return measured[i]
+        j = min(measured, key=lambda m: abs(math.log(cands[m].macs / cands[i].macs)))
+        return measured[j] * cands[i].macs * cands[i].batch_size / (cands[j].macs * cands[j].batch_size)
+
+    def steps(i: int, t: float) -> float:
+        return train_seconds_for(i, t) / t
+
+    cheapest = min(range(len(cands)), key=lambda i: cands[i].macs * cands[i].batch_size)
+    measure(cheapest)
+    chosen = None
+    while len(measured) < MAX_MEASUREMENTS:
+        # predictions scale linearly with the work and overestimate bigger candidates (fixed costs), so any
+        # candidate predicted within PREDICTION_SLACK of the threshold is measured before it is ruled out
+        ok = [i for i in range(len(cands)) if steps(i, predict(i)) >= MIN_STEPS[dim] * (
+            1.0 if i in measured else PREDICTION_SLACK)]
+        if not ok:
+            break
+        best = ok[0]
+        if best in measured:
+            chosen = best
+            break
+        measure(best)
+    if chosen is None:
+        ok = [i for i in measured if steps(i, measured[i]) >= MIN_STEPS[dim]]
+        chosen = min(ok) if ok else cheapest
+    for i, c in enumerate(cands):
+        t = predict(i)
+        log.append({"spacing": [round(s, 4) for s in c.spacing], "patch_size": list(c.patch_size),
+                    "batch_size": c.batch_size, "base_features": c.base_features, "gmacs_per_sample": round(
+                        c.macs / 1e9, 3), "seconds_per_step": round(t, 4), "measured": i in measured,
+                    "steps_in_budget": int(steps(i, t)), "chosen": i == chosen})
+    return chosen, measured.get(chosen, predict(chosen))
+
+
+def schedule(step_seconds: float, train_seconds: float) -> dict:
+    """Epochs x iterations (about a minute each) expected to fill ``train_seconds``."""
+    ipe = int(np.clip(round(EPOCH_SECONDS / step_seconds), 10, 250))
+    val_iters = max(2, ipe // 20)
+    epoch_seconds = step_seconds * (ipe + val_iters / 3)
+    epochs = max(1, int(train_seconds // epoch_seconds))
+    return {"epochs": epochs, "iters_per_epoch": ipe, "val_iters": val_iters}
+
+
+def apply_budget(plans, budget_seconds: float, device, n_cases: int, n_folds: int = 5,
+                 timer: Callable[[Candidate], float] | None = None, verbose: bool = True):
+    """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
+    ``device`` (a torch.device); 3d_lowres is dropped (a cascade does not fit a budget)."""
+    import dataclasses
+
+    configs = {name: budget_configuration(plans, cfg, budget_seconds, device, math.ceil(n_cases / n_folds), timer)
+               for name, cfg in plans.configurations.items() if name != "3d_lowres"}
+    if verbose:
+        for name, cfg in configs.items():
+            b = cfg.budget
+            print(f"budget {name}: chose spacing {[round(s, 3) for s in cfg.spacing]} patch {cfg.patch_size} batch "
+                  f"{cfg.batch_size} features {cfg.architecture.arch_kwargs['features_per_stage'][0]} "
+                  f"({b['seconds_per_step']:.3f}s/step, ~{b['expected_steps']} steps)", flush=True)
+    return dataclasses.replace(plans, configurations=configs, budget_seconds=budget_seconds,
+                               budget_device=str(device))
+
+
+def budget_configuration(plans, cfg, budget_seconds: float, device, n_val: int,
+                         timer: Callable[[Candidate], float] | None = None):
+    """One configuration re-chosen for the budget (see the module's docstring), with its reasons and record."""
+    import dataclasses
+
+    dim = cfg.dim
+    anisotropic = bool(cfg.resampling_data.get("separate_z"))
+    cands = candidates(cfg.spacing, cfg.median_image_size_in_voxels, cfg.batch_size, plans.num_input_channels,
+                       plans.num_classes, coarsen_all=not anisotropic)
+    mirrors = 2 ** dim
+    time_step = timer or step_timer(device, dummy_2d=dim == 3 and anisotropic)
+    n_slices = list(plans.original_median_shape_after_transp[:1])
+
+    def shape_at(c: Candidate) -> list[float]:
+        return [m * s0 / s1 for m, s0, s1 in zip(cfg.median_image_size_in_voxels, cfg.spacing, c.spacing)]
+
+    def validation(c: Candidate, t: float) -> float:
+        whole = n_slices + shape_at(c) if dim == 2 else shape_at(c)
+        return final_validation_seconds(t, c.batch_size, n_val, tiles_per_case(whole, c.patch_size, dim), mirrors)
+
+    log: list[dict] = []
+    t0 = time.time()
+    idx, step_s = choose(cands, lambda i, t: budget_seconds - STARTUP_SECONDS - validation(cands[i], t), dim,
+                         time_step, log)
+    c = cands[idx]
+    val_s = validation(c, step_s)
+    train_s = max(budget_seconds - STARTUP_SECONDS - val_s, 0.0)
+    sched = schedule(step_s, train_s)
+    steps = int(train_s / step_s)
+    reasons = list(cfg.reasons) + [
+        f"budget {budget_seconds:.0f}s on {device}: {len(cands)} candidates, {sum(r['measured'] for r in log)} "
+        f"timed ({time.time() - t0:.1f}s); chose the most detailed with >= {MIN_STEPS[dim]} steps: "
+        f"{c.describe()} at {step_s:.3f}s/step -> ~{steps} steps",
+        f"schedule {sched['epochs']} epochs x {sched['iters_per_epoch']} iterations (followed by the clock: the "
+        f"learning rate reaches 0 when the budget ends); {val_s:.0f}s kept for validating a fold's "
+        f"{n_val} held-out cases, {STARTUP_SECONDS:.0f}s for start-up"]
+    if steps < MIN_STEPS[dim]:
+        reasons.append(f"warning: even the cheapest candidate gets fewer than {MIN_STEPS[dim]} steps; expect an "
+                       "under-trained model (raise the budget)")
+    est = H.estimate_feature_map_elements(c.patch_size, c.arch_kwargs["strides"],
+                                          c.arch_kwargs["features_per_stage"], plans.num_classes)
+    suffix = f"_budget{c.base_features}f_{'x'.join(f'{s:g}' for s in c.spacing)}"
+    return dataclasses.replace(
+        cfg, data_identifier=cfg.data_identifier.split("_budget")[0] + suffix,
+        spacing=[float(s) for s in c.spacing], patch_size=list(c.patch_size), batch_size=c.batch_size,
+        median_image_size_in_voxels=[float(round(s, 2)) for s in shape_at(c)],
+        architecture=dataclasses.replace(cfg.architecture, arch_kwargs=dict(c.arch_kwargs)),
+        feature_map_estimate=int(est), reasons=reasons,
+        budget={"budget_seconds": budget_seconds, "device": str(device), "seconds_per_step": round(step_s, 4),
+                "train_seconds": round(train_s, 1), "final_validation_seconds": round(val_s, 1),
+                "expected_steps": steps, "schedule": sched, "min_steps": MIN_STEPS[dim], "candidates": log})

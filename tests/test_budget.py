@@ -1,0 +1,149 @@
+"""Budget planning and training by the clock: parsing, the clock's learning rate, candidate choice with a known
+timer, the MAC count against the real network, and a budgeted plan -> train run on the phantom."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autoseg.planner import budget as B
+from autoseg.training.config import BudgetClock
+from autoseg.utils import AutosegError
+
+
+@pytest.mark.parametrize("text,seconds", [("20m", 1200), ("1.5h", 5400), ("90s", 90), ("90", 90), (" 2M ", 120),
+                                          (45, 45)])
+def test_parse_budget(text, seconds):
+    assert B.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "20 min", "-5m", "0m", "1h30m"])
+def test_parse_budget_rejects(text):
+    with pytest.raises(AutosegError, match="budget"):
+        B.parse_budget(text)
+
+
+class FakeTime:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_clock_lr_reaches_zero_at_the_deadline_and_follows_the_reserve():
+    now = FakeTime(1000.0)
+    clock = BudgetClock(100.0, start=990.0, reserve=10.0, now=now)  # loop starts 10 s in; deadline at 1080
+    assert clock.deadline == 1080.0
+    assert clock.lr(0.01) == pytest.approx(0.01)
+    now.t = 1040.0  # half of the 80 s of training time
+    assert clock.fraction() == pytest.approx(0.5)
+    assert clock.lr(0.01) == pytest.approx(0.01 * 0.5 ** 0.9)
+    clock.reserve = 30.0  # a slower validation estimate moves the deadline (and the schedule) earlier
+    assert clock.fraction() == pytest.approx(40 / 60)
+    now.t = 2000.0
+    assert clock.fraction() == 1.0 and clock.lr(0.01) == 0.0 and clock.left() < 0
+    assert clock.expected_epochs(5, 10.0) == 5
+
+
+def _cands():
+    return B.candidates([1.5, 1.5], [200, 180], plan_batch=40, num_channels=1, num_classes=4, coarsen_all=True)
+
+
+def test_candidates_are_ordered_from_most_detailed():
+    cands = _cands()
+    assert cands[0].spacing == (1.5, 1.5) and cands[0].base_features == 32 and cands[0].batch_size == 8
+    factors = [c.spacing[0] / 1.5 for c in cands]
+    assert factors == sorted(factors)  # coarser spacing only later
+    assert all(p >= B.MIN_PATCH_EDGE for c in cands for p in c.patch_size)
+    # every patch fits the network's divisibility
+    for c in cands:
+        div = np.prod(np.array(c.arch_kwargs["strides"]), 0)
+        assert all(p % d == 0 for p, d in zip(c.patch_size, div))
+
+
+def test_choose_picks_the_first_candidate_with_enough_steps():
+    cands = _cands()
+    rate = 1e-10  # seconds per MAC x sample: a known timer
+    calls = []
+
+    def timer(c):
+        calls.append(c)
+        return rate * c.macs * c.batch_size
+
+    steps = [1000.0 / (rate * c.macs * c.batch_size) for c in cands]
+    want = next(i for i, s in enumerate(steps) if s >= B.MIN_STEPS[2])
+    log = []
+    idx, t = B.choose(cands, lambda i, t: 1000.0, 2, timer, log)
+    assert idx == want and t == pytest.approx(rate * cands[want].macs * cands[want].batch_size)
+    assert len(calls) <= B.MAX_MEASUREMENTS
+    assert [r["chosen"] for r in log].index(True) == want and log[want]["measured"]
+    # a generous budget takes the most detailed candidate; a tiny one the cheapest
+    assert B.choose(cands, lambda i, t: 1e9, 2, timer, [])[0] == 0
+    cheapest = min(range(len(cands)), key=lambda i: cands[i].macs * cands[i].batch_size)
+    assert B.choose(cands, lambda i, t: 1e-3, 2, timer, [])[0] == cheapest
+
+
+def test_forward_macs_matches_the_network_counted_with_hooks():
+    c = _cands()[3]
+    from autoseg.networks import build_network
+
+    net = build_network("PlainConvUNet", dict(c.arch_kwargs))
+    total = []
+
+    def hook(m, inp, out):
+        if m.kernel_size == (1, 1):
+            return  # segmentation heads are not counted
+        k = np.prod(m.kernel_size)
+        if isinstance(m, torch.nn.ConvTranspose2d):  # each input voxel meets each output channel once per tap
+            total.append(inp[0][0].numel() * m.out_channels * k)
+        else:
+            total.append(out[0].numel() * m.in_channels * k)
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        net(torch.zeros(1, 1, *c.patch_size))
+    assert B.forward_macs(c.arch_kwargs, c.patch_size) == pytest.approx(sum(total))
+
+
+def test_schedule_fills_the_training_time():
+    s = B.schedule(0.5, 1200.0)
+    assert s["iters_per_epoch"] == 120
+    epoch = 0.5 * (s["iters_per_epoch"] + s["val_iters"] / 3)
+    assert s["epochs"] * epoch <= 1200.0 < (s["epochs"] + 1) * epoch
+
+
+def test_tiles_per_case_counts_the_sliding_window():
+    assert B.tiles_per_case([10, 100, 100], [64, 64], 2) == 10 * 3 * 3  # steps of 32: 0, 32, 36 per axis
+    assert B.tiles_per_case([10, 60, 60], [64, 64], 2) == 10
+
+
+def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
+    from autoseg.cli import main
+
+    run = tmp_path / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "--budget", "40s", "--device", "cpu",
+                 "-c", "2d"]) == 0
+    plans = json.loads((run / "plans.json").read_text())
+    assert plans["budget_seconds"] == 40 and plans["budget_device"] == "cpu"
+    b = plans["configurations"]["2d"]["budget"]
+    assert any(r["measured"] for r in b["candidates"]) and sum(r["chosen"] for r in b["candidates"]) == 1
+    assert b["schedule"]["epochs"] >= 1 and b["seconds_per_step"] > 0
+    assert "3d_lowres" not in plans["configurations"]
+    assert "budget 40s on cpu" in capsys.readouterr().out
+
+    # --epochs with --budget is contradictory
+    assert main(["train", str(run), "-c", "2d", "-f", "0", "--epochs", "2", "--budget", "10s"]) == 2
+    # train --budget overrides the planned 40 s
+    assert main(["train", str(run), "-c", "2d", "-f", "0", "--budget", "15s", "--num-workers", "0"]) == 0
+    fold = run / "2d" / "fold_0"
+    cfg = json.loads((fold / "config.json").read_text())
+    assert cfg["train_config"]["budget_seconds"] == 15
+    log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["lr_end"] < 0.1 * cfg["train_config"]["initial_lr"]  # the schedule ran to its end
+    assert (fold / "checkpoint_final.pt").is_file() and not (fold / "checkpoint_latest.pt").exists()
+    assert (fold / "validation" / "summary.json").is_file()
+    out = capsys.readouterr().out
+    assert "budget 15s: training ended after" in out
