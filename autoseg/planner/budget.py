@@ -143,7 +143,7 @@ def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_cl
     return out
 
 
-def time_training_step(c: Candidate, device, steps: int = 2, batch_dice: bool = False) -> float:
+def time_training_step(c: Candidate, device, steps: int = 4, batch_dice: bool = False) -> float:
     """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
     import torch
 
