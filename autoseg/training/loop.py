@@ -233,7 +233,8 @@ class Trainer:
             self._epoch(epoch, train_iter, val_iter, clock)
             epoch += 1
             if clock is not None:
-                clock.reserve = self._validation_reserve(self.log[-1])
+                last = self.log[-1]
+                clock.reserve = self._validation_reserve(last["train_seconds"] / max(last["iterations"], 1))
                 # the last epoch stops mid-way when the time is up (every rank takes rank 0's decision)
                 done = self._all_agree(clock.left() < 0.05 * self.log[-1]["epoch_seconds"] or clock.fraction() >= 1)
                 if done:
@@ -267,26 +268,24 @@ class Trainer:
         dist.broadcast(t, 0)
         return bool(t.item())
 
-    def _validation_reserve(self, last: dict | None) -> float:
+    def _validation_reserve(self, step: float | None) -> float:
         """Seconds to keep for the final checkpoint and the full-resolution validation of the held-out cases,
-        from the planned step time or, once an epoch has run, the measured one (a forward pass of one tile costs
+        from the planned step time or, once steps have run, the measured one (a forward pass of one tile costs
         about a third of a training step per sample; mirroring multiplies the passes by 2**dim)."""
         from ..planner.budget import final_validation_seconds, tiles_per_case
 
         if not (self.val_cases and self.tc.final_validation):
-            return 5.0
-        if last is not None:
-            step = last["train_seconds"] / max(last["iterations"], 1)
-        elif self.cfg.budget:
+            return 2.0
+        if step is None and self.cfg.budget:
             step = self.cfg.budget["seconds_per_step"] * self.local_batch / self.cfg.batch_size
-        else:
-            return 5.0
+        if step is None:
+            return 2.0
         dim = self.cfg.dim
         shape = list(self.plans.original_median_shape_after_transp)
         med = [m * s0 / s1 for m, s0, s1 in zip(shape[-dim:], self.plans.original_median_spacing_after_transp[-dim:],
                                                  self.cfg.spacing)]
         whole = shape[:1] + med if dim == 2 else med
-        return 5.0 + 1.2 * final_validation_seconds(step, self.local_batch, len(self.val_cases),
+        return 2.0 + 1.2 * final_validation_seconds(step, self.local_batch, len(self.val_cases),
                                                     tiles_per_case(whole, self.cfg.patch_size, dim), 2 ** dim)
 
     def _epoch(self, epoch: int, train_iter, val_iter, clock: BudgetClock | None = None) -> None:
@@ -302,6 +301,8 @@ class Trainer:
             if clock is not None:
                 if it > 0 and self._all_agree(clock.fraction() >= 1):
                     break
+                if it > 0 and it % 10 == 0:  # the reserve follows the measured speed within the epoch too
+                    clock.reserve = self._validation_reserve((time.time() - t0) / it)
                 for g in self.opt.param_groups:
                     g["lr"] = clock.lr(tc.initial_lr)
             tw = time.time()
