@@ -269,24 +269,25 @@ class Trainer:
         return bool(t.item())
 
     def _validation_reserve(self, step: float | None) -> float:
-        """Seconds to keep for the final checkpoint and the full-resolution validation of the held-out cases,
-        from the planned step time or, once steps have run, the measured one (a forward pass of one tile costs
-        about a third of a training step per sample; mirroring multiplies the passes by 2**dim)."""
+        """Seconds to keep for the last epoch's validation patches, the final checkpoint and the full-resolution
+        validation of the held-out cases, from the planned step time or, once steps have run, the measured one (a
+        forward pass of one tile costs about a third of a training step per sample; mirroring multiplies the passes
+        by 2**dim)."""
         from ..planner.budget import final_validation_seconds, tiles_per_case
 
-        if not (self.val_cases and self.tc.final_validation):
-            return 2.0
         if step is None and self.cfg.budget:
             step = self.cfg.budget["seconds_per_step"] * self.local_batch / self.cfg.batch_size
-        if step is None:
-            return 2.0
+        # the last epoch's validation patches run after its final training step
+        patches = self.tc.val_iters * step / 2 if step is not None else 0.0
+        if not (self.val_cases and self.tc.final_validation) or step is None:
+            return 2.0 + patches
         dim = self.cfg.dim
         shape = list(self.plans.original_median_shape_after_transp)
         med = [m * s0 / s1 for m, s0, s1 in zip(shape[-dim:], self.plans.original_median_spacing_after_transp[-dim:],
                                                  self.cfg.spacing)]
         whole = shape[:1] + med if dim == 2 else med
-        return 2.0 + 1.2 * final_validation_seconds(step, self.local_batch, len(self.val_cases),
-                                                    tiles_per_case(whole, self.cfg.patch_size, dim), 2 ** dim)
+        return 2.0 + patches + 1.2 * final_validation_seconds(
+            step, self.local_batch, len(self.val_cases), tiles_per_case(whole, self.cfg.patch_size, dim), 2 ** dim)
 
     def _epoch(self, epoch: int, train_iter, val_iter, clock: BudgetClock | None = None) -> None:
         tc = self.tc
