@@ -236,7 +236,7 @@ class Trainer:
                 last = self.log[-1]
                 clock.reserve = self._validation_reserve(last["train_seconds"] / max(last["iterations"], 1))
                 # the last epoch stops mid-way when the time is up (every rank takes rank 0's decision)
-                done = self._all_agree(clock.left() < 0.05 * self.log[-1]["epoch_seconds"] or clock.fraction() >= 1)
+                done = self._all_agree(clock.fraction() >= 1)
                 if done:
                     break
             due = epoch % tc.save_every == 0 or time.time() - last_save > SAVE_LATEST_SECONDS
