@@ -212,7 +212,10 @@ class Trainer:
         clock = None
         if tc.budget_seconds:
             self.start_time -= self.budget_used  # a resumed run continues the same budget
-            clock = BudgetClock(tc.budget_seconds, self.start_time, self._validation_reserve(None))
+            clock = BudgetClock(tc.budget_seconds, self.start_time)
+            # a first guess (from the plan's timing) may not take more than half the time left; the measured
+            # speed replaces it after 10 steps
+            clock.reserve = min(self._validation_reserve(None), 0.5 * max(clock.deadline - clock.loop_start, 0.0))
             if self.budget_used:
                 clock.loop_start = self.start_time + self.budget_loop_offset
             else:
