@@ -3,46 +3,17 @@
     python benchmarks/cpu_knobs.py RUN/plans.json [--config 2d] [--steps 8] [--device cpu]
 
 Builds the plan's network at its patch and batch and times forward + backward + SGD steps (median after two
-warm-up steps; torch.compile's compilation time is reported separately) for: eager fp32 (what autoseg uses on a
-CPU), channels-last, bf16 autocast, and torch.compile.
+warm-up steps; torch.compile's compilation time is reported separately) for: the default (what autoseg's training
+does: fp32 on a CPU, bf16 autocast on CUDA), channels-last, bf16 autocast, and torch.compile.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
-import numpy as np
 import torch
 
-from autoseg.networks import build_network
-from autoseg.training.losses import DeepSupervisionLoss, DiceCELoss
-
-
-def run(cfg: dict, device: torch.device, steps: int, channels_last=False, bf16=False, compile_=False):
-    ak = dict(cfg["architecture"]["arch_kwargs"])
-    torch.manual_seed(0)
-    net = build_network("PlainConvUNet", ak).to(device)
-    loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=cfg["batch_dice"]), ak["n_stages"] - 1)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
-    x = torch.randn(cfg["batch_size"], ak["input_channels"], *cfg["patch_size"], device=device)
-    y = torch.randint(0, ak["num_classes"], (cfg["batch_size"], 1, *cfg["patch_size"]), device=device)
-    if channels_last:
-        fmt = torch.channels_last if len(cfg["patch_size"]) == 2 else torch.channels_last_3d
-        net, x = net.to(memory_format=fmt), x.to(memory_format=fmt)
-    model = torch.compile(net) if compile_ else net
-    times = []
-    for _ in range(steps + 2):
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times[2:])), times[0]
+from autoseg.planner.budget import Candidate, median_seconds, training_step
 
 
 def main() -> None:
@@ -53,14 +24,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     cfg = json.load(open(a.plans))["configurations"][a.config]
+    ak = cfg["architecture"]["arch_kwargs"]
+    c = Candidate(tuple(cfg["spacing"]), tuple(cfg["patch_size"]), cfg["batch_size"], ak["features_per_stage"][0],
+                  ak, 0.0)
     dev = torch.device(a.device)
-    print(f"{a.config}: patch {cfg['patch_size']} batch {cfg['batch_size']} features "
-          f"{cfg['architecture']['arch_kwargs']['features_per_stage']} on {dev} ({torch.get_num_threads()} threads)")
+    print(f"{a.config}: patch {cfg['patch_size']} batch {cfg['batch_size']} features {ak['features_per_stage']} on "
+          f"{dev} ({torch.get_num_threads()} threads)")
     base = None
-    for name, kw in (("eager fp32", {}), ("channels-last", {"channels_last": True}), ("bf16 autocast", {"bf16": True}),
-                     ("torch.compile", {"compile_": True})):
+    for name, kw in (("eager (default)", {}),
+                     ("channels-last", {"channels_last": True}), ("bf16 autocast", {"autocast_dtype": torch.bfloat16}),
+                     ("torch.compile", {"compile_network": True})):
+        torch.manual_seed(0)
         try:
-            t, first = run(cfg, dev, a.steps, **kw)
+            t, first = median_seconds(training_step(c, dev, cfg["batch_dice"], **kw), dev, a.steps, warmup=2)
         except Exception as e:  # e.g. no compiler toolchain for torch.compile
             print(f"{name:15s} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             continue

@@ -145,7 +145,8 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in log]
     # the LR starts at its initial value and follows the clock down (re-estimates of the reserve may nudge it)
-    assert len(log) >= 2 and lrs[0] == pytest.approx(cfg["train_config"]["initial_lr"], rel=1e-3) and lrs[-1] < 0.5 * lrs[0]
+    assert len(log) >= 2 and lrs[-1] < 0.5 * lrs[0]
+    assert lrs[0] == pytest.approx(cfg["train_config"]["initial_lr"], rel=1e-3)
     # it ends near zero (a sudden slowdown near the end can move the deadline earlier, hence the margin)
     assert log[-1]["lr_end"] < 0.25 * cfg["train_config"]["initial_lr"]
     assert (fold / "checkpoint_final.pt").is_file() and not (fold / "checkpoint_latest.pt").exists()

@@ -13,8 +13,8 @@ The rules are plain and printed with the plan:
 - the batch is 8 in 2D and 2 in 3D, or the memory plan's batch if that is smaller: on a CPU a step costs time in
   proportion to the batch, and more, smaller steps train a U-Net further in a fixed time than fewer large ones
   (nnU-Net's large 2D batches exist to fill GPU memory). Before the patch is cut to 3/4 of the image, the whole
-  image is tried with half the batch (at least 2): context that shows the whole slice keeps the network from
-  finding hearts far from the heart, which the 3/4 patch did on ACDC (HD95 of 150 mm on one test patient);
+  image is tried with half the batch (at least 2), as nnU-Net prefers context to batch size (whether this helps
+  under a budget is not yet measured: on ACDC the 3/4 patch at batch 8 was chosen in every timed run);
 - a candidate is affordable when the time left for training (the budget less start-up and final validation) gives
   it at least ``MIN_STEPS`` steps (2000 in 2D, 1000 in 3D);
 - seconds per step (forward, backward, optimiser step and, on a CPU where data workers share the cores, augmenting
@@ -27,6 +27,7 @@ The schedule is epochs x iterations of about a minute each; training follows the
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -143,8 +144,10 @@ def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_cl
     return out
 
 
-def time_training_step(c: Candidate, device, steps: int = 4, batch_dice: bool = False) -> float:
-    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
+def training_step(c: Candidate, device, batch_dice: bool = False, channels_last: bool = False,
+                  autocast_dtype=None, compile_network: bool = False) -> Callable[[], None]:
+    """One forward/backward/SGD step of candidate ``c`` on fixed random data, as a function to time. Autocast
+    defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them."""
     import torch
 
     from ..networks import build_network
@@ -155,22 +158,42 @@ def time_training_step(c: Candidate, device, steps: int = 4, batch_dice: bool = 
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
     x = torch.randn(c.batch_size, c.arch_kwargs["input_channels"], *c.patch_size, device=device)
     y = torch.randint(0, c.arch_kwargs["num_classes"], (c.batch_size, 1, *c.patch_size), device=device)
-    amp = device.type == "cuda"
+    if channels_last:
+        fmt = torch.channels_last if len(c.patch_size) == 2 else torch.channels_last_3d
+        net, x = net.to(memory_format=fmt), x.to(memory_format=fmt)
+    model = torch.compile(net) if compile_network else net
+    if autocast_dtype is None and device.type == "cuda":
+        autocast_dtype = torch.bfloat16
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def median_seconds(fn: Callable[[], None], device, steps: int, warmup: int = 1) -> tuple[float, float]:
+    """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call);
+    CUDA work is synchronised around each call."""
+    import torch
+
     times = []
-    for _ in range(steps + 1):
+    for _ in range(steps + warmup):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        opt.step()
+        fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t)
-    del net, opt, x, y
-    return float(np.median(times[1:]))
+    return float(np.median(times[warmup:])), times[0]
+
+
+def time_training_step(c: Candidate, device, steps: int = 4, batch_dice: bool = False) -> float:
+    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
+    return median_seconds(training_step(c, device, batch_dice), device, steps)[0]
 
 
 def time_augmentation(c: Candidate, dummy_2d: bool, repeats: int = 3) -> float:
@@ -213,11 +236,12 @@ def final_validation_seconds(step_seconds: float, batch: int, n_val_cases: int, 
 
 def tiles_per_case(median_shape, patch_size, dim: int) -> float:
     """Sliding-window tiles (step 1/2) for a median image; a 2D configuration runs over every slice."""
+    from ..inference.sliding_window import window_starts
+
     shape = list(median_shape)
-    inplane = shape[-dim:]
     n = 1.0
-    for s, p in zip(inplane, patch_size):
-        n *= 1 if s <= p else math.ceil((s - p) / (p / 2)) + 1
+    for s, p in zip(shape[-dim:], patch_size):
+        n *= len(window_starts(int(round(s)), int(p), 0.5))
     if dim == 2 and len(shape) == 3:
         n *= shape[0]
     return n
@@ -286,8 +310,6 @@ def apply_budget(plans, budget_seconds: float, device, n_cases: int, n_folds: in
                  timer: Callable[[Candidate], float] | None = None, verbose: bool = True):
     """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
     ``device`` (a torch.device); 3d_lowres is dropped (a cascade does not fit a budget)."""
-    import dataclasses
-
     configs = {name: budget_configuration(plans, cfg, budget_seconds, device, math.ceil(n_cases / n_folds), timer)
                for name, cfg in plans.configurations.items() if name != "3d_lowres"}
     if verbose:
@@ -303,8 +325,6 @@ def apply_budget(plans, budget_seconds: float, device, n_cases: int, n_folds: in
 def budget_configuration(plans, cfg, budget_seconds: float, device, n_val: int,
                          timer: Callable[[Candidate], float] | None = None):
     """One configuration re-chosen for the budget (see the module's docstring), with its reasons and record."""
-    import dataclasses
-
     dim = cfg.dim
     anisotropic = bool(cfg.resampling_data.get("separate_z"))
     cands = candidates(cfg.spacing, cfg.median_image_size_in_voxels, cfg.batch_size, plans.num_input_channels,
