@@ -16,7 +16,10 @@ The rules are plain and printed with the plan:
   image is tried with half the batch (at least 2), as nnU-Net prefers context to batch size (whether this helps
   under a budget is not yet measured: on ACDC the 3/4 patch at batch 8 was chosen in every timed run);
 - a candidate is affordable when the time left for training (the budget less start-up and final validation) gives
-  it at least ``MIN_STEPS`` steps (2000 in 2D, 1000 in 3D);
+  it at least ``MIN_STEPS`` steps (2000 in 2D, 1000 in 3D). Step times vary by ~15% between runs on a shared CPU,
+  so a more detailed candidate whose steps are within ``TIMING_NOISE`` of the first affordable one's is taken
+  instead: otherwise two candidates of almost the same cost (on ACDC, 2.34 mm with 3/4 of the image and 3.1 mm with
+  all of it) would be picked by the noise of the timing;
 - seconds per step (forward, backward, optimiser step and, on a CPU where data workers share the cores, augmenting
   a batch) are measured for a few candidates (the cheapest, then the most detailed affordable ones by
   prediction) and predicted for the others from their multiply-accumulate count, scaled by the nearest
@@ -51,6 +54,10 @@ EPOCH_SECONDS = 60.0  # target length of one epoch under a budget (a line of pro
 STARTUP_SECONDS = 20.0  # process start, workers, first batches
 MAX_MEASUREMENTS = 6
 PREDICTION_SLACK = 0.75
+# run-to-run spread of a measured step time on a shared CPU (the same 0.66-GMAC ACDC network timed 0.48-0.65 s/step
+# across plans): a coarser candidate must buy more steps than this to be preferred over a more detailed one
+TIMING_NOISE = 0.15
+TIMED_STEPS = 6
 
 
 def parse_budget(text: str | float | int | None) -> float | None:
@@ -191,7 +198,7 @@ def median_seconds(fn: Callable[[], None], device, steps: int, warmup: int = 1) 
     return float(np.median(times[warmup:])), times[0]
 
 
-def time_training_step(c: Candidate, device, steps: int = 4, batch_dice: bool = False) -> float:
+def time_training_step(c: Candidate, device, steps: int = TIMED_STEPS, batch_dice: bool = False) -> float:
     """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
     return median_seconds(training_step(c, device, batch_dice), device, steps)[0]
 
@@ -288,6 +295,7 @@ def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], flo
     if chosen is None:
         ok = [i for i in measured if steps(i, measured[i]) >= MIN_STEPS[dim]]
         chosen = min(ok) if ok else cheapest
+    chosen = _within_noise(chosen, measured, measure, predict, steps)
     for i, c in enumerate(cands):
         t = predict(i)
         log.append({"spacing": [round(s, 4) for s in c.spacing], "patch_size": list(c.patch_size),
@@ -295,6 +303,23 @@ def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], flo
                         c.macs / 1e9, 3), "seconds_per_step": round(t, 4), "measured": i in measured,
                     "steps_in_budget": int(steps(i, t)), "chosen": i == chosen})
     return chosen, measured.get(chosen, predict(chosen))
+
+
+def _within_noise(chosen: int, measured: dict, measure, predict, steps) -> int:
+    """The most detailed candidate before ``chosen`` whose measured steps are within TIMING_NOISE of ``chosen``'s
+    (measured, at most two extra timings), else ``chosen``."""
+    target = steps(chosen, measured.get(chosen) or predict(chosen)) / (1 + TIMING_NOISE)
+    extra = 0
+    for i in range(chosen):
+        if steps(i, predict(i)) < target * (1.0 if i in measured else PREDICTION_SLACK):
+            continue
+        if i not in measured:
+            if extra == 2:
+                break
+            extra += 1
+        if steps(i, measure(i)) >= target:
+            return i
+    return chosen
 
 
 def schedule(step_seconds: float, train_seconds: float) -> dict:
@@ -351,7 +376,8 @@ def budget_configuration(plans, cfg, budget_seconds: float, device, n_val: int,
     steps = int(train_s / step_s)
     reasons = list(cfg.reasons) + [
         f"budget {budget_seconds:.0f}s on {device}: {len(cands)} candidates, {sum(r['measured'] for r in log)} "
-        f"timed ({time.time() - t0:.1f}s); chose the most detailed with >= {MIN_STEPS[dim]} steps: "
+        f"timed ({time.time() - t0:.1f}s); chose the most detailed with >= {MIN_STEPS[dim]} steps (or within "
+        f"{TIMING_NOISE:.0%} of the steps of the first that has them): "
         f"{c.describe()} at {step_s:.3f}s/step -> ~{steps} steps",
         f"schedule {sched['epochs']} epochs x {sched['iters_per_epoch']} iterations (followed by the clock: the "
         f"learning rate reaches 0 when the budget ends); {val_s:.0f}s kept for validating a fold's "
