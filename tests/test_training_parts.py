@@ -78,3 +78,50 @@ def test_network_norm_is_instance_norm(shape):
     x = torch.randn(shape) * 3 + 1
     ref = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=1e-5)
     assert torch.allclose(norm(x), ref, atol=1e-5)
+
+
+def _coordinate_case(folder, shape_yx):
+    """A one-slice case whose voxel values encode their position: value = 1000 * y + x + 1 (0 = outside)."""
+    import json
+
+    h, w = shape_yx
+    yy, xx = np.mgrid[:h, :w]
+    data = (1000 * yy + xx + 1).astype(np.float32)[None, None]
+    np.save(folder / "c.npy", data)
+    np.save(folder / "c_seg.npy", np.ones((1, h, w), np.int8))
+    (folder / "c.json").write_text(json.dumps({"class_locations": {"1": [[0, h // 2, w // 2]]}}))
+
+
+@pytest.mark.parametrize("image, enlarged", [((40, 48), (64, 64)), ((90, 100), (40, 40))])
+def test_random_patches_reach_every_border_of_the_image(tmp_path, image, enlarged):
+    """The final patch (the centre the spatial transform keeps) must be able to touch each border, whether the
+    enlarged patch is bigger than the image (as with ACDC at a coarse budget spacing) or smaller; it must never
+    leave the image. A sampler that cut big patches from the middle only never showed the periphery."""
+    from autoseg.training.data import PatchSampler, PreprocessedCases
+
+    _coordinate_case(tmp_path, image)
+    final = (16, 16)
+    sampler = PatchSampler(PreprocessedCases(tmp_path, ["c"]), list(enlarged), 2, list(final))
+    rng = np.random.default_rng(0)
+    tops, lefts = set(), set()
+    for _ in range(600):
+        d, _s = sampler.sample("c", force_fg=False, rng=rng)
+        oy, ox = [(e - f) // 2 for e, f in zip(enlarged, final)]
+        crop = d[0, oy:oy + final[0], ox:ox + final[1]]
+        assert crop.min() > 0  # inside the image
+        tops.add(int(crop[0, 0]) // 1000)
+        lefts.add(int(crop[0, 0] - 1) % 1000)
+    assert min(tops) == 0 and max(tops) == image[0] - final[0]
+    assert min(lefts) == 0 and max(lefts) == image[1] - final[1]
+
+
+def test_an_image_smaller_than_the_patch_is_centred(tmp_path):
+    from autoseg.training.data import PatchSampler, PreprocessedCases
+
+    _coordinate_case(tmp_path, (10, 12))
+    sampler = PatchSampler(PreprocessedCases(tmp_path, ["c"]), [32, 32], 2, [16, 16])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        d, _s = sampler.sample("c", force_fg=False, rng=rng)
+        ys, xs = np.nonzero(d[0])
+        assert (ys.min(), xs.min()) == (11, 10)  # (32 - 10) / 2, (32 - 12) / 2

@@ -61,14 +61,31 @@ def _crop_with_padding(arr: np.ndarray, lb: list[int], size: list[int]) -> np.nd
 class PatchSampler:
     """Cut patches of ``size`` (the enlarged pre-augmentation patch) from preprocessed cases.
 
+    The spatial transform later keeps the centre ``final_size`` of each patch, so the cut is placed such that this
+    final patch can lie anywhere in the image, touching any border: the enlarged patch may extend past the image by
+    the margin it has around the final patch (or, where the image is smaller than the final patch, the image is
+    centred). Without that margin a patch bigger than the image is always cut from the middle, and the network
+    never learns what the image's periphery looks like.
+
     With ``force_fg`` the patch is centred on a random voxel of a random foreground class present in the case, which
-    keeps rare structures in view; otherwise it is placed uniformly (it may extend past the border by up to half
-    the amount the patch exceeds the image, as the spatial transform centre-crops afterwards).
+    keeps rare structures in view; otherwise it is placed uniformly.
     """
 
     cases: PreprocessedCases
     size: list[int]
     dim: int
+    final_size: list[int] | None = None
+
+    def bounds(self, shape) -> list[tuple[int, int]]:
+        """Per axis, the lowest and highest start of the enlarged patch."""
+        final = self.final_size or self.size
+        out = []
+        for sh, sz, fz in zip(shape, self.size, final):
+            pad = sz - fz
+            if pad + sh < sz:  # the image is smaller than the final patch: centre it
+                pad = sz - sh
+            out.append((-(pad // 2), sh + pad // 2 + pad % 2 - sz))
+        return out
 
     def sample(self, case: str, force_fg: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         data, seg = self.cases.arrays(case)
@@ -83,11 +100,8 @@ class PatchSampler:
             z = center[0] if center is not None else int(rng.integers(data.shape[1]))
             data, seg = data[:, z], seg[z]
             center = center[1:] if center is not None else None
-        shape = data.shape[1:]
         lb = []
-        for i, (sh, sz) in enumerate(zip(shape, self.size)):
-            need = max(sz - sh, 0)
-            lo, hi = -(need // 2), sh + need // 2 + need % 2 - sz
+        for i, ((lo, hi), sz) in enumerate(zip(self.bounds(data.shape[1:]), self.size)):
             if center is not None:
                 lb.append(int(np.clip(center[i] - sz // 2, lo, hi)))
             else:
@@ -115,7 +129,7 @@ class BatchStream(IterableDataset):
         np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
         dim = len(self.patch_size)
         cut = enlarged_patch_size(self.patch_size, dim, self.dummy_2d) if self.augment else self.patch_size
-        sampler = PatchSampler(PreprocessedCases(self.folder, self.cases), cut, dim)
+        sampler = PatchSampler(PreprocessedCases(self.folder, self.cases), cut, dim, self.patch_size)
         transforms = training_transforms(self.patch_size, dim, self.dummy_2d) if self.augment else None
         n_fg = int(round(self.batch_size * self.oversample_fg))
         while True:
