@@ -36,7 +36,7 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     if budget_s is not None:
         from .inference.predictor import resolve_device
 
-        plans = apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds)
+        plans = apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds, only=configurations)
     plan_seconds = round(time.time() - t0, 2)
     plans = dataclasses.replace(plans, planning_seconds=plan_seconds)
     plans.save(ws.plans)

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--group-by", help="regex whose first group (or match) is the patient id of a case name")
     s.add_argument("--no-preprocess", action="store_true", help="only plan")
     s.add_argument("-c", "--configurations", nargs="+",
-                   help="configurations to preprocess (default: all but 3d_lowres)")
+                   help="configurations to preprocess (default: all but 3d_lowres); with --budget, also the only "
+                        "ones planned")
     s.add_argument("-j", "--num-workers", type=int, default=2)
     s.add_argument("--budget", help="training time per fold, e.g. 20m, 1.5h, 900s: choose spacing, network, patch, "
                                     "batch and schedule from steps timed on --device (default: nnU-Net's full "

@@ -332,11 +332,19 @@ def schedule(step_seconds: float, train_seconds: float) -> dict:
 
 
 def apply_budget(plans, budget_seconds: float, device, n_cases: int, n_folds: int = 5,
-                 timer: Callable[[Candidate], float] | None = None, verbose: bool = True):
+                 timer: Callable[[Candidate], float] | None = None, verbose: bool = True,
+                 only: list[str] | None = None):
     """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
-    ``device`` (a torch.device); 3d_lowres is dropped (a cascade does not fit a budget)."""
-    configs = {name: budget_configuration(plans, cfg, budget_seconds, device, math.ceil(n_cases / n_folds), timer)
-               for name, cfg in plans.configurations.items() if name != "3d_lowres"}
+    ``device`` (a torch.device); 3d_lowres is dropped (a cascade does not fit a budget). With ``only``, just those
+    configurations are timed and kept (the others would cost planning time and could not be trained as planned)."""
+    names = [n for n in plans.configurations if n != "3d_lowres" and (only is None or n in only)]
+    if only is not None:
+        unknown = sorted(set(only) - set(plans.configurations))
+        if unknown or not names:
+            raise AutosegError(f"configuration(s) {unknown or only} cannot be planned under a budget; this dataset "
+                               f"has {[n for n in plans.configurations if n != '3d_lowres']}")
+    configs = {name: budget_configuration(plans, plans.configurations[name], budget_seconds, device,
+                                          math.ceil(n_cases / n_folds), timer) for name in names}
     if verbose:
         for name, cfg in configs.items():
             b = cfg.budget
