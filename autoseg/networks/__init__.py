@@ -1,5 +1,7 @@
-"""Networks built from plain arguments; the registry maps plan names to classes."""
-from . import unet  # noqa: F401  (registers PlainConvUNet)
-from .registry import NETWORKS, build_network, register_network
+"""Networks built from plain arguments and blocks; the registry maps plan names to classes and their arguments."""
+from . import resenc, unet  # noqa: F401  (register PlainConvUNet and ResidualEncoderUNet)
+from .registry import NETWORK_ARGS, NETWORKS, build_network, network_args, register_network
+from .unet import NetworkCosts, UNetArgs
 
-__all__ = ["build_network", "register_network", "NETWORKS"]
+__all__ = ["build_network", "network_args", "register_network", "NETWORKS", "NETWORK_ARGS", "NetworkCosts",
+           "UNetArgs"]

@@ -1,0 +1,202 @@
+"""Networks from blocks: state-dict keys unchanged from main's plain U-Net, one derivation of the structure for the
+modules, the memory estimate and the MAC count (checked against forward hooks), the ResEnc U-Net against nnU-Net's
+dynamic-network-architectures, argument validation and the registry."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autoseg.networks import NETWORKS, build_network, network_args, register_network
+from autoseg.utils import AutosegError
+
+DATA = Path(__file__).parent / "data"
+NNUNET_VENV = Path(os.environ.get("NNUNET_VENV", "/tmp/nnunet_venv"))
+
+
+def _plain(dim=2, **over):
+    kw = {"dim": dim, "input_channels": 2, "num_classes": 3, "n_stages": 4, "features_per_stage": [4, 8, 16, 16],
+          "kernel_sizes": [[3] * dim] * 4, "strides": [[1] * dim] + [[2] * dim] * 3, "n_conv_per_stage": [2] * 4,
+          "n_conv_per_stage_decoder": [2] * 3, "deep_supervision": True}
+    if dim == 3:
+        kw["kernel_sizes"] = [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
+        kw["strides"] = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
+    kw.update(over)
+    return kw
+
+
+def _resenc(dim=2, n_blocks=(1, 3, 4, 6), **over):
+    kw = _plain(dim, **{"n_conv_per_stage_decoder": [1] * (len(n_blocks) - 1), **over})
+    kw.pop("n_conv_per_stage")
+    kw["n_blocks_per_stage"] = list(n_blocks)
+    return kw
+
+
+@pytest.mark.parametrize("name", ["2d", "3d_aniso"])
+def test_plain_unet_state_dict_keys_and_shapes_are_mains(name):
+    """Checkpoints written before the network was built from blocks (and weight mappings written against these
+    names) must still load: keys, order and shapes as main's unet.py gave them (tests/data, made at 944fb42)."""
+    ref = json.loads((DATA / "plain_unet_state_dict_main.json").read_text())[name]
+    net = build_network("PlainConvUNet", ref["arch_kwargs"])
+    assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == ref["state_dict"]
+
+
+def test_plain_unet_costs_are_mains_estimates():
+    """The memory estimate and MAC count now come from the network's layout; for the plain U-Nets the planner
+    builds they equal main's two separate derivations exactly (the ACDC plans depend on the memory estimate)."""
+    for case in json.loads((DATA / "plain_unet_estimates_main.json").read_text()):
+        costs = network_args("PlainConvUNet", case["arch_kwargs"]).costs(case["patch_size"])
+        assert costs.feature_map_elements == case["feature_map_elements"]
+        assert costs.macs == case["forward_macs"]
+
+
+def _hooked_costs(net, x):
+    """(conv output elements, MACs without the 1x1 heads) counted on the real modules by forward hooks."""
+    elements, macs = [0], [0]
+    heads = {id(h) for h in net.heads}
+
+    def hook(m, inp, out):
+        elements[0] += out[0].numel()
+        if id(m) in heads:
+            return
+        if isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            macs[0] += out[0].numel() * m.in_channels  # kernel = stride: each output meets each input channel once
+        else:
+            macs[0] += out[0].numel() * m.in_channels * int(np.prod(m.kernel_size))
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        net(x)
+    return elements[0], macs[0]
+
+
+@pytest.mark.parametrize("name,kw,patch", [
+    ("PlainConvUNet", _plain(2), (32, 24)),
+    ("PlainConvUNet", _plain(3, deep_supervision=False, n_conv_per_stage=[1, 2, 3, 2]), (8, 32, 16)),
+    ("ResidualEncoderUNet", _resenc(2), (32, 24)),
+    ("ResidualEncoderUNet", _resenc(3, n_blocks=(2, 1, 2, 1), deep_supervision=False), (8, 32, 16)),
+])
+def test_costs_match_the_modules_counted_with_hooks(name, kw, patch):
+    net = build_network(name, kw).eval()
+    elements, macs = _hooked_costs(net, torch.zeros(1, kw["input_channels"], *patch))
+    costs = net.costs(patch)
+    assert costs.feature_map_elements == elements
+    assert costs.macs == macs
+
+
+def test_residual_encoder_shapes_keys_and_identity_start():
+    kw = _resenc(2)
+    net = build_network("ResidualEncoderUNet", kw)
+    out = net(torch.randn(2, 2, 32, 24))
+    assert [tuple(o.shape) for o in out] == [(2, 3, 32, 24), (2, 3, 16, 12), (2, 3, 8, 6)]
+    keys = list(net.state_dict())
+    assert keys[0] == "stem.0.0.weight" and "encoder.3.5.conv2.1.weight" in keys
+    assert "encoder.1.0.skip.1.0.weight" in keys and "encoder.1.0.skip.1.0.bias" not in keys  # 1x1 projection
+    assert "encoder.1.1.skip.0.weight" not in keys  # same width, no stride: identity shortcut
+    assert float(net.encoder[2][1].conv2[1].weight.detach().abs().sum()) == 0.0  # residual branches start at zero
+
+
+def test_same_seed_same_weights():
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        weights.append(build_network("ResidualEncoderUNet", _resenc(2)).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"strides": [[1, 1], [2, 2], [2, 2]]}, "strides"),
+    ({"kernel_sizes": [[3, 3], [3, 3], [3, 3], [3]]}, "kernel_sizes[3]"),
+    ({"kernel_sizes": [[3, 3], [2, 2], [3, 3], [3, 3]]}, "kernel_sizes"),
+    ({"features_per_stage": [4, 8, 16.0, 16]}, "features_per_stage[2]"),
+    ({"deep_supervision": "yes"}, "deep_supervision"),
+    ({"norm": "BatchNorm"}, "norm"),
+    ({"dim": 4}, "dim"),
+    ({"n_conv_per_stage_decoder": [2, 2, 2, 2]}, "n_conv_per_stage_decoder"),
+    ({"n_stage": 4}, "unknown key(s) ['n_stage']"),
+])
+def test_bad_arguments_name_the_key(change, key):
+    kw = _plain(2)
+    kw.update(change)
+    with pytest.raises(AutosegError, match=r"plans\.json: c\.arch_kwargs.*" + key.replace("[", r"\[").replace(
+            "]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        network_args("PlainConvUNet", kw, "plans.json: c.arch_kwargs")
+
+
+def test_missing_argument_and_unknown_network():
+    kw = _plain(2)
+    del kw["strides"]
+    with pytest.raises(AutosegError, match=r"missing key\(s\) \['strides'\]"):
+        network_args("PlainConvUNet", kw)
+    with pytest.raises(AutosegError, match="'PlainUNet' is not registered"):
+        build_network("PlainUNet", _plain(2))
+
+
+def test_registry_refuses_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+        register_network("PlainConvUNet", dict)(torch.nn.Identity)
+    assert {"PlainConvUNet", "ResidualEncoderUNet"} <= set(NETWORKS)
+
+
+# ---- against nnU-Net's dynamic-network-architectures (in its own venv) ----
+NNUNET_SCRIPT = r"""
+import json, sys, torch
+from torch import nn
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+out = []
+for name, kw, patch in json.load(sys.stdin):
+    dim = kw.pop("dim")
+    for k in ("norm", "nonlin", "negative_slope"):
+        kw.pop(k, None)
+    common = dict(conv_op=nn.Conv2d if dim == 2 else nn.Conv3d, conv_bias=True,
+                  norm_op=nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d,
+                  norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
+                  nonlin_kwargs={"inplace": True})
+    cls = PlainConvUNet if name == "PlainConvUNet" else ResidualEncoderUNet
+    net = cls(**kw, **common)
+    with torch.no_grad():
+        y = net(torch.zeros(1, kw["input_channels"], *patch))
+    y = y if isinstance(y, (list, tuple)) else [y]
+    out.append({"params": sum(p.numel() for p in net.parameters()), "shapes": [list(t.shape) for t in y]})
+print(json.dumps(out))
+"""
+
+NNUNET_CASES = [
+    ("PlainConvUNet", _plain(2), [32, 24]),
+    ("PlainConvUNet", _plain(3, deep_supervision=False, n_conv_per_stage=[1, 2, 3, 2]), [8, 32, 16]),
+    ("ResidualEncoderUNet", _resenc(2), [32, 24]),
+    # ResEnc M's 3D blocks per stage (1, 3, 4, 6, 6, 6), anisotropic first pooling
+    ("ResidualEncoderUNet", _resenc(3, n_blocks=(1, 3, 4, 6, 6, 6), n_stages=6,
+                                    features_per_stage=[4, 8, 16, 32, 32, 32],
+                                    kernel_sizes=[[1, 3, 3]] + [[3, 3, 3]] * 5,
+                                    strides=[[1, 1, 1], [1, 2, 2]] + [[2, 2, 2]] * 2 + [[1, 2, 2]] * 2,
+                                    n_conv_per_stage_decoder=[1] * 5), [8, 64, 64]),
+    ("ResidualEncoderUNet", _resenc(2, n_blocks=(2, 2, 2, 2), deep_supervision=False, input_channels=3,
+                                    num_classes=5), [16, 16]),
+]
+
+
+def test_parameter_counts_and_output_shapes_match_nnunet():
+    python = NNUNET_VENV / "bin" / "python"
+    if not python.is_file():
+        pytest.skip(f"nnU-Net's venv is absent ({python}); set NNUNET_VENV to compare with "
+                    "dynamic-network-architectures")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([str(python), "-c", NNUNET_SCRIPT], input=json.dumps(NNUNET_CASES), capture_output=True,
+                         text=True, env=env, timeout=300)
+    if res.returncode != 0 and "No module named 'dynamic_network_architectures'" in res.stderr:
+        pytest.skip(f"{python} has no dynamic_network_architectures")
+    assert res.returncode == 0, res.stderr[-2000:]
+    theirs = json.loads(res.stdout)
+    for (name, kw, patch), ref in zip(NNUNET_CASES, theirs):
+        net = build_network(name, kw)
+        with torch.no_grad():
+            y = net(torch.zeros(1, kw["input_channels"], *patch))
+        y = y if isinstance(y, list) else [y]
+        assert sum(p.numel() for p in net.parameters()) == ref["params"], name
+        assert [list(t.shape) for t in y] == ref["shapes"], name
