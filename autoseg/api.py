@@ -1,7 +1,6 @@
 """The typed API behind the CLI: plan, preprocess, train, predict, evaluate, demo."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -34,11 +33,13 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     save_json(fp, ws.fingerprint)
     plans = make_plans(ds, fp, gpu_memory_gb)
     if budget_s is not None:
-        from .inference.predictor import resolve_device
+        from .device import resolve_device
+        from .training.step_timing import step_timer
 
-        plans = apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds, only=configurations)
+        dev = resolve_device(device)
+        plans = apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds, timer=step_timer(dev),
+                             only=configurations)
     plan_seconds = round(time.time() - t0, 2)
-    plans = dataclasses.replace(plans, planning_seconds=plan_seconds)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))
     if len(groups) >= n_folds:

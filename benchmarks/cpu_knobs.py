@@ -13,7 +13,8 @@ import json
 
 import torch
 
-from autoseg.planner.budget import Candidate, median_seconds, training_step
+from autoseg.planner.budget import Candidate
+from autoseg.training.step_timing import median_seconds, training_step
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     cfg = json.load(open(a.plans))["configurations"][a.config]
     ak = cfg["architecture"]["arch_kwargs"]
     c = Candidate(tuple(cfg["spacing"]), tuple(cfg["patch_size"]), cfg["batch_size"], ak["features_per_stage"][0],
-                  ak, 0.0)
+                  ak, 0.0, network_class_name=cfg["architecture"]["network_class_name"])
     dev = torch.device(a.device)
     print(f"{a.config}: patch {cfg['patch_size']} batch {cfg['batch_size']} features {ak['features_per_stage']} on "
           f"{dev} ({torch.get_num_threads()} threads)")

@@ -111,7 +111,7 @@ def test_choose_does_not_let_timing_noise_pick_a_coarser_candidate():
         assert log[idx]["measured"]
 
 
-def test_forward_macs_matches_the_network_counted_with_hooks():
+def test_candidate_macs_match_the_network_counted_with_hooks():
     c = _cands()[3]
     from autoseg.networks import build_network
 
@@ -132,7 +132,7 @@ def test_forward_macs_matches_the_network_counted_with_hooks():
             m.register_forward_hook(hook)
     with torch.no_grad():
         net(torch.zeros(1, 1, *c.patch_size))
-    assert B.forward_macs(c.arch_kwargs, c.patch_size) == pytest.approx(sum(total))
+    assert c.macs == pytest.approx(sum(total))
 
 
 def test_schedule_fills_the_training_time():
@@ -154,8 +154,8 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     assert main(["plan", str(tiny_phantom), "--out", str(run), "--budget", "40s", "--device", "cpu",
                  "-c", "2d"]) == 0
     plans = json.loads((run / "plans.json").read_text())
-    assert plans["budget_seconds"] == 40 and plans["budget_device"] == "cpu"
     b = plans["configurations"]["2d"]["budget"]
+    assert b["budget_seconds"] == 40 and b["device"] == "cpu" and "budget_seconds" not in plans  # one record
     assert any(r["measured"] for r in b["candidates"]) and sum(r["chosen"] for r in b["candidates"]) == 1
     assert b["schedule"]["epochs"] >= 1 and b["seconds_per_step"] > 0
     # only the configuration asked for is timed and kept (the phantom also has a 3d_fullres)

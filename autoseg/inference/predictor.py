@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..io.dataset import case_ids_in
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks import build_network
@@ -25,14 +26,6 @@ from ..training.checkpoint import load_checkpoint
 from ..utils import AutosegError, atomic_write_bytes, format_table, progress
 from ..workspace import Workspace
 from .sliding_window import sliding_window_logits
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AutosegError("--device cuda was asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
 
 
 @dataclass

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..tiling import window_starts
+
 
 @lru_cache(maxsize=8)
 def _gaussian_np(patch_size: tuple[int, ...], sigma_scale: float) -> np.ndarray:
@@ -27,15 +29,6 @@ def _gaussian_np(patch_size: tuple[int, ...], sigma_scale: float) -> np.ndarray:
 def gaussian_importance(patch_size, sigma_scale: float = 1 / 8) -> torch.Tensor:
     """Weights that trust the centre of a tile more than its borders (sigma = patch / 8)."""
     return torch.from_numpy(_gaussian_np(tuple(int(p) for p in patch_size), sigma_scale))
-
-
-def window_starts(size: int, patch: int, step: float) -> list[int]:
-    """Evenly spaced tile starts covering [0, size) with overlap of at least (1 - step) * patch."""
-    if size <= patch:
-        return [0]
-    n = int(np.ceil((size - patch) / (patch * step))) + 1
-    # a window of 1 (the slice axis of a 2D network) would otherwise give ~2 starts per slice: each slice once
-    return sorted({int(round(i * (size - patch) / (n - 1))) for i in range(n)})
 
 
 def mirror_combinations(axes: tuple[int, ...]) -> list[tuple[int, ...]]:

@@ -41,8 +41,15 @@ from typing import Callable
 
 import numpy as np
 
+from ..networks.unet import PlainConvUNetArgs
+from ..tiling import window_starts
 from ..utils import AutosegError
 from . import heuristics as H
+from .plans import Architecture, BudgetRecord, CandidateRecord, ConfigurationPlan, Plans, Schedule
+
+StepTimer = Callable[["Candidate"], float]
+"""Seconds per training step of a candidate on the device at hand; ``autoseg.training.step_timing.step_timer``
+measures it (handed in by ``api.plan``, so the planner needs neither training nor a device of its own)."""
 
 SPACING_FACTORS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 WIDTHS = (32, 16)
@@ -59,7 +66,6 @@ PREDICTION_SLACK = 0.75
 # run-to-run spread of a measured step time on a shared CPU (the same 0.66-GMAC ACDC network timed 0.48-0.65 s/step
 # across plans): a coarser candidate must buy more steps than this to be preferred over a more detailed one
 TIMING_NOISE = 0.15
-TIMED_STEPS = 6
 
 
 def parse_budget(text: str | float | int | None) -> float | None:
@@ -80,53 +86,35 @@ def parse_budget(text: str | float | int | None) -> float | None:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A configuration to time: what the step-timing harness (``autoseg.training.step_timing``) needs to build the
+    network and a batch, and to augment it as training would (2D augmentation of a 3D patch when ``dummy_2d``)."""
     spacing: tuple[float, ...]
     patch_size: tuple[int, ...]
     batch_size: int
     base_features: int
-    arch_kwargs: dict
-    macs: float  # multiply-accumulates of one forward pass of one sample
+    arch_kwargs: PlainConvUNetArgs
+    macs: float  # multiply-accumulates of one forward pass of one sample (the network's own count)
+    dummy_2d: bool = False
+    network_class_name: str = "PlainConvUNet"
 
     def describe(self) -> str:
         return (f"spacing {[round(s, 3) for s in self.spacing]} patch {list(self.patch_size)} batch "
                 f"{self.batch_size} features {self.base_features}")
 
 
-def forward_macs(arch_kwargs: dict, patch_size) -> float:
-    """Multiply-accumulates of the convolutions of one forward pass of the plain U-Net for one sample."""
-    feats = arch_kwargs["features_per_stage"]
-    kernels, strides = arch_kwargs["kernel_sizes"], arch_kwargs["strides"]
-    n_enc, n_dec = arch_kwargs["n_conv_per_stage"], arch_kwargs["n_conv_per_stage_decoder"]
-    size = np.array(patch_size, float)
-    vox = []
-    for s in strides:
-        size = np.ceil(size / np.array(s))
-        vox.append(float(np.prod(size)))
-    total, cin = 0.0, arch_kwargs["input_channels"]
-    for s, f in enumerate(feats):
-        k = float(np.prod(kernels[s]))
-        total += vox[s] * k * (cin * f + (n_enc[s] - 1) * f * f)
-        cin = f
-    for s in range(len(feats) - 2, -1, -1):
-        f, k = feats[s], float(np.prod(kernels[s]))
-        total += vox[s] * feats[s + 1] * f  # transposed conv, kernel = stride: one MAC per input per output
-        total += vox[s] * k * (2 * f * f + (n_dec[s] - 1) * f * f)
-    return total
-
-
-def _arch(dim: int, spacing, patch, base: int, num_channels: int, num_classes: int) -> tuple[dict, tuple]:
+def _arch(dim: int, spacing, patch, base: int, num_channels: int,
+          num_classes: int) -> tuple[PlainConvUNetArgs, tuple]:
     topo = H.network_topology(spacing, patch)
     feats = H.features_per_stage(topo.n_stages, dim, base=base, cap=H.MAX_FEATURES[dim] * base // H.BASE_FEATURES)
-    kw = {"dim": dim, "input_channels": num_channels, "num_classes": num_classes, "n_stages": topo.n_stages,
-          "features_per_stage": list(feats), "kernel_sizes": [list(k) for k in topo.kernel_sizes],
-          "strides": [list(s) for s in topo.strides], "n_conv_per_stage": [2] * topo.n_stages,
-          "n_conv_per_stage_decoder": [2] * (topo.n_stages - 1), "deep_supervision": True,
-          "norm": "InstanceNorm", "nonlin": "LeakyReLU", "negative_slope": 0.01}
-    return kw, topo.patch_size
+    args = PlainConvUNetArgs(
+        dim=dim, input_channels=num_channels, num_classes=num_classes, n_stages=topo.n_stages,
+        features_per_stage=tuple(feats), kernel_sizes=tuple(topo.kernel_sizes), strides=tuple(topo.strides),
+        n_conv_per_stage=(2,) * topo.n_stages, n_conv_per_stage_decoder=(2,) * (topo.n_stages - 1))
+    return args, topo.patch_size
 
 
 def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_classes: int,
-               coarsen_all: bool) -> list[Candidate]:
+               coarsen_all: bool, dummy_2d: bool = False) -> list[Candidate]:
     """Candidate configurations, most detailed first: finest spacing, then widest, then the whole median image
     with the full batch, with half the batch, then 3/4 of the image per axis."""
     dim = len(spacing)
@@ -149,89 +137,8 @@ def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_cl
                     continue
                 seen.add(key)
                 out.append(Candidate(tuple(float(s) for s in sp), tuple(int(p) for p in padded), batch, base, kw,
-                                     forward_macs(kw, padded)))
+                                     kw.costs(padded).macs, dummy_2d))
     return out
-
-
-def training_step(c: Candidate, device, batch_dice: bool = False, channels_last: bool = False,
-                  autocast_dtype=None, compile_network: bool = False) -> Callable[[], None]:
-    """One forward/backward/SGD step of candidate ``c`` on fixed random data, as a function to time. Autocast
-    defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them."""
-    import torch
-
-    from ..networks import build_network
-    from ..training.losses import DeepSupervisionLoss, DiceCELoss
-
-    net = build_network("PlainConvUNet", dict(c.arch_kwargs)).to(device)
-    loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=batch_dice), c.arch_kwargs["n_stages"] - 1)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
-    x = torch.randn(c.batch_size, c.arch_kwargs["input_channels"], *c.patch_size, device=device)
-    y = torch.randint(0, c.arch_kwargs["num_classes"], (c.batch_size, 1, *c.patch_size), device=device)
-    if channels_last:
-        fmt = torch.channels_last if len(c.patch_size) == 2 else torch.channels_last_3d
-        net, x = net.to(memory_format=fmt), x.to(memory_format=fmt)
-    model = torch.compile(net) if compile_network else net
-    if autocast_dtype is None and device.type == "cuda":
-        autocast_dtype = torch.bfloat16
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
-
-
-def median_seconds(fn: Callable[[], None], device, steps: int, warmup: int = 1) -> tuple[float, float]:
-    """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call);
-    CUDA work is synchronised around each call."""
-    import torch
-
-    times = []
-    for _ in range(steps + warmup):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times[warmup:])), times[0]
-
-
-def time_training_step(c: Candidate, device, steps: int = TIMED_STEPS, batch_dice: bool = False) -> float:
-    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
-    return median_seconds(training_step(c, device, batch_dice), device, steps)[0]
-
-
-def time_augmentation(c: Candidate, dummy_2d: bool, repeats: int = 3) -> float:
-    """Median seconds to augment one batch of ``c`` (random data of the enlarged patch that training cuts)."""
-    from ..training.augmentation import enlarged_patch_size, training_transforms
-
-    dim = len(c.patch_size)
-    cut = enlarged_patch_size(c.patch_size, dim, dummy_2d)
-    rng = np.random.default_rng(0)
-    transforms = training_transforms(list(c.patch_size), dim, dummy_2d)
-    times = []
-    for _ in range(repeats):
-        batch = {"data": rng.standard_normal((c.batch_size, c.arch_kwargs["input_channels"], *cut), np.float32),
-                 "seg": rng.integers(0, c.arch_kwargs["num_classes"], (c.batch_size, 1, *cut)).astype(np.float32)}
-        t = time.perf_counter()
-        transforms(**batch)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def step_timer(device, dummy_2d: bool) -> Callable[[Candidate], float]:
-    """Seconds per training step on ``device``. On a CPU the data-loading workers share the cores with the
-    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap."""
-    def timer(c: Candidate) -> float:
-        t = time_training_step(c, device)
-        if device.type == "cpu":
-            t += time_augmentation(c, dummy_2d)
-        return t
-    return timer
 
 
 def final_validation_seconds(step_seconds: float, batch: int, n_val_cases: int, tiles_per_case: float,
@@ -245,8 +152,6 @@ def final_validation_seconds(step_seconds: float, batch: int, n_val_cases: int, 
 
 def tiles_per_case(median_shape, patch_size, dim: int) -> float:
     """Sliding-window tiles (step 1/2) for a median image; a 2D configuration runs over every slice."""
-    from ..inference.sliding_window import window_starts
-
     shape = list(median_shape)
     n = 1.0
     for s, p in zip(shape[-dim:], patch_size):
@@ -336,39 +241,38 @@ def schedule(step_seconds: float, train_seconds: float) -> dict:
     return {"epochs": epochs, "iters_per_epoch": ipe, "val_iters": val_iters}
 
 
-def apply_budget(plans, budget_seconds: float, device, n_cases: int, n_folds: int = 5,
-                 timer: Callable[[Candidate], float] | None = None, verbose: bool = True,
-                 only: list[str] | None = None):
+def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int, n_folds: int = 5,
+                 timer: StepTimer | None = None, verbose: bool = True, only: list[str] | None = None) -> Plans:
     """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
-    ``device`` (a torch.device); 3d_lowres is dropped (a cascade does not fit a budget). With ``only``, just those
-    configurations are timed and kept (the others would cost planning time and could not be trained as planned)."""
+    ``device`` (its name, recorded), with step times from ``timer``; 3d_lowres is dropped (a cascade does not fit a
+    budget). With ``only``, just those configurations are timed and kept (the others would cost planning time and
+    could not be trained as planned)."""
+    if timer is None:
+        raise AutosegError("a budget needs a step timer (autoseg.training.step_timing.step_timer); api.plan passes it")
     names = [n for n in plans.configurations if n != "3d_lowres" and (only is None or n in only)]
     if only is not None:
         unknown = sorted(set(only) - set(plans.configurations))
         if unknown or not names:
             raise AutosegError(f"configuration(s) {unknown or only} cannot be planned under a budget; this dataset "
                                f"has {[n for n in plans.configurations if n != '3d_lowres']}")
-    configs = {name: budget_configuration(plans, plans.configurations[name], budget_seconds, device,
+    configs = {name: budget_configuration(plans, plans.configurations[name], budget_seconds, str(device),
                                           math.ceil(n_cases / n_folds), timer) for name in names}
     if verbose:
         for name, cfg in configs.items():
             b = cfg.budget
             print(f"budget {name}: chose spacing {[round(s, 3) for s in cfg.spacing]} patch {cfg.patch_size} batch "
-                  f"{cfg.batch_size} features {cfg.architecture.arch_kwargs['features_per_stage'][0]} "
-                  f"({b['seconds_per_step']:.3f}s/step, ~{b['expected_steps']} steps)", flush=True)
-    return dataclasses.replace(plans, configurations=configs, budget_seconds=budget_seconds,
-                               budget_device=str(device))
+                  f"{cfg.batch_size} features {cfg.architecture.arch_kwargs.features_per_stage[0]} "
+                  f"({b.seconds_per_step:.3f}s/step, ~{b.expected_steps} steps)", flush=True)
+    return dataclasses.replace(plans, configurations=configs)
 
 
-def budget_configuration(plans, cfg, budget_seconds: float, device, n_val: int,
-                         timer: Callable[[Candidate], float] | None = None):
+def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: float, device: str, n_val: int,
+                         timer: StepTimer) -> ConfigurationPlan:
     """One configuration re-chosen for the budget (see the module's docstring), with its reasons and record."""
     dim = cfg.dim
-    anisotropic = bool(cfg.resampling_data.get("separate_z"))
+    anisotropic = cfg.resampling_data.separate_z
     cands = candidates(cfg.spacing, cfg.median_image_size_in_voxels, cfg.batch_size, plans.num_input_channels,
-                       plans.num_classes, coarsen_all=not anisotropic)
-    mirrors = 2 ** dim
-    time_step = timer or step_timer(device, dummy_2d=dim == 3 and anisotropic)
+                       plans.num_classes, coarsen_all=not anisotropic, dummy_2d=dim == 3 and anisotropic)
     n_slices = list(plans.original_median_shape_after_transp[:1])
 
     def shape_at(c: Candidate) -> list[float]:
@@ -376,37 +280,38 @@ def budget_configuration(plans, cfg, budget_seconds: float, device, n_val: int,
 
     def validation(c: Candidate, t: float) -> float:
         whole = n_slices + shape_at(c) if dim == 2 else shape_at(c)
-        return final_validation_seconds(t, c.batch_size, n_val, tiles_per_case(whole, c.patch_size, dim), mirrors)
+        return final_validation_seconds(t, c.batch_size, n_val, tiles_per_case(whole, c.patch_size, dim), 2 ** dim)
 
     log: list[dict] = []
     t0 = time.time()
     idx, step_s = choose(cands, lambda i, t: budget_seconds - STARTUP_SECONDS - validation(cands[i], t), dim,
-                         time_step, log)
+                         timer, log)
     c = cands[idx]
     val_s = validation(c, step_s)
     train_s = max(budget_seconds - STARTUP_SECONDS - val_s, 0.0)
-    sched = schedule(step_s, train_s)
-    steps = int(train_s / step_s)
-    reasons = list(cfg.reasons) + [
-        f"budget {budget_seconds:.0f}s on {device}: {len(cands)} candidates, {sum(r['measured'] for r in log)} "
-        f"timed ({time.time() - t0:.1f}s); chose the most detailed with >= {MIN_STEPS[dim]} steps (or within "
+    record = BudgetRecord(
+        budget_seconds=float(budget_seconds), device=device, seconds_per_step=round(step_s, 4),
+        train_seconds=round(train_s, 1), final_validation_seconds=round(val_s, 1),
+        expected_steps=int(train_s / step_s), schedule=Schedule(**schedule(step_s, train_s)),
+        min_steps=MIN_STEPS[dim], candidates=[CandidateRecord(**r) for r in log])
+    return dataclasses.replace(
+        cfg, spacing=[float(s) for s in c.spacing], patch_size=list(c.patch_size), batch_size=c.batch_size,
+        median_image_size_in_voxels=[float(round(s, 2)) for s in shape_at(c)],
+        architecture=Architecture(c.network_class_name, c.arch_kwargs),
+        reasons=list(cfg.reasons) + _budget_reasons(record, c, len(cands), time.time() - t0, n_val), budget=record)
+
+
+def _budget_reasons(b: BudgetRecord, c: Candidate, n_cands: int, seconds: float, n_val: int) -> list[str]:
+    dim, s = len(c.patch_size), b.schedule
+    reasons = [
+        f"budget {b.budget_seconds:.0f}s on {b.device}: {n_cands} candidates, {sum(r.measured for r in b.candidates)} "
+        f"timed ({seconds:.1f}s); chose the most detailed with >= {MIN_STEPS[dim]} steps (or within "
         f"{TIMING_NOISE:.0%} of the steps of the first that has them): "
-        f"{c.describe()} at {step_s:.3f}s/step -> ~{steps} steps",
-        f"schedule {sched['epochs']} epochs x {sched['iters_per_epoch']} iterations (followed by the clock: the "
-        f"learning rate reaches 0 when the budget ends); {val_s:.0f}s kept for validating a fold's "
-        f"{n_val} held-out cases, {STARTUP_SECONDS:.0f}s for start-up"]
-    if not any(r["measured"] and r["steps_in_budget"] >= MIN_STEPS[dim] for r in log):
+        f"{c.describe()} at {b.seconds_per_step:.3f}s/step -> ~{b.expected_steps} steps",
+        f"schedule {s.epochs} epochs x {s.iters_per_epoch} iterations (followed by the clock: the "
+        f"learning rate reaches 0 when the budget ends); {b.final_validation_seconds:.0f}s kept for validating a "
+        f"fold's {n_val} held-out cases, {STARTUP_SECONDS:.0f}s for start-up"]
+    if not any(r.measured and r.steps_in_budget >= MIN_STEPS[dim] for r in b.candidates):
         reasons.append(f"warning: even the cheapest candidate gets fewer than {MIN_STEPS[dim]} steps; expect an "
                        "under-trained model (raise the budget)")
-    est = H.estimate_feature_map_elements(c.patch_size, c.arch_kwargs["strides"],
-                                          c.arch_kwargs["features_per_stage"], plans.num_classes)
-    suffix = f"_budget{c.base_features}f_{'x'.join(f'{s:g}' for s in c.spacing)}"
-    return dataclasses.replace(
-        cfg, data_identifier=cfg.data_identifier.split("_budget")[0] + suffix,
-        spacing=[float(s) for s in c.spacing], patch_size=list(c.patch_size), batch_size=c.batch_size,
-        median_image_size_in_voxels=[float(round(s, 2)) for s in shape_at(c)],
-        architecture=dataclasses.replace(cfg.architecture, arch_kwargs=dict(c.arch_kwargs)),
-        feature_map_estimate=int(est), reasons=reasons,
-        budget={"budget_seconds": budget_seconds, "device": str(device), "seconds_per_step": round(step_s, 4),
-                "train_seconds": round(train_s, 1), "final_validation_seconds": round(val_s, 1),
-                "expected_steps": steps, "schedule": sched, "min_steps": MIN_STEPS[dim], "candidates": log})
+    return reasons

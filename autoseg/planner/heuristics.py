@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..networks.unet import PlainConvUNetArgs
+
 ANISOTROPY_THRESHOLD = 3.0
 """An axis whose spacing is more than this many times the finest is treated as the coarse (slice) axis."""
 
@@ -136,23 +138,15 @@ def estimate_feature_map_elements(patch_size, strides, features, num_classes: in
 
     Counts every convolution's output in the encoder, the transposed convolutions and convolutions of the decoder,
     and the segmentation heads. Training memory is roughly proportional to this (activations kept for backward),
-    which is why the planner compares it with a reference count measured to fit a given GPU.
+    which is why the planner compares it with a reference count measured to fit a given GPU. The count is the
+    network's own (``UNetArgs.costs``); kernel sizes do not change it.
     """
-    size = np.array(patch_size, dtype=np.float64)
-    sizes = []
-    for s in strides:
-        size = np.ceil(size / np.array(s))
-        sizes.append(np.prod(size))
-    total = 0.0
-    for f, n in zip(features, sizes):
-        total += n_conv * f * n
-    for s in range(len(features) - 2, -1, -1):  # decoder stages, deepest first
-        n = sizes[s]
-        total += features[s] * n  # transposed conv output
-        total += n_conv * features[s] * n
-        if deep_supervision or s == 0:
-            total += num_classes * n
-    return int(total)
+    n, dim = len(strides), len(patch_size)
+    args = PlainConvUNetArgs(
+        dim=dim, input_channels=1, num_classes=num_classes, n_stages=n, features_per_stage=tuple(features),
+        kernel_sizes=((3,) * dim,) * n, strides=tuple(tuple(s) for s in strides), n_conv_per_stage=(n_conv,) * n,
+        n_conv_per_stage_decoder=(n_conv,) * (n - 1), deep_supervision=deep_supervision)
+    return args.costs(patch_size).feature_map_elements
 
 
 def memory_reference(dim: int, gpu_memory_gb: float) -> float:

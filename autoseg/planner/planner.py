@@ -37,7 +37,6 @@ def plan_configuration(name: str, spacing, median_shape, dataset_voxels: float, 
     reasons.append(f"batch {bs}: memory headroom, capped at 5% of the dataset's voxels, at least 2")
     sep = anisotropic and dim == 3
     return ConfigurationPlan(
-        data_identifier=f"autosegPlans_{name}",
         spacing=[float(s) for s in spacing],
         patch_size=[int(p) for p in topo.patch_size],
         batch_size=int(bs),
@@ -49,7 +48,6 @@ def plan_configuration(name: str, spacing, median_shape, dataset_voxels: float, 
         resampling_probabilities={"order": 1, "separate_z": sep, "order_z": 0},
         architecture=_architecture(dim, topo, num_channels, num_classes),
         batch_dice=dim == 2,  # nnU-Net v2: 2d pools Dice over the batch; 3d_fullres only when there is a lowres
-        feature_map_estimate=int(est),
         reasons=reasons,
     )
 
@@ -139,4 +137,7 @@ def plans_table(plans: Plans) -> str:
     for name, c in plans.configurations.items():
         why.append(f"{name}:")
         why.extend(f"  - {r}" for r in c.reasons)
-    return table + "\n\nwhy:\n" + "\n".join(why)
+        if c.budget is not None:
+            why.append(f"  - {c.budget.summary()}")
+    head = f"{plans.dataset_name}: planned for {plans.gpu_memory_target_gb:g} GB of GPU memory\n"
+    return head + table + "\n\nwhy:\n" + "\n".join(why)

@@ -1,73 +1,261 @@
 """Plans: frozen dataclasses that round-trip to plain, versioned JSON (nnU-Net's key names).
 
-Loading rejects unknown keys with a message that names them, so a typo in a hand-edited plan is caught
-instead of silently ignored.
+Every level (the plans, each configuration, its resampling settings, its architecture and the network's arguments,
+the budget record, the intensity properties) is a typed record. Loading rejects unknown, missing and ill-typed keys
+with an AutosegError naming plans.json, the configuration and the key, so a typo in a hand-edited plan is caught at
+load instead of becoming a KeyError in one stage and a silent default in another.
+
+Version 2 dropped keys that nothing read (``planning_seconds``, ``budget_seconds`` and ``budget_device`` at the
+top, ``data_identifier`` and ``feature_map_estimate`` per configuration: the budget record holds the budget, and the
+network reports its own memory estimate); version-1 files load with those keys ignored.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from ..networks import network_args
+from ..records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
 from ..utils import AutosegError, load_json, save_json
 
-PLANS_VERSION = 1
+PLANS_VERSION = 2
+LEGACY_KEYS = {1: {"plans": ("planning_seconds", "budget_seconds", "budget_device"),
+                   "configuration": ("data_identifier", "feature_map_estimate")}}
+NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization")
+CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+"""Configuration names become folder names (run/<configuration>/, preprocessed/<configuration>/): no separators,
+no dots, no leading dash."""
 
 
-def _check_keys(cls, d: dict, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise AutosegError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    missing = sorted(f.name for f in fields(cls)
-                     if f.name not in d and f.default is MISSING and f.default_factory is MISSING)
-    if missing:
-        raise AutosegError(f"{where}: missing key(s) {missing}")
+def _set(obj: Any, **values: Any) -> None:
+    for k, v in values.items():
+        object.__setattr__(obj, k, v)
+
+
+class _ResamplingParse:
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        kw = {"order": as_int(d["order"], f"{where}.order", 0), "separate_z": as_bool(d["separate_z"],
+              f"{where}.separate_z"), "order_z": as_int(d["order_z"], f"{where}.order_z", 0)}
+        for k in ("order", "order_z"):
+            if kw[k] > 5:
+                raise AutosegError(f"{where}.{k}: spline order must be 0..5, got {kw[k]}")
+        return kw
 
 
 @dataclass(frozen=True)
-class Architecture:
+class ResamplingSettings(_ResamplingParse, Record):
+    order: int
+    separate_z: bool
+    order_z: int
+
+
+@dataclass(frozen=True)
+class LabelResampling(_ResamplingParse, Record):
+    """Labels are always resampled as one-hot probabilities (then argmax); ``one_hot`` records that and must be
+    true, so a plan asking otherwise is refused rather than ignored."""
+    order: int
+    separate_z: bool
+    order_z: int
+    one_hot: bool = True
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        kw = super()._parse(d, where)
+        if "one_hot" in d and as_bool(d["one_hot"], f"{where}.one_hot") is not True:
+            raise AutosegError(f"{where}.one_hot: labels are resampled one-hot only; set it to true")
+        return kw
+
+
+@dataclass(frozen=True)
+class Architecture(Record):
+    """A registered network's name and its typed arguments (a dict given in code is parsed and validated)."""
     network_class_name: str
-    arch_kwargs: dict
+    arch_kwargs: Any
 
-    @staticmethod
-    def from_dict(d: dict, where: str) -> "Architecture":
-        _check_keys(Architecture, d, where)
-        return Architecture(d["network_class_name"], dict(d["arch_kwargs"]))
+    def __post_init__(self) -> None:
+        _set(self, arch_kwargs=network_args(self.network_class_name, self.arch_kwargs, "architecture.arch_kwargs"))
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> "Architecture":
+        cls.check_keys(d, where)
+        name = as_str(d["network_class_name"], f"{where}.network_class_name")
+        return cls(name, network_args(name, d["arch_kwargs"], f"{where}.arch_kwargs"))
 
 
 @dataclass(frozen=True)
-class ConfigurationPlan:
-    data_identifier: str
+class Schedule(Record):
+    epochs: int
+    iters_per_epoch: int
+    val_iters: int
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        return {f.name: as_int(d[f.name], f"{where}.{f.name}", 1) for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class CandidateRecord(Record):
+    """One candidate the budget planner considered, with its (measured or predicted) step time."""
+    spacing: list[float]
+    patch_size: list[int]
+    batch_size: int
+    base_features: int
+    gmacs_per_sample: float
+    seconds_per_step: float
+    measured: bool
+    steps_in_budget: int
+    chosen: bool
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        w = where + "."
+        return {"spacing": list(as_floats(d["spacing"], w + "spacing", lo=0.0)),
+                "patch_size": list(as_ints(d["patch_size"], w + "patch_size", lo=1)),
+                "batch_size": as_int(d["batch_size"], w + "batch_size", 1),
+                "base_features": as_int(d["base_features"], w + "base_features", 1),
+                "gmacs_per_sample": as_float(d["gmacs_per_sample"], w + "gmacs_per_sample", 0.0),
+                "seconds_per_step": as_float(d["seconds_per_step"], w + "seconds_per_step", 0.0),
+                "measured": as_bool(d["measured"], w + "measured"), "chosen": as_bool(d["chosen"], w + "chosen"),
+                # negative when the final validation alone would overrun the budget
+                "steps_in_budget": as_int(d["steps_in_budget"], w + "steps_in_budget")}
+
+
+@dataclass(frozen=True)
+class BudgetRecord(Record):
+    """What `plan --budget` measured and chose for a configuration; training follows ``budget_seconds`` and
+    ``schedule``, and plans_table prints the rest."""
+    budget_seconds: float
+    device: str
+    seconds_per_step: float
+    train_seconds: float
+    final_validation_seconds: float
+    expected_steps: int
+    schedule: Schedule
+    min_steps: int
+    candidates: list[CandidateRecord]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedule, Mapping) and not isinstance(self.schedule, Schedule):
+            _set(self, schedule=Schedule.from_dict(dict(self.schedule), "budget.schedule"))
+        _set(self, candidates=[c if isinstance(c, CandidateRecord) else CandidateRecord.from_dict(
+            c, f"budget.candidates[{i}]") for i, c in enumerate(self.candidates)])
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        w = where + "."
+        kw = {k: as_float(d[k], w + k, 0.0) for k in ("budget_seconds", "seconds_per_step", "train_seconds",
+                                                      "final_validation_seconds")}
+        kw.update(device=as_str(d["device"], w + "device"), schedule=Schedule.from_dict(d["schedule"], w + "schedule"),
+                  expected_steps=as_int(d["expected_steps"], w + "expected_steps", 0),
+                  min_steps=as_int(d["min_steps"], w + "min_steps", 0),
+                  candidates=[CandidateRecord.from_dict(c, f"{w}candidates[{i}]")
+                              for i, c in enumerate(as_list(d["candidates"], w + "candidates"))])
+        return kw
+
+    def summary(self) -> str:
+        timed = sum(c.measured for c in self.candidates)
+        return (f"budget {self.budget_seconds:.0f}s on {self.device}: {self.seconds_per_step:.3f}s/step "
+                f"({timed} of {len(self.candidates)} candidates timed), ~{self.expected_steps} steps (at least "
+                f"{self.min_steps} wanted) in {self.train_seconds:.0f}s, {self.final_validation_seconds:.0f}s for the "
+                f"final validation; schedule {self.schedule.epochs} x {self.schedule.iters_per_epoch}")
+
+
+@dataclass(frozen=True)
+class IntensityProperties(Record):
+    """Foreground intensity statistics of one channel (CT normalisation clips to the percentiles)."""
+    mean: float
+    median: float
+    std: float
+    min: float
+    max: float
+    percentile_99_5: float
+    percentile_00_5: float
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        return {f.name: as_float(d[f.name], f"{where}.{f.name}") for f in fields(cls)}
+
+
+def _record(cls: type, v: Any, where: str) -> Any:
+    """``v`` as a ``cls`` record: records pass, dicts (from code that builds plans) are parsed."""
+    return v if isinstance(v, cls) else cls.from_dict(dict(v), where)
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan(Record):
     spacing: list[float]
     patch_size: list[int]
     batch_size: int
     median_image_size_in_voxels: list[float]
     normalization_schemes: list[str]
     use_mask_for_norm: list[bool]
-    resampling_data: dict
-    resampling_label: dict
-    resampling_probabilities: dict
+    resampling_data: ResamplingSettings
+    resampling_label: LabelResampling
+    resampling_probabilities: ResamplingSettings
     architecture: Architecture
     batch_dice: bool
-    feature_map_estimate: int
     reasons: list[str] = field(default_factory=list)
-    budget: dict | None = None  # set by `plan --budget`: timings, chosen candidate and schedule
+    budget: BudgetRecord | None = None  # set by `plan --budget`: timings, chosen candidate and schedule
+
+    def __post_init__(self) -> None:
+        _set(self, resampling_data=_record(ResamplingSettings, self.resampling_data, "resampling_data"),
+             resampling_label=_record(LabelResampling, self.resampling_label, "resampling_label"),
+             resampling_probabilities=_record(ResamplingSettings, self.resampling_probabilities,
+                                              "resampling_probabilities"))
+        if self.budget is not None:
+            _set(self, budget=_record(BudgetRecord, self.budget, "budget"))
 
     @property
     def dim(self) -> int:
         return len(self.patch_size)
 
-    @staticmethod
-    def from_dict(d: dict, where: str) -> "ConfigurationPlan":
-        _check_keys(ConfigurationPlan, d, where)
-        kw = dict(d)
-        kw["architecture"] = Architecture.from_dict(d["architecture"], where + ".architecture")
-        return ConfigurationPlan(**kw)
+    @classmethod
+    def from_dict(cls, d: Any, where: str, version: int = PLANS_VERSION) -> "ConfigurationPlan":
+        cls.check_keys(d, where, LEGACY_KEYS.get(version, {}).get("configuration", ()))
+        return cls(**cls._parse(d, where))
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        w = where + "."
+        arch = Architecture.from_dict(d["architecture"], w + "architecture")
+        dim = arch.arch_kwargs.dim
+        kw = {"spacing": list(as_floats(d["spacing"], w + "spacing", dim, 1e-9)),
+              "patch_size": list(as_ints(d["patch_size"], w + "patch_size", dim, 1)),
+              "batch_size": as_int(d["batch_size"], w + "batch_size", 1),
+              "median_image_size_in_voxels": list(as_floats(d["median_image_size_in_voxels"],
+                                                            w + "median_image_size_in_voxels", dim, 0.0)),
+              "normalization_schemes": [as_str(v, f"{w}normalization_schemes[{i}]", NORMALIZATION_SCHEMES)
+                                        for i, v in enumerate(as_list(d["normalization_schemes"],
+                                                                      w + "normalization_schemes"))],
+              "use_mask_for_norm": [as_bool(v, f"{w}use_mask_for_norm[{i}]")
+                                    for i, v in enumerate(as_list(d["use_mask_for_norm"], w + "use_mask_for_norm"))],
+              "resampling_data": ResamplingSettings.from_dict(d["resampling_data"], w + "resampling_data"),
+              "resampling_label": LabelResampling.from_dict(d["resampling_label"], w + "resampling_label"),
+              "resampling_probabilities": ResamplingSettings.from_dict(d["resampling_probabilities"],
+                                                                       w + "resampling_probabilities"),
+              "architecture": arch, "batch_dice": as_bool(d["batch_dice"], w + "batch_dice"),
+              "reasons": [as_str(r, f"{w}reasons[{i}]") for i, r in enumerate(as_list(d.get("reasons", []),
+                                                                                       w + "reasons"))]}
+        if d.get("budget") is not None:
+            kw["budget"] = BudgetRecord.from_dict(d["budget"], w + "budget")
+        return kw
+
+    def check_channels(self, n: int, num_classes: int, where: str) -> None:
+        """The per-channel lists and the network's input and output widths must match the dataset."""
+        for key in ("normalization_schemes", "use_mask_for_norm"):
+            if len(getattr(self, key)) != n:
+                raise AutosegError(f"{where}.{key}: {len(getattr(self, key))} entries for {n} input channel(s)")
+        a = self.architecture.arch_kwargs
+        if a.input_channels != n or a.num_classes != num_classes:
+            raise AutosegError(f"{where}.architecture.arch_kwargs: input_channels {a.input_channels} and num_classes "
+                               f"{a.num_classes} must be {n} (channels) and {num_classes} (labels)")
 
 
 @dataclass(frozen=True)
-class Plans:
+class Plans(Record):
     plans_version: int
     dataset_name: str
     dataset_dir: str
@@ -80,11 +268,15 @@ class Plans:
     original_median_spacing_after_transp: list[float]
     original_median_shape_after_transp: list[float]
     gpu_memory_target_gb: float
-    foreground_intensity_properties_per_channel: dict[str, dict[str, float]]
+    foreground_intensity_properties_per_channel: dict[str, IntensityProperties]
     configurations: dict[str, ConfigurationPlan]
-    planning_seconds: float = 0.0
-    budget_seconds: float | None = None
-    budget_device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.configurations:
+            check_configuration_name(name)
+        _set(self, foreground_intensity_properties_per_channel={
+            k: _record(IntensityProperties, v, f"foreground_intensity_properties_per_channel.{k}")
+            for k, v in self.foreground_intensity_properties_per_channel.items()})
 
     @property
     def num_classes(self) -> int:
@@ -95,24 +287,73 @@ class Plans:
             raise AutosegError(f"configuration {name!r} is not in the plans; planned: {sorted(self.configurations)}")
         return self.configurations[name]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
 
-    @staticmethod
-    def from_dict(d: dict, where: str = "plans.json") -> "Plans":
-        version = d.get("plans_version")
-        if version != PLANS_VERSION:
-            raise AutosegError(f"{where}: plans_version {version} is not supported (this autoseg reads "
-                               f"version {PLANS_VERSION}); re-run `autoseg plan`")
-        _check_keys(Plans, d, where)
-        kw = dict(d)
-        kw["configurations"] = {k: ConfigurationPlan.from_dict(v, f"{where}: configurations.{k}")
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "plans.json") -> "Plans":
+        version = d.get("plans_version") if isinstance(d, dict) else None
+        if version not in (PLANS_VERSION, *LEGACY_KEYS):
+            raise AutosegError(f"{where}: plans_version {version} is not supported (this autoseg reads versions "
+                               f"{sorted({PLANS_VERSION, *LEGACY_KEYS})}); re-run `autoseg plan`")
+        cls.check_keys(d, where, LEGACY_KEYS.get(version, {}).get("plans", ()))
+        kw = cls._parse(d, where)
+        for name in as_dict(d["configurations"], f"{where}: configurations"):
+            check_configuration_name(name, where)
+        kw["configurations"] = {k: ConfigurationPlan.from_dict(v, f"{where}: configurations.{k}", version)
                                 for k, v in d["configurations"].items()}
-        return Plans(**kw)
+        for k, c in kw["configurations"].items():
+            c.check_channels(kw["num_input_channels"], len(kw["labels"]), f"{where}: configurations.{k}")
+        return cls(**kw)
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        w = where + ": "
+        n = as_int(d["num_input_channels"], w + "num_input_channels", 1)
+        labels = {as_str(k, w + "labels"): as_int(v, f"{w}labels.{k}", 0)
+                  for k, v in as_dict(d["labels"], w + "labels").items()}
+        if len(set(labels.values())) != len(labels):
+            raise AutosegError(f"{w}labels: values must be distinct, got {labels}")
+        channels = {k: as_str(v, f"{w}channel_names.{k}") for k, v in as_dict(d["channel_names"],
+                                                                             w + "channel_names").items()}
+        if sorted(channels) != sorted(str(c) for c in range(n)):
+            raise AutosegError(f"{w}channel_names: keys must be '0'..'{n - 1}' for {n} channel(s), got "
+                               f"{sorted(channels)}")
+        fwd = list(as_ints(d["transpose_forward"], w + "transpose_forward", 3, 0))
+        bwd = list(as_ints(d["transpose_backward"], w + "transpose_backward", 3, 0))
+        if sorted(fwd) != [0, 1, 2] or [fwd[i] for i in bwd] != [0, 1, 2]:
+            raise AutosegError(f"{w}transpose_forward/backward: {fwd} and {bwd} must be inverse permutations of "
+                               "0, 1, 2")
+        props = as_dict(d["foreground_intensity_properties_per_channel"],
+                        w + "foreground_intensity_properties_per_channel")
+        return {"plans_version": PLANS_VERSION, "dataset_name": as_str(d["dataset_name"], w + "dataset_name"),
+                "dataset_dir": as_str(d["dataset_dir"], w + "dataset_dir"), "num_input_channels": n,
+                "labels": labels, "channel_names": channels,
+                "file_ending": as_str(d["file_ending"], w + "file_ending"),
+                "transpose_forward": fwd, "transpose_backward": bwd,
+                "original_median_spacing_after_transp": list(as_floats(
+                    d["original_median_spacing_after_transp"], w + "original_median_spacing_after_transp", 3, 0.0)),
+                "original_median_shape_after_transp": list(as_floats(
+                    d["original_median_shape_after_transp"], w + "original_median_shape_after_transp", 3, 0.0)),
+                "gpu_memory_target_gb": as_float(d["gpu_memory_target_gb"], w + "gpu_memory_target_gb", 0.0),
+                "foreground_intensity_properties_per_channel": {
+                    k: IntensityProperties.from_dict(v, f"{w}foreground_intensity_properties_per_channel.{k}")
+                    for k, v in props.items()}}
 
     @staticmethod
     def load(path: str | Path) -> "Plans":
         return Plans.from_dict(load_json(path), str(path))
+
+
+def as_dict(v: Any, where: str) -> dict:
+    if not isinstance(v, dict):
+        raise AutosegError(f"{where}: expected an object, got {v!r}")
+    return v
+
+
+def check_configuration_name(name: Any, where: str = "plans") -> str:
+    """Configuration names are folder names: letters, digits, '_' and '-' only (no '/', no '..')."""
+    if not isinstance(name, str) or not CONFIGURATION_NAME.fullmatch(name):
+        raise AutosegError(f"{where}: configuration name {name!r} is not allowed; use letters, digits, '_' and '-' "
+                           "(it names folders in the run)")
+    return name

@@ -99,9 +99,10 @@ def plan_signature(plans: Plans, config: str) -> dict:
     """Everything in the plans that changes the preprocessed arrays."""
     cfg = plans.configuration(config)
     return {"spacing": cfg.spacing, "normalization_schemes": cfg.normalization_schemes,
-            "use_mask_for_norm": cfg.use_mask_for_norm, "resampling_data": cfg.resampling_data,
-            "resampling_label": cfg.resampling_label, "transpose_forward": plans.transpose_forward,
-            "intensity": plans.foreground_intensity_properties_per_channel, "labels": plans.labels,
+            "use_mask_for_norm": cfg.use_mask_for_norm, "resampling_data": dict(cfg.resampling_data),
+            "resampling_label": dict(cfg.resampling_label), "transpose_forward": plans.transpose_forward,
+            "intensity": {k: dict(v) for k, v in plans.foreground_intensity_properties_per_channel.items()},
+            "labels": plans.labels,
             "dataset_dir": plans.dataset_dir}
 
 

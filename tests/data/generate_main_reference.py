@@ -1,3 +1,4 @@
+# ruff: noqa  (a record of how the data was made with main's code at 944fb42; it does not run on later code)
 """How the reference data in tests/data was made: run once at 944fb42 (main before the typed-plans and network-blocks
 refactor) with `PYTHONPATH=. python tests/data/generate_main_reference.py`. Kept for the record; not run by the tests."""
 import json, sys, tempfile

@@ -1,0 +1,94 @@
+"""Timing training steps of candidate configurations, for the budget planner.
+
+The planner asks "how many seconds does one training step of this candidate take here?" without importing
+training or choosing a device: ``api.plan`` hands it ``step_timer(device)``. A candidate is anything with
+``network_class_name``, ``arch_kwargs``, ``patch_size``, ``batch_size`` and ``dummy_2d``
+(``autoseg.planner.budget.Candidate``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..networks import build_network
+from .augmentation import enlarged_patch_size, training_transforms
+from .losses import DeepSupervisionLoss, DiceCELoss
+
+TIMED_STEPS = 6
+
+
+def training_step(c: Any, device: torch.device, batch_dice: bool = False, channels_last: bool = False,
+                  autocast_dtype: torch.dtype | None = None, compile_network: bool = False) -> Callable[[], None]:
+    """One forward/backward/SGD step of candidate ``c`` on fixed random data, as a function to time. Autocast
+    defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them."""
+    kw = dict(c.arch_kwargs)
+    net = build_network(c.network_class_name, kw).to(device)
+    loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=batch_dice), kw["n_stages"] - 1)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
+    x = torch.randn(c.batch_size, kw["input_channels"], *c.patch_size, device=device)
+    y = torch.randint(0, kw["num_classes"], (c.batch_size, 1, *c.patch_size), device=device)
+    if channels_last:
+        fmt = torch.channels_last if len(c.patch_size) == 2 else torch.channels_last_3d
+        net, x = net.to(memory_format=fmt), x.to(memory_format=fmt)
+    model = torch.compile(net) if compile_network else net
+    if autocast_dtype is None and device.type == "cuda":
+        autocast_dtype = torch.bfloat16
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def median_seconds(fn: Callable[[], None], device: torch.device, steps: int, warmup: int = 1) -> tuple[float, float]:
+    """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call);
+    CUDA work is synchronised around each call."""
+    times = []
+    for _ in range(steps + warmup):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[warmup:])), times[0]
+
+
+def time_training_step(c: Any, device: torch.device, steps: int = TIMED_STEPS, batch_dice: bool = False) -> float:
+    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
+    return median_seconds(training_step(c, device, batch_dice), device, steps)[0]
+
+
+def time_augmentation(c: Any, repeats: int = 3) -> float:
+    """Median seconds to augment one batch of ``c`` (random data of the enlarged patch that training cuts)."""
+    dim = len(c.patch_size)
+    cut = enlarged_patch_size(c.patch_size, dim, c.dummy_2d)
+    rng = np.random.default_rng(0)
+    transforms = training_transforms(list(c.patch_size), dim, c.dummy_2d)
+    kw = dict(c.arch_kwargs)
+    times = []
+    for _ in range(repeats):
+        batch = {"data": rng.standard_normal((c.batch_size, kw["input_channels"], *cut), np.float32),
+                 "seg": rng.integers(0, kw["num_classes"], (c.batch_size, 1, *cut)).astype(np.float32)}
+        t = time.perf_counter()
+        transforms(**batch)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def step_timer(device: torch.device) -> Callable[[Any], float]:
+    """Seconds per training step on ``device``. On a CPU the data-loading workers share the cores with the
+    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap."""
+    def timer(c: Any) -> float:
+        t = time_training_step(c, device)
+        if device.type == "cpu":
+            t += time_augmentation(c)
+        return t
+    return timer
