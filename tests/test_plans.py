@@ -108,6 +108,8 @@ def test_a_typo_at_any_level_is_named(where, key, message):
     (["labels"], {"background": 0, "RV": 1, "MYO": 1, "LV": 3}, r"labels: values must be distinct"),
     (["channel_names"], {"1": "MRI"}, r"channel_names: keys must be '0'..'0'"),
     (["plans_version"], 3, r"plans_version 3 is not supported"),
+    (["foreground_intensity_properties_per_channel", "0", "percentile_99_5"], 1e6,
+     r"foreground_intensity_properties_per_channel.0: inconsistent intensity statistics"),
     (["configurations"], [], r"configurations: expected an object"),
 ])
 def test_invalid_values_are_named(path, value, message):

@@ -50,7 +50,7 @@ def test_unet_shapes_anisotropic():
 
 def test_registry_refuses_duplicates():
     with pytest.raises(ValueError, match="already registered"):
-        register_network("PlainConvUNet")(torch.nn.Identity)
+        register_network("PlainConvUNet", dict)(torch.nn.Identity)
 
 
 def test_grouped_folds_keep_patients_together():

@@ -18,8 +18,10 @@ import torch.nn as nn
 
 from ..records import Record, as_bool, as_float, as_int, as_ints, as_list, as_str
 from ..utils import AutosegError
-from .blocks import BlockSpec, ConvNormAct, DecoderSpec, head, init_weights, stage, upsample
+from .blocks import BlockSpec, ConvNormAct, DecoderSpec, head, init_weights, instance_norm, stage, upsample
 from .registry import register_network
+
+__all__ = ["UNetArgs", "PlainConvUNetArgs", "UNet", "PlainConvUNet", "NetworkCosts", "instance_norm"]
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,16 @@ class IntensityProperties(Record):
 
     @classmethod
     def _parse(cls, d: dict, where: str) -> dict:
-        return {f.name: as_float(d[f.name], f"{where}.{f.name}") for f in fields(cls)}
+        """The statistics must be consistent (min <= 0.5th percentile <= median <= 99.5th <= max, the mean within
+        [min, max], std >= 0): a hand-edited or damaged value is refused rather than used to clip CT images."""
+        kw = {f.name: as_float(d[f.name], f"{where}.{f.name}") for f in fields(cls)}
+        order = ("min", "percentile_00_5", "median", "percentile_99_5", "max")
+        tol = 1e-5 * max(1.0, abs(kw["min"]), abs(kw["max"]))  # float32 statistics
+        ok = all(kw[a] <= kw[b] + tol for a, b in zip(order, order[1:]))
+        if not ok or not kw["min"] - tol <= kw["mean"] <= kw["max"] + tol or kw["std"] < 0:
+            raise AutosegError(f"{where}: inconsistent intensity statistics {kw} (need min <= percentile_00_5 <= "
+                               "median <= percentile_99_5 <= max, min <= mean <= max, std >= 0); re-run `autoseg plan`")
+        return kw
 
 
 def _record(cls: type, v: Any, where: str) -> Any:
