@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from autoseg.networks import NETWORKS, build_network, network_args, register_network
+from autoseg.networks.blocks import BasicResidualBlock
 from autoseg.utils import AutosegError
 
 DATA = Path(__file__).parent / "data"
@@ -54,12 +55,19 @@ def test_plain_unet_costs_are_mains_estimates():
 
 
 def _hooked_costs(net, x):
-    """(conv output elements, MACs without the 1x1 heads) counted on the real modules by forward hooks."""
+    """(feature-map elements, MACs without the 1x1 heads) counted on the real modules by forward hooks: every
+    convolution's output, except that a residual shortcut (pooling and/or 1x1 projection) counts once, by its output."""
     elements, macs = [0], [0]
     heads = {id(h) for h in net.heads}
+    shortcuts = [m.skip for m in net.modules() if isinstance(m, BasicResidualBlock) and len(m.skip)]
+    in_shortcut = {id(c) for s in shortcuts for c in s.modules()}
 
-    def hook(m, inp, out):
+    def count(m, inp, out):
         elements[0] += out[0].numel()
+
+    def conv(m, inp, out):
+        if id(m) not in in_shortcut:
+            count(m, inp, out)
         if id(m) in heads:
             return
         if isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
@@ -69,7 +77,9 @@ def _hooked_costs(net, x):
 
     for m in net.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
-            m.register_forward_hook(hook)
+            m.register_forward_hook(conv)
+    for s in shortcuts:
+        s.register_forward_hook(count)
     with torch.no_grad():
         net(x)
     return elements[0], macs[0]
@@ -162,7 +172,8 @@ for name, kw, patch in json.load(sys.stdin):
     with torch.no_grad():
         y = net(torch.zeros(1, kw["input_channels"], *patch))
     y = y if isinstance(y, (list, tuple)) else [y]
-    out.append({"params": sum(p.numel() for p in net.parameters()), "shapes": [list(t.shape) for t in y]})
+    out.append({"params": sum(p.numel() for p in net.parameters()), "shapes": [list(t.shape) for t in y],
+                "feature_map_size": int(net.compute_conv_feature_map_size(patch))})
 print(json.dumps(out))
 """
 
@@ -181,7 +192,9 @@ NNUNET_CASES = [
 ]
 
 
-def test_parameter_counts_and_output_shapes_match_nnunet():
+def test_parameter_counts_output_shapes_and_memory_estimates_match_nnunet():
+    """Same arguments, same network: parameter count, output shapes, and the feature-map estimate nnU-Net's planner
+    uses (so a planner calibrated on nnU-Net's numbers plans the same patches)."""
     python = NNUNET_VENV / "bin" / "python"
     if not python.is_file():
         pytest.skip(f"nnU-Net's venv is absent ({python}); set NNUNET_VENV to compare with "
@@ -200,3 +213,4 @@ def test_parameter_counts_and_output_shapes_match_nnunet():
         y = y if isinstance(y, list) else [y]
         assert sum(p.numel() for p in net.parameters()) == ref["params"], name
         assert [list(t.shape) for t in y] == ref["shapes"], name
+        assert net.costs(patch).feature_map_elements == ref["feature_map_size"], name

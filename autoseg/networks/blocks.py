@@ -33,16 +33,18 @@ def instance_norm(channels: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Conv:
-    """One convolution as the cost model sees it. All convolutions of a block write at the block's output
-    resolution; a transposed convolution's kernel equals its stride."""
+    """One feature map as the cost model sees it: a convolution's output, or (``shortcut``) the output of a residual
+    shortcut that pools and/or projects. All feature maps of a block are at the block's output resolution; a
+    transposed convolution's kernel equals its stride."""
     cin: int
     cout: int
     kernel: tuple[int, ...]
     transposed: bool = False
     head: bool = False  # a 1x1 segmentation output: its feature map counts, its (tiny) MACs do not
+    shortcut: bool = False  # counted as one feature map (as nnU-Net does); MACs of its 1x1 projection if cin != cout
 
     def macs_per_output_voxel(self) -> float:
-        if self.head:
+        if self.head or (self.shortcut and self.cin == self.cout):
             return 0.0
         taps = 1 if self.transposed else math.prod(self.kernel)
         return float(taps * self.cin * self.cout)
@@ -61,7 +63,7 @@ class ConvNormAct(nn.Sequential):
         super().__init__(*layers)
 
     @staticmethod
-    def convs(cin: int, cout: int, kernel: Sequence[int]) -> list[Conv]:
+    def convs(cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int]) -> list[Conv]:
         return [Conv(cin, cout, tuple(kernel))]
 
 
@@ -88,10 +90,10 @@ class BasicResidualBlock(nn.Module):
         return self.act(self.conv2(self.conv1(x)) + self.skip(x))
 
     @staticmethod
-    def convs(cin: int, cout: int, kernel: Sequence[int]) -> list[Conv]:
+    def convs(cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int]) -> list[Conv]:
         out = [Conv(cin, cout, tuple(kernel)), Conv(cout, cout, tuple(kernel))]
-        if cin != cout:
-            out.append(Conv(cin, cout, tuple([1] * len(kernel))))
+        if cin != cout or any(s != 1 for s in stride):
+            out.append(Conv(cin, cout, tuple([1] * len(kernel)), shortcut=True))
         return out
 
 
@@ -109,7 +111,7 @@ class BlockSpec:
         return self.block(dim, self.cin, self.cout, self.kernel, self.stride, negative_slope)
 
     def convs(self) -> list[Conv]:
-        return self.block.convs(self.cin, self.cout, self.kernel)
+        return self.block.convs(self.cin, self.cout, self.kernel, self.stride)
 
 
 @dataclass(frozen=True)
