@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..networks import network_args
+from ..networks import NETWORKS, network_args
 from ..records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
 from ..utils import AutosegError, load_json, save_json
 
@@ -34,7 +34,13 @@ def _set(obj: Any, **values: Any) -> None:
         object.__setattr__(obj, k, v)
 
 
-class _ResamplingParse:
+@dataclass(frozen=True)
+class ResamplingSettings(Record):
+    """Spline order in-plane, and whether the coarse (first) axis is resampled separately with ``order_z``."""
+    order: int
+    separate_z: bool
+    order_z: int
+
     @classmethod
     def _parse(cls, d: dict, where: str) -> dict:
         kw = {"order": as_int(d["order"], f"{where}.order", 0), "separate_z": as_bool(d["separate_z"],
@@ -46,19 +52,9 @@ class _ResamplingParse:
 
 
 @dataclass(frozen=True)
-class ResamplingSettings(_ResamplingParse, Record):
-    order: int
-    separate_z: bool
-    order_z: int
-
-
-@dataclass(frozen=True)
-class LabelResampling(_ResamplingParse, Record):
+class LabelResampling(ResamplingSettings):
     """Labels are always resampled as one-hot probabilities (then argmax); ``one_hot`` records that and must be
     true, so a plan asking otherwise is refused rather than ignored."""
-    order: int
-    separate_z: bool
-    order_z: int
     one_hot: bool = True
 
     @classmethod
@@ -81,7 +77,7 @@ class Architecture(Record):
     @classmethod
     def from_dict(cls, d: Any, where: str) -> "Architecture":
         cls.check_keys(d, where)
-        name = as_str(d["network_class_name"], f"{where}.network_class_name")
+        name = as_str(d["network_class_name"], f"{where}.network_class_name", sorted(NETWORKS))
         return cls(name, network_args(name, d["arch_kwargs"], f"{where}.arch_kwargs"))
 
 
