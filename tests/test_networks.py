@@ -214,3 +214,30 @@ def test_parameter_counts_output_shapes_and_memory_estimates_match_nnunet():
         assert sum(p.numel() for p in net.parameters()) == ref["params"], name
         assert [list(t.shape) for t in y] == ref["shapes"], name
         assert net.costs(patch).feature_map_elements == ref["feature_map_size"], name
+
+
+@pytest.mark.slow
+def test_a_plan_with_a_residual_encoder_trains_and_predicts(tiny_phantom, tmp_path):
+    """The registry is the only place a network is chosen: a plans.json naming ResidualEncoderUNet trains (one
+    short epoch) and predicts through the same pipeline, and the checkpoint holds its state-dict keys."""
+    from autoseg.cli import main
+
+    run = tmp_path / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1"]) == 0
+    plans = json.loads((run / "plans.json").read_text())
+    arch = plans["configurations"]["2d"]["architecture"]
+    kw = arch["arch_kwargs"]
+    arch["network_class_name"] = "ResidualEncoderUNet"
+    del kw["n_conv_per_stage"]
+    kw["n_blocks_per_stage"] = [1] + [2] * (kw["n_stages"] - 1)
+    kw["n_conv_per_stage_decoder"] = [1] * (kw["n_stages"] - 1)
+    (run / "plans.json").write_text(json.dumps(plans))
+    assert main(["train", str(run), "-c", "2d", "-f", "0", "--epochs", "1", "--iters-per-epoch", "2",
+                 "--val-iters", "1", "--num-workers", "0"]) == 0
+    ckpt = torch.load(run / "2d" / "fold_0" / "checkpoint_final.pt", weights_only=True)
+    keys = next(v for v in ckpt.values() if isinstance(v, dict) and "stem.0.0.weight" in v)
+    assert "encoder.1.1.conv2.1.weight" in keys
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), "-i", str(tiny_phantom / "imagesTs"), "-o", str(out), "-c", "2d",
+                 "-f", "0"]) == 0
+    assert len(list(out.glob("*.nii.gz"))) == len(list((tiny_phantom / "imagesTs").glob("*_0000.nii.gz")))
