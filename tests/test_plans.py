@@ -35,6 +35,10 @@ def test_mains_plans_load_and_round_trip(name, tmp_path):
     plans.save(tmp_path / "plans.json")
     v2 = json.loads((tmp_path / "plans.json").read_text())
     assert v2 == _without_removed(v1)
+    for name_, c in v2["configurations"].items():  # and in the same order, for people reading the file
+        old = v1["configurations"][name_]
+        assert list(c) == [k for k in old if k not in REMOVED_CFG]
+        assert list(c["architecture"]["arch_kwargs"]) == list(old["architecture"]["arch_kwargs"])
     assert Plans.load(tmp_path / "plans.json") == plans
     cfg = plans.configuration("3d_fullres")
     assert cfg.resampling_data.separate_z is True and cfg.resampling_data["separate_z"] is True

@@ -9,7 +9,7 @@ head (deep supervision). The networks know nothing of files or plans.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -71,6 +71,14 @@ class UNetArgs(Record):
             if key in d:
                 kw[key] = as_str(d[key], f"{where}.{key}", [value])
         return kw
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with a subclass's own fields (how encoder stages are made) right after ``strides``."""
+        d = super().to_dict()
+        base = [f.name for f in fields(UNetArgs)]
+        cut = base.index("strides") + 1
+        order = base[:cut] + [k for k in d if k not in base] + base[cut:]
+        return {k: d[k] for k in order}
 
     def encoder_stages(self) -> list[list[BlockSpec]]:
         raise NotImplementedError
