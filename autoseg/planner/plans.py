@@ -11,6 +11,7 @@ network reports its own memory estimate); version-1 files load with those keys i
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -246,6 +247,10 @@ class ConfigurationPlan(Record):
                                                                                        w + "reasons"))]}
         if d.get("budget") is not None:
             kw["budget"] = BudgetRecord.from_dict(d["budget"], w + "budget")
+        divisible = [math.prod(axis) for axis in zip(*arch.arch_kwargs.strides)]
+        if any(p % k for p, k in zip(kw["patch_size"], divisible)):
+            raise AutosegError(f"{w}patch_size: {kw['patch_size']} must be divisible by {divisible} per axis (the "
+                               "product of the network's strides), or the skip connections do not line up")
         return kw
 
     def check_channels(self, n: int, num_classes: int, where: str) -> None:
