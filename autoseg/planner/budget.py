@@ -241,14 +241,12 @@ def schedule(step_seconds: float, train_seconds: float) -> dict:
     return {"epochs": epochs, "iters_per_epoch": ipe, "val_iters": val_iters}
 
 
-def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int, n_folds: int = 5,
-                 timer: StepTimer | None = None, verbose: bool = True, only: list[str] | None = None) -> Plans:
+def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int, n_folds: int = 5, *,
+                 timer: StepTimer, verbose: bool = True, only: list[str] | None = None) -> Plans:
     """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
     ``device`` (its name, recorded), with step times from ``timer``; 3d_lowres is dropped (a cascade does not fit a
     budget). With ``only``, just those configurations are timed and kept (the others would cost planning time and
     could not be trained as planned)."""
-    if timer is None:
-        raise AutosegError("a budget needs a step timer (autoseg.training.step_timing.step_timer); api.plan passes it")
     names = [n for n in plans.configurations if n != "3d_lowres" and (only is None or n in only)]
     if only is not None:
         unknown = sorted(set(only) - set(plans.configurations))
