@@ -1,8 +1,9 @@
-"""Building blocks of the U-Nets, each able to say which convolutions it holds.
+"""Building blocks of the U-Nets, each able to say which feature maps it writes.
 
-A block is built from ``(cin, cout, kernel, stride)`` and its static ``convs`` lists the convolutions the same
-arguments give it. A network lays its blocks out once (``UNetArgs.layout``); the modules are built from that layout
-and the feature-map memory and MAC count are summed over it, so the structure is derived in one place.
+A block is built from ``(cin, cout, kernel, stride)``, and its static ``convs`` lists the feature maps (convolution
+outputs, residual shortcuts) the same arguments give it. A network lays its blocks out once (``UNetArgs.stem``,
+``encoder_stages`` and ``decoder_stages``); the modules are built from that layout and the feature-map memory and
+MAC count are summed over it, so the structure is derived in one place.
 """
 from __future__ import annotations
 

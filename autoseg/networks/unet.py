@@ -1,6 +1,6 @@
 """U-Nets for 2D and 3D with per-stage kernels and strides (anisotropic allowed), built from blocks.
 
-``UNetArgs`` holds a network's plain arguments and derives its structure once (``layout``): the blocks of the
+``UNetArgs`` holds a network's plain arguments and derives its structure once, its layout: the blocks of the
 (optional) stem, of each encoder stage, and of each decoder stage. The module is built from that layout, and the
 feature-map memory and MAC count the planner uses are summed over it. The plain U-Net's encoder stage s is
 ``n_conv_per_stage[s]`` x (conv -> InstanceNorm -> LeakyReLU), the first conv strided by ``strides[s]``; every
@@ -146,7 +146,8 @@ class PlainConvUNetArgs(UNetArgs):
 
 
 class UNet(nn.Module):
-    """Stem (if any), encoder stages, and decoder stages with their upsampling and heads, from ``args.layout``.
+    """Stem (if any), encoder stages, and decoder stages with their upsampling and heads, from the layout
+    of ``args`` (``stem``, ``encoder_stages``, ``decoder_stages``).
     State-dict keys: ``stem.*``, ``encoder.<stage>.<block>.*``, ``upsample.<j>``, ``decoder.<j>.<block>.*``,
     ``heads.<j>`` with j = 0 the deepest decoder stage."""
 
