@@ -45,6 +45,20 @@ def test_plain_unet_state_dict_keys_and_shapes_are_mains(name):
     assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == ref["state_dict"]
 
 
+@pytest.mark.parametrize("name", ["2d", "3d_aniso"])
+def test_plain_unet_seeded_weights_are_mains(name):
+    """Modules are created and initialised in main's order, so the same seed gives main's initial weights (training
+    from a seed behaves as before the refactor)."""
+    ref = json.loads((DATA / "plain_unet_state_dict_main.json").read_text())[name]
+    sums = json.loads((DATA / "plain_unet_seed0_weights_main.json").read_text())[name]
+    torch.manual_seed(0)
+    net = build_network("PlainConvUNet", ref["arch_kwargs"])
+    got = {k: [float(v.double().sum()), float(v.double().abs().sum())] for k, v in net.state_dict().items()}
+    assert got.keys() == sums.keys()
+    for k in sums:
+        assert got[k] == pytest.approx(sums[k], rel=1e-9, abs=1e-9), k
+
+
 def test_plain_unet_costs_are_mains_estimates():
     """The memory estimate and MAC count now come from the network's layout; for the plain U-Nets the planner
     builds they equal main's two separate derivations exactly (the ACDC plans depend on the memory estimate)."""

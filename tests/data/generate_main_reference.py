@@ -60,3 +60,6 @@ d["dataset_dir"] = "/nonexistent/phantom"
 from autoseg.utils import save_json
 save_json(d, "tests/data/plans_main_phantom_budget.json")
 print("ok")
+
+# plain_unet_seed0_weights_main.json: per state-dict entry, (sum, sum of |w|) of the weights after torch.manual_seed(0)
+# for the two configurations above (made at 944fb42 by the same loop with json.dump of the two sums per key).
