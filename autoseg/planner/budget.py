@@ -203,13 +203,20 @@ def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], flo
         ok = [i for i in measured if steps(i, measured[i]) >= MIN_STEPS[dim]]
         chosen = min(ok) if ok else cheapest
     chosen = _within_noise(chosen, measured, measure, predict, steps, [c.batch_size for c in cands])
+    log.extend(_candidate_log(cands, chosen, measured, predict, steps))
+    return chosen, measured.get(chosen, predict(chosen))
+
+
+def _candidate_log(cands: list[Candidate], chosen: int, measured: dict, predict, steps) -> list[dict]:
+    """Every candidate with its measured or predicted step time, for the plans' budget record."""
+    out = []
     for i, c in enumerate(cands):
         t = predict(i)
-        log.append({"spacing": [round(s, 4) for s in c.spacing], "patch_size": list(c.patch_size),
+        out.append({"spacing": [round(s, 4) for s in c.spacing], "patch_size": list(c.patch_size),
                     "batch_size": c.batch_size, "base_features": c.base_features, "gmacs_per_sample": round(
                         c.macs / 1e9, 3), "seconds_per_step": round(t, 4), "measured": i in measured,
                     "steps_in_budget": int(steps(i, t)), "chosen": i == chosen})
-    return chosen, measured.get(chosen, predict(chosen))
+    return out
 
 
 def _within_noise(chosen: int, measured: dict, measure, predict, steps, batches: list[int]) -> int:
