@@ -53,6 +53,11 @@ class ConfigurationPlan:
     feature_map_estimate: int
     reasons: list[str] = field(default_factory=list)
     budget: dict | None = None  # set by `plan --budget`: timings, chosen candidate and schedule
+    # cascade wiring (nnU-Net's names): 3d_lowres -> next_stage 3d_cascade_fullres; 3d_cascade_fullres ->
+    # previous_stage 3d_lowres (it is 3d_fullres, inherits_from says so, fed the low-res prediction as well)
+    previous_stage: str | None = None
+    next_stage: str | None = None
+    inherits_from: str | None = None
 
     @property
     def dim(self) -> int:
@@ -82,6 +87,7 @@ class Plans:
     gpu_memory_target_gb: float
     foreground_intensity_properties_per_channel: dict[str, dict[str, float]]
     configurations: dict[str, ConfigurationPlan]
+    preset: str = "default"  # planner preset: default | resenc-m | resenc-l | resenc-xl
     planning_seconds: float = 0.0
     budget_seconds: float | None = None
     budget_device: str | None = None
