@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .io.dataset import load_dataset
 from .planner.fingerprint import extract_fingerprint
+from .planner.heuristics import get_preset
 from .planner.planner import make_plans, plans_table
 from .planner.plans import Plans
 from .preprocessing.preprocessor import run_preprocessing
@@ -16,27 +17,34 @@ from .utils import AutosegError, format_table, save_json
 from .workspace import Workspace
 
 
-def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, group_by: str | None = None,
+def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None = None, group_by: str | None = None,
          preprocess_after: bool = True, configurations: list[str] | None = None, num_workers: int = 2,
-         n_folds: int = 5, budget: str | float | None = None, device: str = "auto") -> Plans:
+         n_folds: int = 5, budget: str | float | None = None, device: str = "auto",
+         preset: str = "default") -> Plans:
     """Fingerprint the dataset, write plans.json and splits.json, and (by default) preprocess.
+
+    ``preset`` picks nnU-Net's planner to follow: default (plain U-Net, 8 GB) or resenc-m / resenc-l / resenc-xl
+    (residual encoder U-Net for 8 / 24 / 40 GB); ``gpu_memory_gb`` defaults to the preset's target.
 
     With ``budget`` (seconds, or text such as '20m') the configurations are re-chosen to train well within that
     time on ``device``, from timed training steps (see ``autoseg.planner.budget``)."""
     from .planner.budget import apply_budget, parse_budget
 
     budget_s = parse_budget(budget)
+    get_preset(preset)  # an unknown preset fails before the fingerprint is taken
     t0 = time.time()
     ws = Workspace.at(out)
     ws.root.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset_dir, group_by)
     fp = extract_fingerprint(ds, num_workers)
     save_json(fp, ws.fingerprint)
-    plans = make_plans(ds, fp, gpu_memory_gb)
+    plans = make_plans(ds, fp, gpu_memory_gb, preset)
     if budget_s is not None:
         from .inference.predictor import resolve_device
 
-        plans = apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds, only=configurations)
+        plans = _without_cascade(plans)  # the budget keeps 2d and 3d_fullres only
+        plans = _budget_network_class(apply_budget(plans, budget_s, resolve_device(device), len(ds.cases), n_folds,
+                                                   only=configurations))
     plan_seconds = round(time.time() - t0, 2)
     plans = dataclasses.replace(plans, planning_seconds=plan_seconds)
     plans.save(ws.plans)
@@ -54,11 +62,33 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     return plans
 
 
+def _without_cascade(plans: Plans) -> Plans:
+    confs = {k: dataclasses.replace(v, next_stage=None) for k, v in plans.configurations.items()
+             if v.previous_stage is None}
+    return dataclasses.replace(plans, configurations=confs)
+
+
+def _budget_network_class(plans: Plans) -> Plans:
+    """The budget planner times plain U-Net candidates; a configuration it re-chose says so in its network class."""
+    confs = {}
+    for k, v in plans.configurations.items():
+        if v.budget is not None and "n_conv_per_stage" in v.architecture.arch_kwargs \
+                and v.architecture.network_class_name != "PlainConvUNet":
+            v = dataclasses.replace(v, architecture=dataclasses.replace(v.architecture,
+                                                                         network_class_name="PlainConvUNet"),
+                                    reasons=v.reasons + [f"the budget timed plain U-Net candidates, so the "
+                                                         f"{plans.preset} preset's residual encoder is not used"])
+        confs[k] = v
+    return dataclasses.replace(plans, configurations=confs)
+
+
 def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num_workers: int = 2) -> None:
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
     ds = load_dataset(plans.dataset_dir)
-    configs = configurations or [c for c in plans.configurations if c != "3d_lowres"]
+    # 3d_lowres is preprocessed on request; 3d_cascade_fullres reads 3d_fullres's data
+    configs = configurations or [c for c, v in plans.configurations.items()
+                                 if c != "3d_lowres" and v.previous_stage is None]
     for c in configs:
         t0 = time.time()
         run_preprocessing(ds, plans, c, ws.preprocessed(c), num_workers)
