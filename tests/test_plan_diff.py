@@ -1,9 +1,10 @@
 """Differential test: autoseg's plans against nnU-Net v2's own planners (benchmarks/plan_diff).
 
 Runs nnU-Net (default and ResEnc M/L/XL planners) from its virtual environment ($NNUNET_VENV, default
-/tmp/nnunet_venv) on a subset of the seeded datasets that touches every rule (large 2D image, half-voxel median,
-non-square in-plane spacing, 3d_lowres dropped, cascade and square-median ties, real PNG files fingerprinted by both tools) and fails on any disagreement
-not listed as intended. The whole family: `PYTHONPATH=$PWD python -m benchmarks.plan_diff`.
+/tmp/nnunet_venv) on a subset of the seeded datasets that touches every rule (large 2D image, half-voxel
+median, non-square in-plane spacing, 3d_lowres dropped, cascade and square-median ties, real PNG files fingerprinted
+by both tools) and fails on any disagreement not listed as intended.
+The whole family: `PYTHONPATH=$PWD python -m benchmarks.plan_diff`.
 """
 import copy
 import json

@@ -226,3 +226,21 @@ def test_unknown_preset_is_an_autoseg_error(tmp_path):
 
     with pytest.raises(AutosegError, match="resenc-m"):
         make_plans(_dataset(tmp_path, 2), _fingerprint((1, 1, 1), (32, 32, 32), 2), preset="resenc-s")
+
+
+def test_budget_on_top_of_a_resenc_preset(tmp_path):
+    import torch
+
+    from autoseg.api import _budget_network_class, _without_cascade
+    from autoseg.planner import budget as B
+    from autoseg.planner.planner import make_plans
+
+    plans = make_plans(_dataset(tmp_path, 20), _fingerprint((1.0, 0.8, 0.8), (300, 512, 512), 20), preset="resenc-m")
+    assert "3d_cascade_fullres" in plans.configurations
+    out = _budget_network_class(B.apply_budget(_without_cascade(plans), 3600, torch.device("cpu"), 20,
+                                               timer=lambda c: 1e-3, verbose=False))
+    assert sorted(out.configurations) == ["2d", "3d_fullres"] and out.preset == "resenc-m"
+    for cfg in out.configurations.values():
+        # the budget timed plain U-Net candidates: the plans say so instead of naming a network they do not describe
+        assert cfg.budget is not None and cfg.architecture.network_class_name == "PlainConvUNet"
+        assert "n_conv_per_stage" in cfg.architecture.arch_kwargs and "residual encoder" in cfg.reasons[-1]
