@@ -49,3 +49,25 @@ def test_harness_reports_a_planted_disagreement(nnunet_run):
     rows, _ = compare_all(work, json.loads(json.dumps(tampered)))
     fields = {(r["preset"], r["field"]) for r in rows if not r["intended"]}
     assert ("resenc-l", "3d_fullres.batch_size") in fields and ("default", "configurations") in fields
+
+
+def test_generated_family_is_seeded_and_covers_the_space(tmp_path):
+    from benchmarks.plan_diff.datasets import generate
+
+    a = generate(tmp_path / "a", seed=0)
+    b = generate(tmp_path / "b", seed=0)
+    assert a == b and len(a) >= 40
+    specs = [e["spec"] for e in a]
+    assert {s["file_ending"] for s in specs} >= {".png", ".nii.gz", ".mha"}
+    assert {s["kind"] for s in specs} == {"files", "fingerprint"}
+    assert {len(s["channel_names"]) for s in specs} >= {1, 2, 3}
+    names = {n for s in specs for n in s["channel_names"]}
+    assert names >= {"CT", " CT", "noNorm", "none", "rgb", "rgb_to_0_1", "rescale_to_0_1", "T2"}
+    assert {len(s["spacings"]) % 2 for s in specs} == {0, 1}  # odd and even case counts
+    coarse = set()
+    for s in specs:
+        sp = s["spacings"][0]
+        if sp[0] != 999.0 and max(sp) > 3 * sorted(sp)[1]:
+            coarse.add(sp.index(max(sp)))
+    assert coarse == {0, 1, 2}  # anisotropic with the coarse axis first, in the middle and last
+    assert any(s["shapes"][0][0] == 1 for s in specs) and any(max(s["shapes"][0]) >= 1024 for s in specs)

@@ -36,10 +36,10 @@ def plan_configuration(name: str, spacing, median_shape, dataset_voxels: float, 
     stop = (f"batch {H.REFERENCE_BATCH[dim]}" if preset.shrink_until_reference_batch
             else f"batch {H.MIN_BATCH_SIZE}")
     reasons = list(reasons)
-    reasons.append(f"patch {list(topo.patch_size)} = median image {[round(float(m), 1) for m in median_shape]} "
-                   f"shrunk until {stop} fits: ~{est / 1e6:.0f}M activations per sample vs {ref / 1e6:.0f}M for "
-                   f"batch {H.REFERENCE_BATCH[dim]} in {gpu_memory_gb:g} GB ({preset.network_class_name}), "
-                   f"padded to multiples of {list(topo.divisible_by)}")
+    reasons.append(f"patch {list(topo.patch_size)}: the median image {[round(float(m), 1) for m in median_shape]}, "
+                   f"shrunk only while {stop} does not fit: ~{est / 1e6:.0f}M activations per sample vs "
+                   f"{ref / 1e6:.0f}M for batch {H.REFERENCE_BATCH[dim]} in {gpu_memory_gb:g} GB "
+                   f"({preset.network_class_name}); padded to multiples of {list(topo.divisible_by)}")
     reasons.append(f"pools per axis {list(topo.pool_per_axis)}: an axis is pooled while its spacing is within 2x "
                    "of the finest and its feature map stays >= 4")
     reasons.append(f"batch {bs}: memory headroom, capped at {preset.max_dataset_fraction:.0%} of the dataset's "
