@@ -234,11 +234,12 @@ def estimate_feature_map_elements(patch_size, strides, features, num_classes: in
 
 
 def memory_reference(dim: int, gpu_memory_gb: float, preset: Preset | None = None) -> float:
+    """Feature-map elements that fit gpu_memory_gb at the reference batch (the preset's calibration, scaled)."""
     preset = preset or PRESETS["default"]
     return preset.reference_elements[dim] * gpu_memory_gb / preset.reference_gb
 
 
-def initial_patch_size(spacing, median_shape) -> tuple[int, ...]:
+def initial_patch_size(spacing, median_shape) -> tuple[float, ...]:
     """A patch with the physical aspect ratio of the voxels (isotropic in mm), of a generous fixed volume,
     clipped to the median image shape; memory limits shrink it later."""
     dim = len(spacing)
