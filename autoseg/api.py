@@ -1,11 +1,13 @@
 """The typed API behind the CLI: plan, preprocess, train, predict, evaluate, demo."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from .io.dataset import load_dataset
 from .planner.fingerprint import extract_fingerprint
+from .planner.heuristics import get_preset
 from .planner.planner import make_plans, plans_table
 from .planner.plans import Plans
 from .preprocessing.preprocessor import run_preprocessing
@@ -15,30 +17,36 @@ from .utils import AutosegError, format_table, save_json
 from .workspace import Workspace
 
 
-def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, group_by: str | None = None,
+def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None = None, group_by: str | None = None,
          preprocess_after: bool = True, configurations: list[str] | None = None, num_workers: int = 2,
-         n_folds: int = 5, budget: str | float | None = None, device: str = "auto") -> Plans:
+         n_folds: int = 5, budget: str | float | None = None, device: str = "auto",
+         preset: str = "default") -> Plans:
     """Fingerprint the dataset, write plans.json and splits.json, and (by default) preprocess.
+
+    ``preset`` picks nnU-Net's planner to follow: default (plain U-Net, 8 GB) or resenc-m / resenc-l / resenc-xl
+    (residual encoder U-Net for 8 / 24 / 40 GB); ``gpu_memory_gb`` defaults to the preset's target.
 
     With ``budget`` (seconds, or text such as '20m') the configurations are re-chosen to train well within that
     time on ``device``, from timed training steps (see ``autoseg.planner.budget``)."""
     from .planner.budget import apply_budget, parse_budget
 
     budget_s = parse_budget(budget)
+    get_preset(preset)  # an unknown preset fails before the fingerprint is taken
     t0 = time.time()
     ws = Workspace.at(out)
     ws.root.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset_dir, group_by)
     fp = extract_fingerprint(ds, num_workers)
     save_json(fp, ws.fingerprint)
-    plans = make_plans(ds, fp, gpu_memory_gb)
+    plans = make_plans(ds, fp, gpu_memory_gb, preset)
     if budget_s is not None:
         from .device import resolve_device
         from .training.step_timing import step_timer
 
         dev = resolve_device(device)
-        plans = apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds, timer=step_timer(dev),
-                             only=configurations)
+        plans = _without_cascade(plans)  # the budget keeps 2d and 3d_fullres only
+        plans = _budget_network_class(apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds,
+                                                   timer=step_timer(dev), only=configurations))
     plan_seconds = round(time.time() - t0, 2)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))
@@ -55,11 +63,30 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     return plans
 
 
+def _without_cascade(plans: Plans) -> Plans:
+    confs = {k: dataclasses.replace(v, next_stage=None) for k, v in plans.configurations.items()
+             if v.previous_stage is None}
+    return dataclasses.replace(plans, configurations=confs)
+
+
+def _budget_network_class(plans: Plans) -> Plans:
+    """The budget planner times plain U-Net candidates; under a residual preset, a configuration it re-chose says
+    that its network is the plain U-Net."""
+    if plans.preset == "default":
+        return plans
+    confs = {k: v if v.budget is None else dataclasses.replace(
+        v, reasons=v.reasons + [f"the budget timed plain U-Net candidates, so the {plans.preset} preset's residual "
+                                "encoder is not used"]) for k, v in plans.configurations.items()}
+    return dataclasses.replace(plans, configurations=confs)
+
+
 def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num_workers: int = 2) -> None:
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
     ds = load_dataset(plans.dataset_dir)
-    configs = configurations or [c for c in plans.configurations if c != "3d_lowres"]
+    # 3d_lowres is preprocessed on request; 3d_cascade_fullres reads 3d_fullres's data
+    configs = configurations or [c for c, v in plans.configurations.items()
+                                 if c != "3d_lowres" and v.previous_stage is None]
     for c in configs:
         t0 = time.time()
         run_preprocessing(ds, plans, c, ws.preprocessed(c), num_workers)

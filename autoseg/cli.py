@@ -16,7 +16,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plan", help="fingerprint a dataset, write plans.json and splits.json, preprocess")
     s.add_argument("dataset", help="dataset folder in the nnU-Net v2 raw layout")
     s.add_argument("--out", required=True, help="run folder to create")
-    s.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory target for patch/batch (default 8)")
+    s.add_argument("--gpu-memory-gb", type=float, default=None,
+                   help="GPU memory target for patch/batch (default: the preset's, 8 GB for default and resenc-m)")
+    s.add_argument("--preset", default="default", choices=["default", "resenc-m", "resenc-l", "resenc-xl"],
+                   help="nnU-Net planner to follow: plain U-Net (default) or residual encoder U-Net for 8/24/40 GB")
     s.add_argument("--group-by", help="regex whose first group (or match) is the patient id of a case name")
     s.add_argument("--no-preprocess", action="store_true", help="only plan")
     s.add_argument("-c", "--configurations", nargs="+",
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "plan":
             api.plan(args.dataset, args.out, args.gpu_memory_gb, args.group_by, not args.no_preprocess,
-                     args.configurations, args.num_workers, budget=args.budget, device=args.device)
+                     args.configurations, args.num_workers, budget=args.budget, device=args.device,
+                     preset=args.preset)
         elif args.command == "preprocess":
             api.preprocess(args.run_dir, args.configurations, args.num_workers)
         elif args.command == "train":

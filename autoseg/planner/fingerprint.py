@@ -40,13 +40,31 @@ def case_fingerprint(ds: DatasetInfo, case: str, seed: int = 0) -> dict:
     }
 
 
-def _intensity_props(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
+def _weighted_percentile(sorted_values: np.ndarray, cum_weights: np.ndarray, q: float) -> float:
+    """Smallest value whose cumulative weight reaches q percent (the large-sample limit of np.percentile)."""
+    i = int(np.searchsorted(cum_weights, q / 100.0 * cum_weights[-1] - 1e-12))
+    return float(sorted_values[min(i, len(sorted_values) - 1)])
+
+
+def _intensity_props(per_case: list[np.ndarray]) -> dict[str, float]:
+    """Foreground intensity statistics in which every case weighs the same, however large its foreground.
+
+    nnU-Net draws the same number of samples (with replacement) from every case's foreground; these are the exact
+    statistics that sampling approaches, so a case with a large structure does not dominate the CT clipping range.
+    """
+    per_case = [v.astype(np.float64) for v in per_case if v.size]
+    if not per_case:
         return {k: 0.0 for k in ("mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5")}
-    return {"mean": float(values.mean()), "median": float(np.median(values)), "std": float(values.std()),
+    values = np.concatenate(per_case)
+    weights = np.concatenate([np.full(v.size, 1.0 / v.size) for v in per_case])
+    mean = float(np.sum(values * weights) / weights.sum())
+    std = float(np.sqrt(np.sum(weights * (values - mean) ** 2) / weights.sum()))
+    order = np.argsort(values, kind="stable")
+    sv, cw = values[order], np.cumsum(weights[order])
+    return {"mean": mean, "median": _weighted_percentile(sv, cw, 50.0), "std": std,
             "min": float(values.min()), "max": float(values.max()),
-            "percentile_99_5": float(np.percentile(values, 99.5)),
-            "percentile_00_5": float(np.percentile(values, 0.5))}
+            "percentile_99_5": _weighted_percentile(sv, cw, 99.5),
+            "percentile_00_5": _weighted_percentile(sv, cw, 0.5)}
 
 
 def extract_fingerprint(ds: DatasetInfo, num_workers: int = 2) -> dict:
@@ -58,8 +76,7 @@ def extract_fingerprint(ds: DatasetInfo, num_workers: int = 2) -> dict:
     else:
         results = list(progress(map(fn, ds.cases), total=len(ds.cases), desc="fingerprint"))
     nch = ds.num_channels
-    props = {str(c): _intensity_props(np.concatenate([r["_samples"][c] for r in results]))
-             for c in range(nch)}
+    props = {str(c): _intensity_props([r["_samples"][c] for r in results]) for c in range(nch)}
     for r in results:
         del r["_samples"]
     return {

@@ -25,6 +25,7 @@ PLANS_VERSION = 2
 LEGACY_KEYS = {1: {"plans": ("planning_seconds", "budget_seconds", "budget_device"),
                    "configuration": ("data_identifier", "feature_map_estimate")}}
 NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization")
+PRESETS = ("default", "resenc-m", "resenc-l", "resenc-xl")
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 """Configuration names become folder names (run/<configuration>/, preprocessed/<configuration>/): no separators,
 no dots, no leading dash."""
@@ -205,6 +206,11 @@ class ConfigurationPlan(Record):
     batch_dice: bool
     reasons: list[str] = field(default_factory=list)
     budget: BudgetRecord | None = None  # set by `plan --budget`: timings, chosen candidate and schedule
+    # cascade wiring (nnU-Net's names): 3d_lowres -> next_stage 3d_cascade_fullres; 3d_cascade_fullres ->
+    # previous_stage 3d_lowres (it is 3d_fullres, inherits_from says so, fed the low-res prediction as well)
+    previous_stage: str | None = None
+    next_stage: str | None = None
+    inherits_from: str | None = None
 
     def __post_init__(self) -> None:
         _set(self, resampling_data=_record(ResamplingSettings, self.resampling_data, "resampling_data"),
@@ -247,6 +253,9 @@ class ConfigurationPlan(Record):
                                                                                        w + "reasons"))]}
         if d.get("budget") is not None:
             kw["budget"] = BudgetRecord.from_dict(d["budget"], w + "budget")
+        for key in ("previous_stage", "next_stage", "inherits_from"):
+            if d.get(key) is not None:
+                kw[key] = check_configuration_name(d[key], w + key)
         divisible = [math.prod(axis) for axis in zip(*arch.arch_kwargs.strides)]
         if any(p % k for p, k in zip(kw["patch_size"], divisible)):
             raise AutosegError(f"{w}patch_size: {kw['patch_size']} must be divisible by {divisible} per axis (the "
@@ -280,6 +289,7 @@ class Plans(Record):
     gpu_memory_target_gb: float
     foreground_intensity_properties_per_channel: dict[str, IntensityProperties]
     configurations: dict[str, ConfigurationPlan]
+    preset: str = "default"  # planner preset: default | resenc-m | resenc-l | resenc-xl
 
     def __post_init__(self) -> None:
         for name in self.configurations:
@@ -337,6 +347,7 @@ class Plans(Record):
         props = as_dict(d["foreground_intensity_properties_per_channel"],
                         w + "foreground_intensity_properties_per_channel")
         return {"plans_version": PLANS_VERSION, "dataset_name": as_str(d["dataset_name"], w + "dataset_name"),
+                "preset": as_str(d.get("preset", "default"), w + "preset", PRESETS),
                 "dataset_dir": as_str(d["dataset_dir"], w + "dataset_dir"), "num_input_channels": n,
                 "labels": labels, "channel_names": channels,
                 "file_ending": as_str(d["file_ending"], w + "file_ending"),

@@ -27,6 +27,9 @@ def normalize_channel(x: np.ndarray, scheme: str, use_mask: bool, mask: np.ndarr
         return x
     if scheme == "RGBTo01Normalization":
         return x / 255.0
+    if scheme == "RescaleTo01Normalization":  # channel name "rescale_to_0_1": per image, min -> 0, max -> 1
+        x -= x.min()
+        return x / max(float(x.max()), 1e-8)
     raise AutosegError(f"unknown normalisation scheme {scheme!r}")
 
 
