@@ -63,18 +63,24 @@ def _nnunet_plans(dim: int, dec: list[int]) -> dict:
     }
 
 
-def _fake_nnunet_model(tmp: Path, dim: int = 2, dec=(1, 2, 3), extra=None) -> tuple[Path, torch.nn.Module]:
+def _fake_nnunet_model(tmp: Path, dim: int = 2, dec=(1, 2, 3), extra=None,
+                       channels: int = 1) -> tuple[Path, torch.nn.Module]:
     """An nnU-Net-shaped model folder whose weights come from a random autoseg network (kept for comparison)."""
     config = "2d" if dim == 2 else "3d_fullres"
     folder = tmp / f"nnUNetTrainer__nnUNetPlans__{config}"
     (folder / "fold_0").mkdir(parents=True)
     plans = _nnunet_plans(dim, list(dec))
+    names = {str(c): f"MRI{c}" for c in range(channels)}
+    plans["foreground_intensity_properties_per_channel"] = {
+        c: plans["foreground_intensity_properties_per_channel"]["0"] for c in names}
+    plans["configurations"]["base"]["normalization_schemes"] = ["ZScoreNormalization"] * channels
+    plans["configurations"]["base"]["use_mask_for_norm"] = [False] * channels
     (folder / "plans.json").write_text(json.dumps(plans))
-    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "file_ending": ".nii.gz",
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": names, "file_ending": ".nii.gz",
                                                      "labels": {"background": 0, "a": 1, "b": 2},
                                                      "numTraining": 4}))
     torch.manual_seed(0)
-    kw = dict(dim=dim, input_channels=1, num_classes=3, n_stages=4, features_per_stage=[4, 8, 16, 16],
+    kw = dict(dim=dim, input_channels=channels, num_classes=3, n_stages=4, features_per_stage=[4, 8, 16, 16],
               kernel_sizes=[[3] * dim] * 4, strides=[[1] * dim] + [[2] * dim] * 3, n_conv_per_stage=[1, 2, 2, 3],
               n_conv_per_stage_decoder=list(dec)[::-1])
     net = build_network("PlainConvUNet", kw)
@@ -169,3 +175,38 @@ def test_same_labels_as_nnunet_predict(tmp_path):
     for case, r in result.items():
         assert r["same_geometry"], case
         assert min(r["dice"].values()) >= 0.999, (case, r)
+
+
+def test_imported_two_channel_model_cli_zip_and_python_agree(tmp_path):
+    """A 3D two-channel model: CLI predict on channel files, the exported zip, and the Python Predictor (array
+    with channels first, and one SimpleITK image per channel) give the same labels on the input's grid."""
+    import SimpleITK as sitk
+
+    from autoseg import Predictor
+
+    folder, _ = _fake_nnunet_model(tmp_path, dim=3, channels=2)
+    run = tmp_path / "run"
+    assert main(["import-nnunet", str(folder), "--out", str(run)]) == 0
+    assert main(["export", str(run), "-o", str(tmp_path / "m.zip")]) == 0
+    rng = np.random.default_rng(0)
+    chans = []
+    (tmp_path / "imgs").mkdir()
+    for c in range(2):
+        im = sitk.GetImageFromArray(rng.normal(c, 1 + c, (12, 30, 26)).astype(np.float32))
+        im.SetSpacing((1.2, 1.5, 2.0))
+        im.SetOrigin((3.0, -4.0, 5.0))
+        sitk.WriteImage(im, str(tmp_path / "imgs" / f"case_{c:04d}.nii.gz"))
+        chans.append(im)
+    assert main(["predict", str(tmp_path / "m.zip"), "-i", str(tmp_path / "imgs"), "-o", str(tmp_path / "p"),
+                 "--no-tta"]) == 0
+    cli = sitk.ReadImage(str(tmp_path / "p" / "case.nii.gz"))
+    ref = sitk.GetArrayFromImage(cli)
+    assert ref.shape == (12, 30, 26) and len(np.unique(ref)) > 1  # random weights, but not a constant map
+    pred = Predictor.from_run(run, device="cpu", mirror=False)
+    assert pred.num_input_channels == 2 and pred.labels == {"background": 0, "a": 1, "b": 2}
+    seg = pred.predict_image(chans)
+    assert np.array_equal(sitk.GetArrayFromImage(seg), ref) and seg.GetOrigin() == cli.GetOrigin()
+    arr = np.stack([sitk.GetArrayFromImage(c) for c in chans])
+    assert np.array_equal(pred.predict(arr, chans[0].GetSpacing(), chans[0].GetOrigin()), ref)
+    with pytest.raises(AutosegError, match="expects 2 channel"):
+        pred.predict(arr[0], chans[0].GetSpacing())

@@ -162,7 +162,10 @@ def check_members(zf: zipfile.ZipFile, zip_path: Path) -> dict:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise AutosegError(f"{zip_path}: model format version {manifest.get('format_version')} is not supported "
                            f"by autoseg {__version__} (reads {FORMAT_VERSION})")
-    unlisted = sorted(set(names) - set(manifest.get("files", {})) - {MANIFEST})
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise AutosegError(f"{zip_path}: {MANIFEST} has no 'files' object of name -> SHA-256")
+    unlisted = sorted(set(names) - set(files) - {MANIFEST})
     if unlisted:
         raise AutosegError(f"{zip_path}: refused: member(s) {unlisted[:3]} are not listed in {MANIFEST}")
     return manifest
