@@ -48,8 +48,9 @@ def _trained_folds(ws: Workspace, config: str) -> list[str]:
 
 def _default_configurations(ws: Workspace) -> list[str]:
     best = ws.root / "best.json"
-    if best.is_file():
-        return [str(load_json(best)["configuration"])]
+    chosen = load_json(best).get("configuration") if best.is_file() else None
+    if isinstance(chosen, str) and _trained_folds(ws, chosen):
+        return [chosen]
     trained = sorted(p.parent.parent.name for p in ws.root.glob(f"*/fold_*/{CHECKPOINT}"))
     if not trained:
         raise AutosegError(f"{ws.root}: no trained fold (no */fold_*/{CHECKPOINT}); run `autoseg train` first")
@@ -72,7 +73,7 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
     if ws.fingerprint.is_file():
         files["fingerprint.json"] = ws.fingerprint
     best = ws.root / "best.json"
-    if best.is_file() and str(load_json(best)["configuration"]) in configs:
+    if best.is_file() and load_json(best).get("configuration") in configs:
         files["best.json"] = best
     for c in configs:
         trained = _trained_folds(ws, c)

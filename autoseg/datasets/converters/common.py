@@ -17,7 +17,7 @@ from typing import Callable
 import SimpleITK as sitk
 
 from ... import __version__
-from ...utils import AutosegError, load_json, save_json
+from ...utils import AutosegError, atomic_write_bytes, load_json, save_json
 
 MARKER = "conversion.json"
 
@@ -67,6 +67,25 @@ def copy_file(src: Path, dst: Path) -> None:
     """Byte copy: the converted file keeps the source's header, hence its exact geometry."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
+
+
+def find_image(folder: Path, stem: str, endings: tuple[str, ...] = (".nii.gz", ".mhd")) -> Path:
+    """``folder/stem + ending`` for the first ending present (public releases differ: CAMUS 2019 used .mhd)."""
+    for e in endings:
+        if (folder / (stem + e)).is_file():
+            return folder / (stem + e)
+    raise AutosegError(f"{folder / (stem + endings[0])}: not found" + (f" (nor {stem}{endings[1]})"
+                                                                        if len(endings) > 1 else ""))
+
+
+def copy_as_nifti(src: Path, dst: Path) -> None:
+    """A byte copy of a .nii.gz; other formats are rewritten as .nii.gz by SimpleITK with the same geometry."""
+    if src.name.endswith(".nii.gz"):
+        copy_file(src, dst)
+        return
+    read_header(src)  # a clear error for a bad file
+    img = sitk.ReadImage(str(src))
+    atomic_write_bytes(dst, lambda tmp: sitk.WriteImage(img, tmp, useCompression=True), suffix=".nii.gz")
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
