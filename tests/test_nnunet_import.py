@@ -97,7 +97,7 @@ def _fake_nnunet_model(tmp: Path, dim: int = 2, dec=(1, 2, 3), extra=None,
             "grad_scaler_state": None, "logging": {"mean_fg_dice": [np.float32(0.5)], "lrs": [0.01]},
             "_best_ema": np.float64(0.5), "current_epoch": 3,
             "init_args": {"plans": plans, "configuration": config, "fold": 0, "device": torch.device("cpu")},
-            "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1)}
+            "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": tuple(range(dim))}
     if extra:
         ckpt.update(extra)
     torch.save(ckpt, folder / "fold_0" / "checkpoint_final.pth")
@@ -105,10 +105,11 @@ def _fake_nnunet_model(tmp: Path, dim: int = 2, dec=(1, 2, 3), extra=None,
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_import_maps_every_weight(tmp_path, dim):
+def test_import_maps_every_weight(tmp_path, dim, capsys):
     folder, net = _fake_nnunet_model(tmp_path, dim)
     run = tmp_path / "run"
     assert main(["import-nnunet", str(folder), "--out", str(run)]) == 0
+    assert "mirroring" not in capsys.readouterr().out  # nnU-Net mirrored along every axis, as autoseg does
     config = "2d" if dim == 2 else "3d_fullres"
     plans = json.loads((run / "plans.json").read_text())
     cfg = plans["configurations"][config]
@@ -210,3 +211,9 @@ def test_imported_two_channel_model_cli_zip_and_python_agree(tmp_path):
     assert np.array_equal(pred.predict(arr, chans[0].GetSpacing(), chans[0].GetOrigin()), ref)
     with pytest.raises(AutosegError, match="expects 2 channel"):
         pred.predict(arr[0], chans[0].GetSpacing())
+
+
+def test_import_notes_when_nnunet_did_not_mirror(tmp_path, capsys):
+    folder, _ = _fake_nnunet_model(tmp_path, extra={"inference_allowed_mirroring_axes": None})
+    assert main(["import-nnunet", str(folder), "--out", str(tmp_path / "run")]) == 0
+    assert "predict with --no-tta" in capsys.readouterr().out

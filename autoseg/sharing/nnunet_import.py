@@ -219,7 +219,22 @@ def _fold_checkpoint(path: Path, plans: Plans, config: str) -> dict:
     return {"network_weights": {k: weights[k].float().contiguous() for k in ours},
             "architecture": {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)},
             "epoch": int(ckpt.get("current_epoch", 0)), "configuration": config, "fold": path.parent.name[5:],
-            "imported_from": str(path), "trainer_name": str(ckpt.get("trainer_name", ""))}
+            "imported_from": str(path), "trainer_name": str(ckpt.get("trainer_name", "")),
+            "nnunet_mirroring_axes": _mirroring_axes(ckpt)}
+
+
+def _mirroring_axes(ckpt: dict) -> list[int] | None:
+    axes = ckpt.get("inference_allowed_mirroring_axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _mirroring_note(states: list[dict], dim: int) -> str | None:
+    """autoseg mirrors along every axis at test time; say so when nnU-Net's trainer allowed fewer."""
+    axes = {tuple(s["nnunet_mirroring_axes"]) if s["nnunet_mirroring_axes"] is not None else None for s in states}
+    if axes == {tuple(range(dim))}:
+        return None
+    return (f"note: nnU-Net's trainer allowed test-time mirroring along axes {sorted(axes, key=str)} only; autoseg "
+            "mirrors along all axes, so predict with --no-tta where nnU-Net did not mirror")
 
 
 def import_nnunet_model(model_dir: str | Path, out: str | Path, folds: list[str] | None = None,
@@ -243,15 +258,19 @@ def import_nnunet_model(model_dir: str | Path, out: str | Path, folds: list[str]
         for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, tmp / "nnunet_source" / name)
+        states = []
         for fd in fold_dirs:
-            state = _fold_checkpoint(fd / checkpoint, plans, config)
-            torch.save(state, _mkdir(ws.fold_dir(config, fd.name[5:])) / "checkpoint_final.pt")
+            states.append(_fold_checkpoint(fd / checkpoint, plans, config))
+            torch.save(states[-1], _mkdir(ws.fold_dir(config, fd.name[5:])) / "checkpoint_final.pt")
+        note = _mirroring_note(states, plans.configuration(config).dim)
         save_json({"configuration": config, "folds": [p.name[5:] for p in fold_dirs], "checkpoint": checkpoint,
                    "source": str(model_dir.resolve())}, tmp / "nnunet_source" / "import.json")
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if note:
+        print(note, flush=True)
     print(f"imported nnU-Net {config} ({len(fold_dirs)} fold(s): {[p.name for p in fold_dirs]}) from {model_dir} "
           f"-> {out}; predict with `autoseg predict {out} -i IMAGES -o OUT`", flush=True)
     return out
