@@ -99,7 +99,8 @@ def _add_sharing_commands(sub) -> None:
     s = sub.add_parser("import-nnunet", help="make an autoseg run from an nnU-Net v2 trained model folder")
     s.add_argument("model_dir", help="nnU-Net results folder with plans.json, dataset.json, fold_*/checkpoint_*.pth")
     s.add_argument("--out", required=True, help="run folder to create")
-    s.add_argument("-f", "--folds", nargs="+", help="fold numbers or all (default: every fold with a checkpoint)")
+    s.add_argument("-f", "--folds", nargs="+", help="fold names as nnU-Net's: 0 1 ... or all for fold_all "
+                                                    "(default: every fold with a checkpoint)")
     s.add_argument("--checkpoint", default="checkpoint_final.pth", help="file name in each fold folder")
 
     s = sub.add_parser("convert", help="convert a public dataset layout into the nnU-Net v2 raw layout")

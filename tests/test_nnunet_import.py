@@ -153,6 +153,11 @@ def test_import_bad_inputs(tmp_path):
     assert main(["import-nnunet", str(folder), "--out", str(tmp_path / "r3"), "-f", "4"]) == 2
     (tmp_path / "exists").mkdir()
     assert main(["import-nnunet", str(folder), "--out", str(tmp_path / "exists")]) == 2
+    plans["configurations"]["base"]["architecture"]["network_class_name"] = "x.PlainConvUNet"
+    plans["configurations"]["base"].pop("patch_size")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(AutosegError, match="KeyError: 'patch_size'"):
+        import_nnunet_model(folder, tmp_path / "r4")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(AutosegError, match="cannot be read"):

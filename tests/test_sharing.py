@@ -104,6 +104,7 @@ def _zip_with(tmp_path: Path, model_zip: Path, name: str, data: bytes = b"x", sy
     ("2d/../../escaped.txt", False, "'..'"),
     ("/tmp/escaped_abs.txt", False, "absolute path"),
     ("C:/escaped.txt", False, "absolute path"),
+    ("..\\escaped.txt", False, "backslash"),
     ("2d/link", True, "symbolic link"),
 ])
 def test_malicious_zip_is_refused(model_zip, tmp_path, name, symlink, needle):

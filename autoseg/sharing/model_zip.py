@@ -131,8 +131,10 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         return "is a symbolic link"
-    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "has an absolute path"
+    if "\\" in name:
+        return "has a backslash in its path (an absolute or parent path on Windows)"
     parts = PurePosixPath(name).parts
     if any(p in ("..", "") for p in parts) or not parts:
         return "has '..' or an empty part in its path"

@@ -140,6 +140,8 @@ def translate_plans(nn_plans: dict, dataset_json: dict, config: str, where: Path
     labels = dataset_json.get("labels", {})
     if not labels or not all(isinstance(v, int) for v in labels.values()):
         raise AutosegError(f"{where}/dataset.json: region-based or missing labels cannot be imported")
+    if "ignore" in labels:
+        raise AutosegError(f"{where}/dataset.json: models trained with an 'ignore' label cannot be imported yet")
     if sorted(labels.values()) != list(range(len(labels))):
         raise AutosegError(f"{where}/dataset.json: label values {sorted(labels.values())} are not 0..K-1")
     channels = dataset_json.get("channel_names") or dataset_json.get("modality")
@@ -189,7 +191,7 @@ def _configuration_name(model_dir: Path, nn_plans: dict) -> str:
 
 def _fold_dirs(model_dir: Path, folds: list[str] | None, checkpoint: str) -> list[Path]:
     found = sorted(p for p in model_dir.glob("fold_*") if (p / checkpoint).is_file())
-    if folds and folds != ["all"]:
+    if folds:  # literal fold names, as nnU-Net's: 'all' is its fold_all
         found = [model_dir / f"fold_{f}" for f in folds]
         missing = [str(p / checkpoint) for p in found if not (p / checkpoint).is_file()]
         if missing:
@@ -247,7 +249,11 @@ def import_nnunet_model(model_dir: str | Path, out: str | Path, folds: list[str]
         raise AutosegError(f"{out}: already exists; give a new run folder")
     nn_plans, dj = load_json(model_dir / "plans.json"), load_json(model_dir / "dataset.json")
     config = _configuration_name(model_dir, nn_plans)
-    plans = translate_plans(nn_plans, dj, config, model_dir)
+    try:
+        plans = translate_plans(nn_plans, dj, config, model_dir)
+    except (KeyError, TypeError, ValueError) as e:
+        raise AutosegError(f"{model_dir}: plans.json or dataset.json lacks or garbles an entry nnU-Net v2 writes "
+                           f"({type(e).__name__}: {e})") from None
     fold_dirs = _fold_dirs(model_dir, folds, checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="." + out.name + ".", dir=out.parent))
