@@ -181,11 +181,11 @@ def verify(dataset_dir: str | Path) -> None:
 # --- sharing: model zips, nnU-Net models, dataset converters (issue 14) ---
 
 def export(run_dir: str | Path, out_zip: str | Path, configurations: list[str] | None = None,
-           folds: list[str] | None = None) -> Path:
+           folds: list[str] | None = None, onnx: bool = False) -> Path:
     """Write MODEL.zip with what prediction needs (no training data); `predict MODEL.zip` reads it."""
     from .sharing.model_zip import export_model, sha256_of
 
-    path = export_model(run_dir, out_zip, configurations, folds)
+    path = export_model(run_dir, out_zip, configurations, folds, onnx)
     print(f"model written to {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_of(path)[:16]}...)",
           flush=True)
     return path

@@ -95,6 +95,8 @@ def _add_sharing_commands(sub) -> None:
     s.add_argument("-o", "--output", required=True, help="MODEL.zip to write")
     s.add_argument("-c", "--configurations", nargs="+", help="default: best.json's, else every trained one")
     s.add_argument("-f", "--folds", nargs="+", help="fold numbers, or all (default: every trained fold)")
+    s.add_argument("--onnx", action="store_true", help="also each fold's network as network.onnx (needs the onnx "
+                                                       "package; Predictor.from_run(..., backend='onnxruntime'))")
 
     s = sub.add_parser("import-nnunet", help="make an autoseg run from an nnU-Net v2 trained model folder")
     s.add_argument("model_dir", help="nnU-Net results folder with plans.json, dataset.json, fold_*/checkpoint_*.pth")
@@ -113,7 +115,7 @@ def _run_sharing_command(args) -> bool:
     from . import api
 
     if args.command == "export":
-        api.export(args.run_dir, args.output, args.configurations, args.folds)
+        api.export(args.run_dir, args.output, args.configurations, args.folds, args.onnx)
     elif args.command == "import-nnunet":
         api.import_nnunet(args.model_dir, args.out, args.folds, args.checkpoint)
     elif args.command == "convert":

@@ -27,23 +27,28 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_or_zip: str | Path, folds: Sequence[int | str] | None = None, device: str = "auto",
-                 configuration: str | None = None, mirror: bool = True, step: float = 0.5) -> "Predictor":
+                 configuration: str | None = None, mirror: bool = True, step: float = 0.5,
+                 backend: str = "torch") -> "Predictor":
         """Load the folds (default: every trained one) of a run folder or a model zip made by `autoseg export`.
 
         ``configuration`` defaults to best.json's, or the only trained one. A zip is unpacked into a temporary
-        folder that is removed once the networks are in memory."""
+        folder that is removed once the networks are in memory. ``backend='onnxruntime'`` runs each fold's
+        ``network.onnx`` (from `autoseg export --onnx`) instead of the torch network, on the CPU."""
         from .sharing.model_zip import extracted_model, is_model_zip
 
+        if backend not in ("torch", "onnxruntime"):
+            raise AutosegError(f"backend {backend!r}: choose 'torch' or 'onnxruntime'")
+        args = (folds, device, configuration, mirror, step, backend)
         if is_model_zip(run_or_zip):
             with extracted_model(run_or_zip) as run_dir:
-                return cls._load(run_dir, folds, device, configuration, mirror, step)
+                return cls._load(run_dir, *args)
         if not Path(run_or_zip).is_dir():
             raise AutosegError(f"{run_or_zip}: neither a run folder nor a model .zip")
-        return cls._load(Path(run_or_zip), folds, device, configuration, mirror, step)
+        return cls._load(Path(run_or_zip), *args)
 
     @classmethod
     def _load(cls, run_dir: Path, folds, device: str, configuration: str | None, mirror: bool,
-              step: float) -> "Predictor":
+              step: float, backend: str = "torch") -> "Predictor":
         from .inference.predictor import Predictor as _Inner
         from .inference.predictor import _best_or_only_config
         from .planner.plans import Plans
@@ -52,7 +57,16 @@ class Predictor:
         ws = Workspace.at(run_dir).require_plans()
         config = configuration or _best_or_only_config(ws, Plans.load(ws.plans))
         fold_names = None if not folds or list(folds) == ["all"] else [str(f) for f in folds]
-        return cls(_Inner.from_run(ws, config, fold_names, device=device, step=step, mirror=mirror))
+        if backend == "onnxruntime":
+            device = "cpu"
+        inner = _Inner.from_run(ws, config, fold_names, device=device, step=step, mirror=mirror)
+        if backend == "onnxruntime":
+            from .sharing.onnx_backend import ONNX_NAME, OnnxNetwork
+
+            folds_used = fold_names or sorted(p.parent.name[5:] for p in ws.config_dir(config).glob(
+                "fold_*/checkpoint_final.pt"))
+            inner.networks = [OnnxNetwork(ws.fold_dir(config, f) / ONNX_NAME) for f in folds_used]
+        return cls(inner)
 
     @property
     def labels(self) -> dict[str, int]:

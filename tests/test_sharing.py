@@ -1,4 +1,5 @@
 """Model zips (export, predict from the zip, refusal of unsafe archives) and the Python Predictor."""
+import importlib.util
 import json
 import os
 import re
@@ -198,3 +199,36 @@ def test_readme_python_example_runs(model_zip, tiny_phantom, tmp_path):
     out = sitk.ReadImage(str(tmp_path / "patient001_frame01.nii.gz"))
     assert out.GetSize() == sitk.ReadImage(str(image)).GetSize()
     assert np.array_equal(sitk.GetArrayFromImage(out), scope["labels"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime")),
+                    reason="the optional ONNX export and backend need the onnx and onnxruntime packages")
+def test_onnx_export_matches_torch(trained_run, tiny_phantom, tmp_path):
+    """`export --onnx`: onnxruntime's probabilities match torch's within 1e-4, on the same tiles and end to end."""
+    import onnxruntime as ort
+    import torch
+
+    from autoseg import Predictor
+    from autoseg.sharing.onnx_backend import OnnxNetwork
+
+    out = tmp_path / "onnx.zip"
+    assert main(["export", str(trained_run), "-o", str(out), "-f", "0", "--onnx"]) == 0
+    with zipfile.ZipFile(out) as z:
+        assert "2d/fold_0/network.onnx" in z.namelist() and json.loads(z.read("manifest.json"))["onnx"] is True
+    torch_pred = Predictor.from_run(out, device="cpu")
+    onnx_pred = Predictor.from_run(out, backend="onnxruntime")
+    assert isinstance(onnx_pred._inner.networks[0], OnnxNetwork) and ort.get_device()
+    patch = torch_pred._inner.plans.configuration("2d").patch_size
+    tiles = torch.randn((3, 1, *patch))  # the same tiles through both networks
+    with torch.no_grad():
+        a = torch.softmax(torch_pred._inner.networks[0](tiles), 1)
+    b = torch.softmax(onnx_pred._inner.networks[0](tiles), 1)
+    assert float((a - b).abs().max()) < 1e-4
+    img = sitk.ReadImage(str(sorted((tiny_phantom / "imagesTs").glob("*.nii.gz"))[0]))
+    args = (sitk.GetArrayFromImage(img), img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    la, pa = torch_pred.predict(*args, return_probabilities=True)
+    lb, pb = onnx_pred.predict(*args, return_probabilities=True)
+    assert np.abs(pa - pb).max() < 1e-4 and (la == lb).mean() > 0.999
+    with pytest.raises(AutosegError, match="export the model .* --onnx"):
+        Predictor.from_run(trained_run, folds=[0], backend="onnxruntime")

@@ -93,8 +93,9 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
 
 
 def export_model(run_dir: str | Path, out_zip: str | Path, configurations: list[str] | None = None,
-                 folds: list[str] | None = None) -> Path:
-    """Write MODEL.zip (atomically) with the inference files of a run and a manifest of versions and checksums."""
+                 folds: list[str] | None = None, onnx: bool = False) -> Path:
+    """Write MODEL.zip (atomically) with the inference files of a run and a manifest of versions and checksums;
+    with ``onnx`` also each fold's network as ``network.onnx`` (for the onnxruntime backend)."""
     import torch
 
     out_zip = Path(out_zip)
@@ -109,21 +110,42 @@ def export_model(run_dir: str | Path, out_zip: str | Path, configurations: list[
                 "configurations": {c: sorted(n.split("/")[1][5:] for n in files
                                              if n.startswith(c + "/fold_") and n.endswith(CHECKPOINT))
                                    for c in configs},
-                "files": {}}
+                "onnx": onnx, "files": {}}
     dataset_json = (json.dumps(_dataset_json(ws), indent=2) + "\n").encode()
-    manifest["files"]["dataset.json"] = hashlib.sha256(dataset_json).hexdigest()
-    for name, path in files.items():
-        manifest["files"][name] = sha256_of(path)
+    with tempfile.TemporaryDirectory(prefix="autoseg_export_") as tmp_dir:
+        if onnx:
+            files.update(_onnx_files(ws, files, Path(tmp_dir)))
+        manifest["files"]["dataset.json"] = hashlib.sha256(dataset_json).hexdigest()
+        for name, path in files.items():
+            manifest["files"][name] = sha256_of(path)
 
-    def _write(tmp: str) -> None:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            z.writestr("dataset.json", dataset_json)
-            for name, path in files.items():
-                z.write(path, name)
+        def _write(tmp: str) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+                z.writestr("dataset.json", dataset_json)
+                for name, path in files.items():
+                    z.write(path, name)
 
-    atomic_write_bytes(out_zip, _write, suffix=".zip")
+        atomic_write_bytes(out_zip, _write, suffix=".zip")
     return out_zip
+
+
+def _onnx_files(ws: Workspace, files: dict[str, Path], tmp_dir: Path) -> dict[str, Path]:
+    """{'<config>/fold_<k>/network.onnx': file} for every exported checkpoint."""
+    from ..planner.plans import Plans
+    from ..training.checkpoint import load_checkpoint
+    from .onnx_backend import ONNX_NAME, export_network_onnx
+
+    plans = Plans.load(ws.plans)
+    out = {}
+    for name, path in files.items():
+        if name.endswith("/" + CHECKPOINT):
+            onnx_name = name[: -len(CHECKPOINT)] + ONNX_NAME
+            target = tmp_dir / onnx_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            export_network_onnx(load_checkpoint(path), plans.configuration(name.split("/")[0]).patch_size, target)
+            out[onnx_name] = target
+    return out
 
 
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
