@@ -137,6 +137,12 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configura
 
     if folds == ["all"]:
         folds = None  # every trained fold
+    from .sharing.model_zip import extracted_model, is_model_zip
+
+    if is_model_zip(run_dir):  # a model made by `autoseg export`: unpacked (checked) into a temporary folder
+        with extracted_model(run_dir) as model_dir:
+            return _predict(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
+                            save_probabilities, device)
     return _predict(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
                     device)
 
@@ -200,4 +206,33 @@ def verify(dataset_dir: str | Path) -> None:
     print(f"{ds.root}: {len(ds.cases)} cases verified (files, label values, shapes, spacings, NaN/inf)")
 
 
-__all__ = ["plan", "preprocess", "train", "predict", "evaluate", "demo", "verify", "AutosegError"]
+# --- sharing: model zips, nnU-Net models, dataset converters (issue 14) ---
+
+def export(run_dir: str | Path, out_zip: str | Path, configurations: list[str] | None = None,
+           folds: list[str] | None = None, onnx: bool = False) -> Path:
+    """Write MODEL.zip with what prediction needs (no training data); `predict MODEL.zip` reads it."""
+    from .sharing.model_zip import export_model, sha256_of
+
+    path = export_model(run_dir, out_zip, configurations, folds, onnx)
+    print(f"model written to {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_of(path)[:16]}...)",
+          flush=True)
+    return path
+
+
+def import_nnunet(model_dir: str | Path, out: str | Path, folds: list[str] | None = None,
+                  checkpoint: str = "checkpoint_final.pth") -> Path:
+    """Turn an nnU-Net v2 trained model folder into an autoseg run (plans translated, weights renamed)."""
+    from .sharing.nnunet_import import import_nnunet_model
+
+    return import_nnunet_model(model_dir, out, folds, checkpoint)
+
+
+def convert(kind: str, raw_dir: str | Path, out: str | Path) -> Path:
+    """Convert a public dataset's own layout (acdc, camus, msd) into the nnU-Net v2 raw layout."""
+    from .datasets.converters import convert_dataset
+
+    return convert_dataset(kind, raw_dir, out)
+
+
+__all__ = ["plan", "preprocess", "train", "predict", "evaluate", "demo", "verify", "export", "import_nnunet", "convert",
+           "AutosegError"]

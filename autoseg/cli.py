@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "overrides the budget planned with `plan --budget`")
 
     s = sub.add_parser("predict", help="segment a file or a folder")
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="run folder, or MODEL.zip made by `autoseg export`")
     s.add_argument("-i", "--input", required=True)
     s.add_argument("-o", "--output", required=True)
     s.add_argument("-c", "--configuration")
@@ -87,7 +87,45 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="check every case of a dataset without planning")
     s.add_argument("dataset")
+    _add_sharing_commands(sub)
     return p
+
+
+def _add_sharing_commands(sub) -> None:
+    """export, import-nnunet, convert (issue 14)."""
+    s = sub.add_parser("export", help="write MODEL.zip with what prediction needs (no training data)")
+    s.add_argument("run_dir")
+    s.add_argument("-o", "--output", required=True, help="MODEL.zip to write")
+    s.add_argument("-c", "--configurations", nargs="+", help="default: best.json's, else every trained one")
+    s.add_argument("-f", "--folds", nargs="+", help="fold numbers, or all (default: every trained fold)")
+    s.add_argument("--onnx", action="store_true", help="also each fold's network as network.onnx (needs the onnx "
+                                                       "package; Predictor.from_run(..., backend='onnxruntime'))")
+
+    s = sub.add_parser("import-nnunet", help="make an autoseg run from an nnU-Net v2 trained model folder")
+    s.add_argument("model_dir", help="nnU-Net results folder with plans.json, dataset.json, fold_*/checkpoint_*.pth")
+    s.add_argument("--out", required=True, help="run folder to create")
+    s.add_argument("-f", "--folds", nargs="+", help="fold names as nnU-Net's: 0 1 ... or all for fold_all "
+                                                    "(default: every fold with a checkpoint)")
+    s.add_argument("--checkpoint", default="checkpoint_final.pth", help="file name in each fold folder")
+
+    s = sub.add_parser("convert", help="convert a public dataset layout into the nnU-Net v2 raw layout")
+    s.add_argument("kind", choices=["acdc", "camus", "msd"])
+    s.add_argument("raw_dir", help="the dataset as downloaded (never modified)")
+    s.add_argument("--out", required=True, help="DatasetNNN_Name folder to create")
+
+
+def _run_sharing_command(args) -> bool:
+    from . import api
+
+    if args.command == "export":
+        api.export(args.run_dir, args.output, args.configurations, args.folds, args.onnx)
+    elif args.command == "import-nnunet":
+        api.import_nnunet(args.model_dir, args.out, args.folds, args.checkpoint)
+    elif args.command == "convert":
+        api.convert(args.kind, args.raw_dir, args.out)
+    else:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
         elif args.command == "verify":
             api.verify(args.dataset)
+        else:
+            _run_sharing_command(args)
     except AutosegError as e:
         print(f"autoseg {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -100,9 +100,10 @@ def _geometry(p: dict, shape) -> Geometry:
 
 
 def make_phantom_dataset(out_dir: str | Path, n_train_patients: int = 10, n_test_patients: int = 4,
-                         seed: int = 0, size: int = 80) -> Path:
+                         seed: int = 0, size: int = 80, spacing: tuple[float, float] | None = None) -> Path:
     """Write a phantom dataset in the nnU-Net v2 raw layout (imagesTr/labelsTr, imagesTs/labelsTs, dataset.json,
-    cases.csv). Returns the dataset folder. Deterministic for a given seed."""
+    cases.csv). Returns the dataset folder. Deterministic for a given seed. ``spacing`` (in-plane, slice) gives
+    every patient the same spacing, so that no case is resampled (for comparisons of two tools' inference)."""
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     rows = []
@@ -110,6 +111,8 @@ def make_phantom_dataset(out_dir: str | Path, n_train_patients: int = 10, n_test
         split = "Tr" if i < n_train_patients else "Ts"
         patient = f"phantom{i:03d}"
         p = _patient_params(rng)
+        if spacing is not None:
+            p["spacing_xy"], p["spacing_z"] = float(spacing[0]), float(spacing[1])
         for phase, frame in (("ED", "frame01"), ("ES", "frame02")):
             case = f"{patient}_{frame}"
             img, lab = phantom_case(p, phase, rng, size)
