@@ -160,12 +160,12 @@ def translate_plans(nn_plans: dict, dataset_json: dict, config: str, where: Path
     rp = _resampling(c["resampling_fn_probabilities_kwargs"], spacing, f"{where}/plans.json")
     arch = _architecture(c["architecture"], len(channels), len(labels), f"{where}/plans.json")
     cfg = ConfigurationPlan(
-        data_identifier=c.get("data_identifier", f"nnUNetPlans_{config}"), spacing=spacing,
+        spacing=spacing,
         patch_size=[int(p) for p in c["patch_size"]], batch_size=int(c["batch_size"]),
         median_image_size_in_voxels=[float(v) for v in c["median_image_size_in_voxels"]],
         normalization_schemes=list(c["normalization_schemes"]), use_mask_for_norm=list(c["use_mask_for_norm"]),
         resampling_data=rd, resampling_label=rl, resampling_probabilities=rp, architecture=arch,
-        batch_dice=bool(c.get("batch_dice", False)), feature_map_estimate=0,
+        batch_dice=bool(c.get("batch_dice", False)),
         reasons=[f"imported from nnU-Net v2 model {where} (plans {nn_plans.get('plans_name')}, configuration "
                  f"{config})"])
     return Plans(
