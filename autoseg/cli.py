@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-parallel", type=int, help="at most N fold/part jobs at once (local default: one per GPU, "
                                                     "or 1 on a CPU)")
     s.add_argument("--sbatch-arg", action="append", default=[], help="extra sbatch option, e.g. --sbatch-arg=--qos=x")
-    s.add_argument("--train-args", default="", help="extra `autoseg train` options for every fold job, quoted")
+    s.add_argument("--train-args", default="", help="extra `autoseg train` options for every fold job, as one "
+                                                          "string: --train-args='--epochs 50'")
     s.add_argument("--after-folds", help="command run once a configuration's folds are trained, with {autoseg}, "
                                          "{run}, {config} (default: `{autoseg} crossval {run} -c {config}` where "
                                          "that command exists)")
@@ -108,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-i", "--input", help="--predict: image folder")
     s.add_argument("-o", "--output", help="--predict: output folder shared by the parts")
     s.add_argument("--num-parts", type=int, default=2, help="--predict: number of parts (default 2)")
-    s.add_argument("--predict-args", default="", help="extra `autoseg predict` options for every part, quoted")
+    s.add_argument("--predict-args", default="", help="extra `autoseg predict` options for every part, as one "
+                                                            "string: --predict-args='-c 2d --no-tta'")
     s.add_argument("--dry-run", action="store_true", help="print the jobs and sbatch commands; submit nothing")
     s.add_argument("--wait", action="store_true", help="SLURM: wait until every job has ended")
     s.add_argument("--status", action="store_true", help="show the state of the submitted jobs")

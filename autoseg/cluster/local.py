@@ -94,6 +94,33 @@ def _reap(js: JobSet, running: dict[str, tuple[subprocess.Popen, int]]) -> None:
         js.save()
 
 
+def refresh(js: JobSet) -> None:
+    """After the submitting process is gone (killed), a job it had running is over once its process is: its
+    recorded exit status decides, or it counts as failed."""
+    for j in js.jobs:
+        if j.state not in ACTIVE:
+            continue
+        pid = int(j.job_id.split()[-1]) if j.job_id and j.job_id.startswith("pid ") else None
+        if pid is not None and _alive(pid):
+            continue
+        rc = read_exit_status(js, j)
+        if rc is not None:
+            apply_exit_status(j, rc)
+        else:
+            j.state = "failed" if pid is not None else "cancelled"
+            j.note = "the local pool that ran it was stopped"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop(js: JobSet, running: dict[str, tuple[subprocess.Popen, int]]) -> None:
     """Interrupted: end the jobs this pool started (their whole process groups), and record them as failed."""
     for name, (p, _) in running.items():
@@ -108,4 +135,4 @@ def _stop(js: JobSet, running: dict[str, tuple[subprocess.Popen, int]]) -> None:
     js.save()
 
 
-__all__ = ["run", "default_parallel", "gpu_count"]
+__all__ = ["run", "refresh", "default_parallel", "gpu_count"]

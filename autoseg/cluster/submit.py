@@ -72,9 +72,8 @@ def resubmit_failed(run_dir: str | Path, kind: str = "train", dry_run: bool = Fa
 def refresh(run_dir: str | Path, kind: str = "train") -> JobSet:
     """The saved submission with every job's state brought up to date."""
     js = JobSet.load(Workspace.at(run_dir).root, kind)
-    if js.scheduler == "slurm":
-        slurm.refresh(js)
-        js.save()
+    (slurm.refresh if js.scheduler == "slurm" else local.refresh)(js)
+    js.save()
     return js
 
 
