@@ -47,6 +47,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=$(( mem_mb / cpus ))
 SchedulerType=sched/backfill
 ReturnToService=2
 SlurmdTimeout=60
