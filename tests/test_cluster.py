@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from autoseg.cli import main
 from autoseg.cluster import local
 from autoseg.cluster.graph import AFTER_FOLDS_CROSSVAL, expand_template, predict_jobs, train_jobs
 from autoseg.cluster.jobs import Job, JobSet, autoseg_command
@@ -170,3 +171,48 @@ def test_a_second_submission_waits_for_the_first(tmp_path):
     js.save()
     _launch(JobSet(tmp_path, "train", "local", {}, [Job("y", _py("pass"))]), dry_run=False, wait=False)
     assert JobSet.load(tmp_path, "train").jobs[0].state == "completed"
+
+
+# -- the command line --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planned(tiny_phantom, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("submit") / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "--no-preprocess", "-j", "1"]) == 0
+    return run
+
+
+def test_dry_run_prints_jobs_and_sbatch_lines_and_writes_nothing(planned, capsys):
+    assert main(["submit", str(planned), "-c", "2d", "3d_fullres", "-f", "0", "1", "--scheduler", "slurm",
+                 "--partition", "gpu", "--gpus-per-job", "1", "--time", "24:00:00", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sbatch --parsable") == 5 and "preprocess" in out  # not preprocessed yet: a job for it
+    assert f"train {planned} -c 3d_fullres -f 1 --resume" in out
+    assert "--gres=gpu:1" in out and "--dependency=afterok:<preprocess>" in out
+    assert not (planned / "jobs").exists()
+
+
+def test_submit_command_line_errors_are_one_line(planned, capsys):
+    assert main(["submit", str(planned), "-c", "2d", "--scheduler", "slurm", "--time", "soon", "--dry-run"]) == 2
+    assert main(["submit", str(planned), "-c", "4d", "--scheduler", "local", "--dry-run"]) == 2
+    assert main(["submit", str(planned), "-c", "2d"]) == 2
+    assert main(["submit", str(planned), "--resubmit-failed"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "--time soon" in err[0] and "'4d' is not in the plans" in err[1] and "--scheduler" in err[2]
+    assert "no train submission" in err[3] and len(err) == 4
+
+
+@pytest.mark.slow
+def test_local_study_preprocess_fold_then_dependent_step(planned, tiny_phantom, capsys):
+    after = f"{{autoseg}} predict {{run}} -i {tiny_phantom / 'imagesTs'} -o {{run}}/after_{{config}} -c {{config}} " \
+            "-f 0 --no-tta"
+    assert main(["submit", str(planned), "-c", "2d", "-f", "0", "--scheduler", "local", "--after-folds", after,
+                 "--train-args=--epochs 1 --iters-per-epoch 2 --val-iters 1 --batch-size 2 --num-workers 0"]) == 0
+    assert (planned / "2d" / "fold_0" / "checkpoint_final.pt").is_file()
+    assert len(list((planned / "after_2d").glob("*.nii.gz"))) == 2
+    capsys.readouterr()
+    assert main(["submit", str(planned), "--status"]) == 0
+    table = capsys.readouterr().out
+    assert all(f"{n}  completed" in table for n in ("preprocess    ", "train_2d_fold0", "after_2d      "))
+    # preprocessing is now done: a new submission has no preprocess job
+    assert main(["submit", str(planned), "-c", "2d", "--scheduler", "local", "--dry-run"]) == 0
+    assert "preprocess" not in capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 
 from autoseg.cli import main
 from autoseg.cluster.jobs import Job, JobSet
-from autoseg.cluster.submit import _launch, resubmit_failed
+from autoseg.cluster.submit import _launch
 from autoseg.utils import AutosegError
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,8 @@ def test_failed_slurm_job_cancels_its_dependents_and_is_resubmitted_alone(slurm_
     assert "after cancelled (a job it depends on failed)" in msg
     ok_id = JobSet.load(tmp_path, "train").job("ok").job_id
     flag.touch()
-    js = resubmit_failed(tmp_path, "train", wait=True)
+    assert main(["submit", str(tmp_path), "--resubmit-failed", "--wait"]) == 0
+    js = JobSet.load(tmp_path, "train")
     assert {j.name: (j.state, j.attempt) for j in js.jobs} == {
         "ok": ("completed", 1), "flaky": ("completed", 2), "after": ("completed", 2)}
     assert js.job("ok").job_id == ok_id and "after" in Path(js.job("after").log).read_text()
