@@ -160,6 +160,15 @@ def test_default_local_parallelism_is_one_per_gpu(monkeypatch):
     assert local.default_parallel(None) == 4 and local.default_parallel(2) == 2
 
 
+@pytest.mark.parametrize("gpus,per_job,expected", [(2, None, {"0", "1"}), (4, 2, {"0,1", "2,3"})])
+def test_local_pool_gives_each_concurrent_job_its_own_gpus(tmp_path, monkeypatch, gpus, per_job, expected):
+    monkeypatch.setattr(local, "gpu_count", lambda: gpus)
+    code = "import os, time; time.sleep(0.5); open({!r}, 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
+    jobs = [Job(n, _py(code.format(str(tmp_path / n)))) for n in "ab"]
+    _launch(JobSet(tmp_path, "train", "local", {"gpus_per_job": per_job}, jobs), dry_run=False, wait=False)
+    assert {(tmp_path / n).read_text() for n in "ab"} == expected
+
+
 def test_a_second_submission_waits_for_the_first(tmp_path):
     js = JobSet(tmp_path, "train", "local", {}, [Job("x", _py("pass"), state="running", job_id="pid 1")])
     js.save()

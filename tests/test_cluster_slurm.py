@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -83,3 +84,28 @@ def test_failed_slurm_job_cancels_its_dependents_and_is_resubmitted_alone(slurm_
     assert {j.name: (j.state, j.attempt) for j in js.jobs} == {
         "ok": ("completed", 1), "flaky": ("completed", 2), "after": ("completed", 2)}
     assert js.job("ok").job_id == ok_id and "after" in Path(js.job("after").log).read_text()
+
+
+def test_a_refused_submission_withdraws_the_jobs_already_queued(slurm_cluster, tmp_path, monkeypatch):
+    from autoseg.cluster import slurm
+
+    real_submit, calls = slurm.submit, []
+
+    def refuse_second(js, job, dep_ids):
+        calls.append(job.name)
+        if len(calls) == 2:
+            raise AutosegError("sbatch refused job b: invalid partition")
+        real_submit(js, job, dep_ids)
+
+    monkeypatch.setattr(slurm, "submit", refuse_second)
+    jobs = [Job("a", _py("import time; time.sleep(30)")), Job("b", _py("pass"), ["a"])]
+    with pytest.raises(AutosegError, match="invalid partition"):
+        _launch(JobSet(tmp_path, "train", "slurm", {"poll_s": 0.5}, jobs), False, True)
+    a = JobSet.load(tmp_path, "train").job("a")
+    assert a.state == "cancelled" and a.job_id.isdigit()
+    for _ in range(40):  # a cancelled job that had started may show as completing for a moment
+        queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+        if a.job_id not in queue:
+            break
+        time.sleep(0.25)
+    assert a.job_id not in queue

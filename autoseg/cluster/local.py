@@ -66,9 +66,10 @@ def _cancel_orphans(js: JobSet, jobs: list[Job]) -> None:
 
 def _start(js: JobSet, job: Job, slot: int) -> subprocess.Popen:
     env = dict(os.environ)
-    g = js.options.get("gpus_per_job") or 0
-    if g and gpu_count():
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(slot * g + i) for i in range(g))
+    n = gpu_count()
+    if n:  # each slot its own GPU(s): slot k of jobs with g GPUs sees GPUs k*g .. k*g+g-1
+        g = js.options.get("gpus_per_job") or 1
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str((slot * g + i) % n) for i in range(g))
     log = open(job.log, "ab")
     try:
         p = subprocess.Popen(["bash", str(js.script(job))], stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -87,23 +87,40 @@ def _run_jobs(js: JobSet, todo: list[Job]) -> None:
     for j in todo:
         prepare_attempt(js, j)
     if js.scheduler == "local":
-        local.run(js, todo)
+        try:
+            local.run(js, todo)
+        except KeyboardInterrupt:
+            raise AutosegError(f"interrupted: the running jobs were stopped; state in {js.path}; continue with "
+                               f"autoseg submit {js.run_dir} --resubmit-failed") from None
         return
     try:
         for j in todo:  # the list is in dependency order
             slurm.submit(js, j, [js.job(d).job_id for d in j.depends_on if js.job(d).state in ACTIVE])
             print(f"submit: {j.name} -> SLURM job {j.job_id} (log {j.log})", flush=True)
+    except BaseException:
+        _withdraw(js, todo)  # all or nothing: no half-submitted graph is left in the queue
+        raise
     finally:
         js.save()
+
+
+def _withdraw(js: JobSet, todo: list[Job]) -> None:
+    slurm.cancel([j.job_id for j in todo if j.job_id and j.state in ACTIVE])
+    for j in todo:
+        j.state, j.note = "cancelled", "its submission was stopped"
 
 
 def _finish(js: JobSet, wait: bool) -> JobSet:
     if js.scheduler == "slurm" and wait:
         poll = float(js.options.get("poll_s") or 5)
-        while any(j.state in ACTIVE for j in js.jobs):
-            time.sleep(poll)
-            slurm.refresh(js)
-            js.save()
+        try:
+            while any(j.state in ACTIVE for j in js.jobs):
+                time.sleep(poll)
+                slurm.refresh(js)
+                js.save()
+        except KeyboardInterrupt:
+            print(f"submit: stopped waiting; the jobs stay queued (autoseg submit {js.run_dir} --status)", flush=True)
+            wait = False
     print(status_table(js), flush=True)
     if js.scheduler == "slurm" and not wait:
         print(f"submit: state in {js.path}; check with `autoseg submit {js.run_dir} --status`", flush=True)
