@@ -7,6 +7,7 @@ is read the same way everywhere, and any job can be rerun by hand with `bash RUN
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ def write_script(js: JobSet, job: Job) -> Path:
     rc.parent.mkdir(parents=True, exist_ok=True)
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
     env = ""
-    pythonpath = _pythonpath()
+    pythonpath = os.environ.get("PYTHONPATH", "")
     if pythonpath:
         env = f"export PYTHONPATH={shlex.quote(pythonpath)}\n"
     text = (f"#!/usr/bin/env bash\n# autoseg submit: job {job.name} of {js.run_dir} (attempt {job.attempt})\n"
@@ -114,12 +115,6 @@ def write_script(js: JobSet, job: Job) -> Path:
     atomic_write_bytes(path, _w)
     path.chmod(0o755)
     return path
-
-
-def _pythonpath() -> str:
-    import os
-
-    return os.environ.get("PYTHONPATH", "")
 
 
 def read_exit_status(js: JobSet, job: Job) -> int | None:
