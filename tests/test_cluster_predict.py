@@ -1,5 +1,8 @@
 """Sharded and resumable prediction on a tiny trained phantom model: two parts give exactly the files of one
 unsharded run, --continue redoes nothing (or only what is missing), and `submit --predict` fans the parts out."""
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +78,25 @@ def test_submit_predict_fans_parts_out_on_the_local_pool(trained, tiny_phantom, 
     assert sorted(_arrays(tmp_path / "fan")) == sorted(_arrays(tmp_path / "whole"))
     logs = sorted((trained / "jobs" / "logs").glob("predict_part*-1.log"))
     assert len(logs) == 2 and all("exit status 0" in p.read_text() for p in logs)
+
+
+def test_a_killed_part_leaves_only_whole_files_and_continue_finishes_it(trained, tiny_phantom, tmp_path):
+    images, out = tiny_phantom / "imagesTr", tmp_path / "killed"
+    _predict(trained, images, tmp_path / "whole")
+    cmd = [sys.executable, "-m", "autoseg.cli", "predict", str(trained), "-i", str(images), "-o", str(out), "-c",
+           "2d", "-f", "0", "--no-tta"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while p.poll() is None and not [q for q in out.glob("*.nii.gz") if not q.name.startswith(".")]:
+        time.sleep(0.01)
+    p.kill()
+    p.wait()
+    done = _mtimes(out)
+    finished = {n for n in done if not n.startswith(".")}  # a killed writer may leave a hidden temporary file
+    assert 1 <= len(finished) < 10
+    whole = _arrays(tmp_path / "whole")
+    for n in finished:  # every visible file is complete and right
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out / n))), whole[n]), n
+    _predict(trained, images, out, "--continue")
+    after = {n: t for n, t in _mtimes(out).items() if not n.startswith(".")}
+    assert sorted(after) == sorted(whole)
+    assert all(after[n] == done[n] for n in finished)  # the finished cases were not redone
