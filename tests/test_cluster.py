@@ -225,3 +225,12 @@ def test_local_study_preprocess_fold_then_dependent_step(planned, tiny_phantom, 
     # preprocessing is now done: a new submission has no preprocess job
     assert main(["submit", str(planned), "-c", "2d", "--scheduler", "local", "--dry-run"]) == 0
     assert "preprocess" not in capsys.readouterr().out
+
+
+def test_slurm_commands_missing_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    JobSet(tmp_path, "train", "slurm", {}, [Job("x", _py("pass"), state="pending", job_id="7")]).save()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert main(["submit", str(tmp_path), "--status"]) == 2
+    assert main(["submit", str(tmp_path), "--resubmit-failed"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("squeue is not on PATH" in e for e in err)

@@ -60,7 +60,7 @@ def _job_name(js: JobSet, job: Job) -> str:
 
 def submit(js: JobSet, job: Job, dep_ids: list[str]) -> None:
     cmd = sbatch_args(js, job, dep_ids)
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = _run(cmd)
     if r.returncode != 0:
         raise AutosegError(f"sbatch refused job {job.name}: {r.stderr.strip() or r.stdout.strip()} "
                            f"(command: {' '.join(cmd)})")
@@ -74,7 +74,7 @@ def refresh(js: JobSet) -> None:
     active = [j for j in js.jobs if j.state in ACTIVE and j.job_id]
     if not active:
         return
-    r = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True)
+    r = _run(["squeue", "-h", "-o", "%i %T"])
     if r.returncode != 0:
         raise AutosegError(f"squeue failed: {r.stderr.strip()}")
     queue = dict(line.split(None, 1) for line in r.stdout.splitlines() if line.strip())
@@ -89,7 +89,7 @@ def refresh(js: JobSet) -> None:
 
 
 def _ended_without_status(job: Job) -> None:
-    r = subprocess.run(["scontrol", "-o", "show", "job", job.job_id], capture_output=True, text=True)
+    r = _run(["scontrol", "-o", "show", "job", job.job_id])
     m = re.search(r"JobState=(\S+)", r.stdout)
     reason = re.search(r"Reason=(\S+)", r.stdout)
     state = m.group(1) if m else "unknown"
@@ -105,7 +105,17 @@ def _ended_without_status(job: Job) -> None:
 
 def cancel(job_ids: list[str]) -> None:
     if job_ids:
-        subprocess.run(["scancel", *job_ids], capture_output=True)
+        _run(["scancel", *job_ids])
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise AutosegError(f"{cmd[0]} is not on PATH: run this where the SLURM client commands are installed (the "
+                           "login node the jobs were submitted from)") from None
+    except subprocess.TimeoutExpired:
+        raise AutosegError(f"{cmd[0]} did not answer in 120 s: is slurmctld running? (sinfo)") from None
 
 
 __all__ = ["check_options", "sbatch_args", "submit", "refresh", "cancel"]
