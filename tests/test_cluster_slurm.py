@@ -69,15 +69,19 @@ def _py(code: str) -> list[str]:
 
 def test_failed_slurm_job_cancels_its_dependents_and_is_resubmitted_alone(slurm_cluster, tmp_path):
     flag = tmp_path / "fixed"
-    jobs = [Job("ok", _py("print('ok')")),
-            Job("flaky", _py(f"import pathlib, sys; pathlib.Path({str(flag)!r}).is_file() or sys.exit(5)")),
+    jobs = [Job("ok", _py("import time; time.sleep(2)")),
+            Job("flaky", _py(f"import pathlib, sys, time; time.sleep(2); pathlib.Path({str(flag)!r}).is_file() "
+                             "or sys.exit(5)")),
             Job("after", _py("print('after')"), ["ok", "flaky"], throttled=False)]
     with pytest.raises(AutosegError) as e:
         _launch(JobSet(tmp_path, "train", "slurm", {"max_parallel": 1, "poll_s": 0.5}, jobs), False, True)
     msg = str(e.value)
     assert f"flaky failed, log {tmp_path / 'jobs' / 'logs' / 'flaky-1.log'}" in msg
     assert "after cancelled (a job it depends on failed)" in msg
-    ok_id = JobSet.load(tmp_path, "train").job("ok").job_id
+    first = JobSet.load(tmp_path, "train")
+    ok_id = first.job("ok").job_id
+    ok_t, flaky_t = _times(Path(first.job("ok").log)), _times(Path(first.job("flaky").log))
+    assert ok_t[1] <= flaky_t[0] or flaky_t[1] <= ok_t[0]  # --max-parallel 1 (singleton): one after the other
     flag.touch()
     assert main(["submit", str(tmp_path), "--resubmit-failed", "--wait"]) == 0
     js = JobSet.load(tmp_path, "train")
