@@ -28,12 +28,17 @@ def _predict(run: Path, inp: Path, out: Path, *extra: str) -> None:
                  *extra]) == 0
 
 
+def _outputs(folder: Path) -> list[Path]:
+    """The label files in an output folder (not hidden temporary files, locks or bookkeeping files)."""
+    return sorted(p for p in folder.glob("*.nii.gz") if not p.name.startswith("."))
+
+
 def _arrays(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in sorted(folder.iterdir())}
+    return {p.name: sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in _outputs(folder)}
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    return {p.name: p.stat().st_mtime_ns for p in _outputs(folder)}
 
 
 def test_two_parts_make_the_unsharded_result_and_continue_redoes_nothing(trained, tiny_phantom, tmp_path, capsys):
@@ -86,17 +91,17 @@ def test_a_killed_part_leaves_only_whole_files_and_continue_finishes_it(trained,
     cmd = [sys.executable, "-m", "autoseg.cli", "predict", str(trained), "-i", str(images), "-o", str(out), "-c",
            "2d", "-f", "0", "--no-tta"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while p.poll() is None and not [q for q in out.glob("*.nii.gz") if not q.name.startswith(".")]:
+    while p.poll() is None and not _outputs(out):
         time.sleep(0.01)
     p.kill()
     p.wait()
-    done = _mtimes(out)
-    finished = {n for n in done if not n.startswith(".")}  # a killed writer may leave a hidden temporary file
+    done = _mtimes(out)  # a killed writer may also have left a hidden temporary file
+    finished = set(done)
     assert 1 <= len(finished) < 10
     whole = _arrays(tmp_path / "whole")
     for n in finished:  # every visible file is complete and right
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out / n))), whole[n]), n
     _predict(trained, images, out, "--continue")
-    after = {n: t for n, t in _mtimes(out).items() if not n.startswith(".")}
+    after = _mtimes(out)
     assert sorted(after) == sorted(whole)
     assert all(after[n] == done[n] for n in finished)  # the finished cases were not redone
