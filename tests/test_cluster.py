@@ -10,7 +10,7 @@ import pytest
 from autoseg.cli import main
 from autoseg.cluster import local
 from autoseg.cluster.graph import AFTER_FOLDS_CROSSVAL, expand_template, predict_jobs, train_jobs
-from autoseg.cluster.jobs import Job, JobSet, autoseg_command
+from autoseg.cluster.jobs import Job, JobSet, autoseg_command, prepare_attempt
 from autoseg.cluster.shard import case_selector, output_complete, select_part
 from autoseg.cluster.slurm import sbatch_args
 from autoseg.cluster.submit import _launch, resubmit_failed
@@ -58,13 +58,30 @@ def test_training_graph_preprocess_folds_then_one_dependent_step_per_configurati
     assert list(by) == ["preprocess", "train_2d_fold0", "train_2d_fold1", "after_2d", "train_3d_fullres_fold0",
                         "train_3d_fullres_fold1", "after_3d_fullres"]
     assert by["train_3d_fullres_fold1"].command == autoseg_command() + [
-        "train", str(ws.root), "-c", "3d_fullres", "-f", "1", "--resume", "--epochs", "1"]
+        "train", str(ws.root), "-c", "3d_fullres", "-f", "1", "--epochs", "1"]
     assert by["train_2d_fold0"].depends_on == ["preprocess"]
     assert by["after_2d"].depends_on == ["train_2d_fold0", "train_2d_fold1"]
     assert by["after_2d"].command == autoseg_command() + ["evaluate", f"{ws.root}/2d"]
     assert not by["after_2d"].throttled and by["train_2d_fold1"].throttled
     no_pre = train_jobs(ws, ["2d"], ["all"], [], None, preprocess=False)
     assert [(j.name, j.depends_on) for j in no_pre] == [("train_2d_foldall", [])]
+
+
+def test_a_fold_with_a_checkpoint_is_resumed_and_never_started_over(tmp_path):
+    ws = Workspace.at(tmp_path / "run")
+    (ws.fold_dir("2d", 1)).mkdir(parents=True)
+    (ws.fold_dir("2d", 1) / "checkpoint_latest.pt").write_bytes(b"x")
+    jobs = {j.name: j for j in train_jobs(ws, ["2d"], ["0", "1"], ["--epochs", "1"], None, False)}
+    assert jobs["train_2d_fold0"].command[-6:] == ["-c", "2d", "-f", "0", "--epochs", "1"]
+    assert "--resume" not in jobs["train_2d_fold0"].command
+    assert jobs["train_2d_fold1"].command[-5:] == ["-f", "1", "--resume", "--epochs", "1"]
+    # fold 0 failed after writing a checkpoint: its resubmission continues it
+    (ws.fold_dir("2d", 0)).mkdir()
+    (ws.fold_dir("2d", 0) / "checkpoint_latest.pt").write_bytes(b"x")
+    js = JobSet(ws.root, "train", "local", {}, list(jobs.values()))
+    prepare_attempt(js, jobs["train_2d_fold0"])
+    assert jobs["train_2d_fold0"].command[-5:] == ["-f", "0", "--resume", "--epochs", "1"]
+    assert jobs["train_2d_fold0"].command.count("--resume") == 1
 
 
 def test_crossval_template_expands_to_the_crossval_command(tmp_path):
@@ -195,7 +212,7 @@ def test_dry_run_prints_jobs_and_sbatch_lines_and_writes_nothing(planned, capsys
                  "--partition", "gpu", "--gpus-per-job", "1", "--time", "24:00:00", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("sbatch --parsable") == 5 and "preprocess" in out  # not preprocessed yet: a job for it
-    assert f"train {planned} -c 3d_fullres -f 1 --resume" in out
+    assert f"train {planned} -c 3d_fullres -f 1\n" in out  # nothing trained yet: no --resume
     assert "--gres=gpu:1" in out and "--dependency=afterok:<preprocess>" in out
     assert not (planned / "jobs").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..utils import AutosegError
 from ..workspace import Workspace
-from .jobs import Job, autoseg_command
+from .jobs import Job, autoseg_command, with_resume_if_started
 
 AFTER_FOLDS_CROSSVAL = "{autoseg} crossval {run} -c {config}"
 
@@ -58,7 +58,8 @@ def check_cli_args(command: str, args: list[str]) -> None:
 
 def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: list[str],
                after_folds: str | None, preprocess: bool) -> list[Job]:
-    """[preprocess] -> train CONFIG FOLD (resumable: --resume) for each pair -> after_folds per configuration."""
+    """[preprocess] -> train CONFIG FOLD for each pair -> after_folds per configuration. A fold that has a
+    checkpoint is continued (--resume, decided again at each resubmission), never started over."""
     run = str(ws.root)
     jobs: list[Job] = []
     pre: list[str] = []
@@ -68,10 +69,12 @@ def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: 
     for c in configs:
         names = []
         for f in folds:
-            args = [run, "-c", c, "-f", f, "--resume", *train_args]
+            args = [run, "-c", c, "-f", f, *train_args]
             check_cli_args("train", args)
             names.append(f"train_{c}_fold{f}")
-            jobs.append(Job(names[-1], autoseg_command() + ["train", *args], list(pre)))
+            fold_dir = ws.fold_dir(c, f)
+            cmd = with_resume_if_started(autoseg_command() + ["train", *args], fold_dir)
+            jobs.append(Job(names[-1], cmd, list(pre), fold_dir=str(fold_dir)))
         if after_folds:
             jobs.append(Job(f"after_{c}", expand_template(after_folds, ws.root, c), names, throttled=False))
     return jobs

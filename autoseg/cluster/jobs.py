@@ -30,6 +30,7 @@ class Job:
     command: list[str]
     depends_on: list[str] = field(default_factory=list)
     throttled: bool = True  # counts against --max-parallel (fold and part jobs; not preprocess/crossval)
+    fold_dir: str | None = None  # a training job: --resume is added when this fold has a checkpoint to continue
     job_id: str | None = None
     state: str = "new"  # new, submitted, pending, running, completed, failed, cancelled
     attempt: int = 0
@@ -87,9 +88,21 @@ def prepare_attempt(js: JobSet, job: Job) -> None:
     """Start a new attempt of ``job``: fresh log name, no stale exit status, the script written."""
     job.attempt += 1
     job.returncode, job.job_id, job.note = None, None, ""
+    if job.fold_dir:
+        job.command = with_resume_if_started(job.command, Path(job.fold_dir))
     job.log = str(js.log_file(job))
     js.rc_file(job).unlink(missing_ok=True)
     write_script(js, job)
+
+
+def with_resume_if_started(command: list[str], fold_dir: Path) -> list[str]:
+    """A train command with `--resume` right after `-f FOLD` when the fold has a checkpoint (continue it, or do
+    nothing if it is finished) and without it otherwise (start it): a resubmitted job never starts a fold over."""
+    cmd = [a for a in command if a != "--resume"]
+    if any((fold_dir / n).is_file() for n in ("checkpoint_latest.pt", "checkpoint_final.pt")):
+        i = cmd.index("-f") + 2
+        cmd = cmd[:i] + ["--resume"] + cmd[i:]
+    return cmd
 
 
 def write_script(js: JobSet, job: Job) -> Path:
@@ -143,4 +156,5 @@ def failed_summary(js: JobSet) -> str | None:
 
 
 __all__ = ["Job", "JobSet", "ACTIVE", "RERUNNABLE", "autoseg_command", "prepare_attempt", "write_script",
+           "with_resume_if_started",
            "read_exit_status", "apply_exit_status", "failed_summary"]
