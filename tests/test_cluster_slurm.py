@@ -114,3 +114,21 @@ def test_a_refused_submission_withdraws_the_jobs_already_queued(slurm_cluster, t
             break
         time.sleep(0.25)
     assert a.job_id not in queue
+
+
+def test_phantom_study_on_slurm_ends_with_crossval(slurm_cluster, tiny_phantom, tmp_path):
+    """The default dependent step: `autoseg crossval RUN -c CONFIG` once every fold is trained."""
+    from autoseg.cluster.graph import cli_commands
+
+    if "crossval" not in cli_commands():
+        pytest.skip("this autoseg has no `crossval` command yet: `submit` adds no default step after the folds")
+    run = tmp_path / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "--no-preprocess", "-j", "1"]) == 0
+    assert main(["submit", str(run), "-c", "2d", "--scheduler", "slurm", "--wait", TRAIN]) == 0  # folds 0-4
+    jobs = {j["name"]: j for j in json.loads((run / "jobs" / "train.json").read_text())["jobs"]}
+    assert jobs["after_2d"]["command"][-4:] == ["crossval", str(run.resolve()), "-c", "2d"]
+    assert all(j["state"] == "completed" for j in jobs.values()) and len(jobs) == 7
+    t = {n: _times(Path(j["log"])) for n, j in jobs.items()}
+    assert max(t[f"train_2d_fold{f}"][1] for f in range(5)) <= t["after_2d"][0]
+    for name in ("2d/cv_summary.json", "2d/postprocessing.json", "best.json"):
+        assert (run / name).is_file(), name
