@@ -209,9 +209,11 @@ def planned(tiny_phantom, tmp_path_factory) -> Path:
 
 def test_dry_run_prints_jobs_and_sbatch_lines_and_writes_nothing(planned, capsys):
     assert main(["submit", str(planned), "-c", "2d", "3d_fullres", "-f", "0", "1", "--scheduler", "slurm",
-                 "--partition", "gpu", "--gpus-per-job", "1", "--time", "24:00:00", "--dry-run"]) == 0
+                 "--partition", "gpu", "--gpus-per-job", "1", "--time", "24:00:00", "--dry-run",
+                 "--after-folds", "{autoseg} evaluate {run}/{config}"]) == 0
     out = capsys.readouterr().out
-    assert out.count("sbatch --parsable") == 5 and "preprocess" in out  # not preprocessed yet: a job for it
+    assert out.count("sbatch --parsable") == 7 and "preprocess" in out  # not preprocessed yet: a job for it
+    assert "'--dependency=afterok:<train_2d_fold0>:<train_2d_fold1>'" in out
     assert f"train {planned} -c 3d_fullres -f 1\n" in out  # nothing trained yet: no --resume
     assert "--gres=gpu:1" in out and "--dependency=afterok:<preprocess>" in out
     assert not (planned / "jobs").exists()
