@@ -132,19 +132,24 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
 
 def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configuration: str | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
-            save_probabilities: bool = False, device: str = "auto") -> list[Path]:
+            save_probabilities: bool = False, device: str = "auto", num_parts: int = 1, part_id: int = 0,
+            skip_done: bool = False) -> list[Path]:
+    """Segment a file or folder. ``num_parts``/``part_id`` predict one round-robin share of the sorted cases (parts
+    may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose output is complete."""
+    from .cluster.shard import case_selector
     from .inference.predictor import predict as _predict
 
     if folds == ["all"]:
         folds = None  # every trained fold
+    select = case_selector(num_parts, part_id, out_dir, skip_done, save_probabilities)
     from .sharing.model_zip import extracted_model, is_model_zip
 
     if is_model_zip(run_dir):  # a model made by `autoseg export`: unpacked (checked) into a temporary folder
         with extracted_model(run_dir) as model_dir:
             return _predict(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
-                            save_probabilities, device)
+                            save_probabilities, device, select=select)
     return _predict(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
-                    device)
+                    device, select=select)
 
 
 def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,

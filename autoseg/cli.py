@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
     s.add_argument("--save-probabilities", action="store_true")
     s.add_argument("--device", default="auto")
+    s.add_argument("--num-parts", type=int, default=1,
+                   help="split the cases into N parts (round-robin over sorted case ids) and predict one of them")
+    s.add_argument("--part-id", type=int, default=0, help="which part to predict, 0..N-1 (default 0)")
+    s.add_argument("--continue", action="store_true", dest="skip_done",
+                   help="skip cases whose output file (and .npz with --save-probabilities) already exists")
 
     s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD and clinical indices against reference labels")
     s.add_argument("pred_dir")
@@ -84,6 +89,35 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=15)
     s.add_argument("--iters-per-epoch", type=int, default=30)
     s.add_argument("--batch-size", type=int, default=6)
+
+    s = sub.add_parser("submit", help="fan folds x configurations (or prediction parts) out to SLURM or a local "
+                                      "pool; track, report and resubmit failed jobs (state in RUN_DIR/jobs/)")
+    s.add_argument("run_dir")
+    s.add_argument("-c", "--configurations", nargs="+", help="configurations to train")
+    s.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default 0 1 2 3 4)")
+    s.add_argument("--scheduler", choices=["slurm", "local"], help="sbatch jobs, or a process pool on this machine")
+    s.add_argument("--partition", help="SLURM partition")
+    s.add_argument("--gpus-per-job", type=int, help="GPUs per job (SLURM --gres=gpu:N; local: CUDA_VISIBLE_DEVICES)")
+    s.add_argument("--cpus-per-job", type=int, help="SLURM --cpus-per-task")
+    s.add_argument("--time", help="SLURM time limit per job, HH:MM:SS")
+    s.add_argument("--max-parallel", type=int, help="at most N fold/part jobs at once (local default: one per GPU, "
+                                                    "or 1 on a CPU)")
+    s.add_argument("--sbatch-arg", action="append", default=[], help="extra sbatch option, e.g. --sbatch-arg=--qos=x")
+    s.add_argument("--train-args", default="", help="extra `autoseg train` options for every fold job, as one "
+                                                          "string: --train-args='--epochs 50'")
+    s.add_argument("--after-folds", help="command run once a configuration's folds are trained, with {autoseg}, "
+                                         "{run}, {config} (default: `{autoseg} crossval {run} -c {config}` where "
+                                         "that command exists)")
+    s.add_argument("--predict", action="store_true", help="fan out `predict` parts instead of training")
+    s.add_argument("-i", "--input", help="--predict: image folder")
+    s.add_argument("-o", "--output", help="--predict: output folder shared by the parts")
+    s.add_argument("--num-parts", type=int, default=2, help="--predict: number of parts (default 2)")
+    s.add_argument("--predict-args", default="", help="extra `autoseg predict` options for every part, as one "
+                                                            "string: --predict-args='-c 2d --no-tta'")
+    s.add_argument("--dry-run", action="store_true", help="print the jobs and sbatch commands; submit nothing")
+    s.add_argument("--wait", action="store_true", help="SLURM: wait until every job has ended")
+    s.add_argument("--status", action="store_true", help="show the state of the submitted jobs")
+    s.add_argument("--resubmit-failed", action="store_true", help="submit again only the failed/cancelled jobs")
 
     s = sub.add_parser("verify", help="check every case of a dataset without planning")
     s.add_argument("dataset")
@@ -151,12 +185,17 @@ def main(argv: list[str] | None = None) -> int:
             api.train(args.run_dir, args.configuration, args.fold, tc, args.resume, args.budget, explicit)
         elif args.command == "predict":
             api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
-                        args.step, args.save_probabilities, args.device)
+                        args.step, args.save_probabilities, args.device, args.num_parts, args.part_id,
+                        args.skip_done)
         elif args.command == "evaluate":
             api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
                          args.images)
         elif args.command == "demo":
             api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
+        elif args.command == "submit":
+            from .cluster.submit import from_args
+
+            from_args(args)
         elif args.command == "verify":
             api.verify(args.dataset)
         else:

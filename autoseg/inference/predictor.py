@@ -9,6 +9,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -149,7 +150,10 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
 def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
-            checkpoint: str = "checkpoint_final.pt") -> list[Path]:
+            checkpoint: str = "checkpoint_final.pt",
+            select: Callable[[list[tuple[str, list[Path]]]], list[tuple[str, list[Path]]]] | None = None
+            ) -> list[Path]:
+    """``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster)."""
     ws.require_plans()
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
@@ -159,6 +163,10 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
     pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
+    if select is not None:
+        inputs = select(inputs)
+        if not inputs:
+            return []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, timings = [], []

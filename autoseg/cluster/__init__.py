@@ -1,0 +1,1 @@
+"""Running autoseg beyond one process: job graphs submitted to SLURM or a local process pool, sharded prediction."""
