@@ -124,7 +124,8 @@ class BatchStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         wid = info.id if info is not None else 0
-        torch.set_num_threads(1)
+        if info is not None:  # a worker process: one thread, the cores are the training process's
+            torch.set_num_threads(1)
         rng = np.random.default_rng([self.seed, wid])
         np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
         dim = len(self.patch_size)
