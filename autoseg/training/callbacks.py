@@ -62,28 +62,26 @@ class ProgressPlot(Callback):
 
 
 class Checkpoints(Callback):
-    """checkpoint_best.pt when the moving average improves; checkpoint_latest.pt every epoch while that is cheap
-    (under 5% of an epoch), otherwise every ``save_every`` epochs or 10 minutes. The last epoch's state goes to
-    checkpoint_final.pt instead (written by the fold runner)."""
+    """checkpoint_latest.pt every epoch while that is cheap (under 5% of an epoch), otherwise every ``save_every``
+    epochs or 10 minutes, and after the last epoch (so a kill while the final checkpoint is written loses
+    nothing); then checkpoint_best.pt when the moving average improves."""
 
     def __init__(self, out: Path, state_fn: Callable[[LoopState], dict], save_every: int):
         self.out, self.state_fn, self.save_every = out, state_fn, save_every
         self.last_save, self.save_seconds = time.time(), 0.0
 
     def on_epoch_end(self, state: LoopState, rec: dict, improved: bool, last: bool) -> None:
+        cheap = self.save_seconds <= CHEAP_SAVE_SHARE * rec["epoch_seconds"]
+        if last or cheap or state.epoch % self.save_every == 0 or time.time() - self.last_save > SAVE_LATEST_SECONDS:
+            self.save(state, "checkpoint_latest.pt")
         if improved:
             self.save(state, "checkpoint_best.pt")
-        cheap = self.save_seconds <= CHEAP_SAVE_SHARE * rec["epoch_seconds"]
-        due = cheap or state.epoch % self.save_every == 0 or time.time() - self.last_save > SAVE_LATEST_SECONDS
-        if due and not last:
-            self.save(state, "checkpoint_latest.pt")
 
     def save(self, state: LoopState, name: str) -> None:
         t0 = time.time()
-        save_checkpoint(self.state_fn(state), self.out / name, before_rename=lambda: fault_point("checkpoint"))
-        self.save_seconds = time.time() - t0
+        save_checkpoint(self.state_fn(state), self.out / name, before_rename=lambda: fault_point(name[:-3]))
         if name == "checkpoint_latest.pt":
-            self.last_save = time.time()
+            self.save_seconds, self.last_save = time.time() - t0, time.time()
 
 
 def plot_progress(log: list[dict], path: Path) -> None:

@@ -1,9 +1,9 @@
 """Fault injection for the kill drills (tests/drills/test_train_drills.py): a named point in training sends the
 process a signal when the environment variable ``AUTOSEG_FAULT`` asks for it, so a test can kill a real ``train``
 at a controlled moment. ``AUTOSEG_FAULT=POINT:SIGNAL:N`` fires at the N-th time POINT is reached (SIGNAL is KILL,
-TERM or INT). Points: ``step`` (after an optimiser step), ``checkpoint`` (a checkpoint's temporary file written,
-not yet renamed), ``validation_case`` (a held-out case predicted during the final validation). Unset, it costs
-one dictionary look-up per point."""
+TERM or INT). Points: ``step`` (after an optimiser step); ``checkpoint_latest``, ``checkpoint_best``,
+``checkpoint_final`` (that checkpoint's temporary file written, not yet renamed); ``validation_case`` (a held-out
+case predicted during the final validation). Unset, it costs one environment look-up per point."""
 from __future__ import annotations
 
 import os

@@ -91,8 +91,9 @@ def _finish_validation(setup: FoldSetup, tc: TrainConfig) -> dict:
 def _validation_stop(stop: StopFlag):
     def check() -> None:
         if stop.requested:
-            raise TrainingInterrupted(stop.signum, f"interrupted during the final validation (the trained model is "
-                                                   f"in {FINAL}); run the same command with --resume to finish it")
+            raise TrainingInterrupted(stop.signum, f"interrupted by {_signame(stop.signum)} during the final "
+                                                   f"validation (the trained model is in {FINAL}); run the same "
+                                                   "command with --resume to finish it")
     return check
 
 
@@ -185,7 +186,7 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
         result = {"epochs": state.epoch, "best_ema_pseudo_dice": state.best_ema}
         if not main:
             return result
-        save_checkpoint(state_fn(state), setup.out / FINAL, before_rename=lambda: fault_point("checkpoint"))
+        save_checkpoint(state_fn(state), setup.out / FINAL, before_rename=lambda: fault_point("checkpoint_final"))
         (setup.out / LATEST).unlink(missing_ok=True)
         if setup.val_cases and tc.final_validation:
             result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop))

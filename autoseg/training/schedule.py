@@ -81,7 +81,7 @@ class ClockSchedule:
                  reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool):
         self.initial_lr, self.budget = initial_lr, budget_seconds
         self.start_time, self.reserve_for, self.agree = start_time, reserve_for, agree
-        self.used, self.loop_offset = 0.0, 0.0
+        self.used, self.loop_offset, self.ended = 0.0, 0.0, False
         self.clock: BudgetClock | None = None
 
     def begin(self) -> None:
@@ -106,11 +106,12 @@ class ClockSchedule:
         return self.clock.lr(self.initial_lr)
 
     def finished(self, epochs_done: int) -> bool:
-        return False
+        return self.ended  # a resume after the last epoch trains no further
 
     def after_epoch(self, record: dict) -> bool:
         self.clock.reserve = self.reserve_for(record["train_seconds"] / max(record["iterations"], 1))
-        return self.agree(self.clock.fraction() >= 1)
+        self.ended = self.agree(self.clock.fraction() >= 1)
+        return self.ended
 
     def total_text(self, epochs_done: int, epoch_seconds: float) -> str:
         return f"~{self.clock.expected_epochs(epochs_done, epoch_seconds)}"
@@ -119,11 +120,12 @@ class ClockSchedule:
         return time.time() - self.start_time
 
     def state_dict(self) -> dict:
-        return {"budget_used": self.elapsed(), "budget_loop_offset": self.loop_offset}
+        return {"budget_used": self.elapsed(), "budget_loop_offset": self.loop_offset, "budget_ended": self.ended}
 
     def load_state_dict(self, d: dict) -> None:
         self.used = float(d.get("budget_used", 0.0))
         self.loop_offset = float(d.get("budget_loop_offset", 0.0))
+        self.ended = bool(d.get("budget_ended", False))
 
     def report(self, epochs: int, iterations: int) -> str:
         total = self.elapsed()
