@@ -147,3 +147,37 @@ def test_second_train_on_a_fold_is_refused_and_resume_needs_a_checkpoint(run):
     res = train(run, "--resume")
     assert res.returncode == 0 and f"taking over the lock of PID {holder.pid}" in res.stdout
     assert_finished(run, [], None, res.stdout)
+
+
+@pytest.mark.slow
+def test_every_flag_reaches_training_and_the_last_fold_runs_crossval(run, tiny_phantom, tmp_path):
+    """Hyper-parameter flags end up in config.json and the checkpoint; --pretrained-weights loads and reports;
+    training the last missing fold cross-validates the configuration (here folds 1-4 are given as if trained)."""
+    import SimpleITK as sitk
+
+    splits = json.loads((run / "splits.json").read_text())
+    for k in range(1, 5):
+        vdir = run / "2d" / f"fold_{k}" / "validation"
+        vdir.mkdir(parents=True)
+        for c in splits[k]["val"]:
+            sitk.WriteImage(sitk.ReadImage(str(tiny_phantom / "labelsTr" / f"{c}.nii.gz")), str(vdir / f"{c}.nii.gz"))
+        (vdir / "summary.json").write_text("{}")
+    pre = tmp_path / "pre.pt"
+    from autoseg.networks.checkpoint import save_checkpoint
+    from autoseg.training.parts import seeded_network
+
+    arch = json.loads((run / "plans.json").read_text())["configurations"]["2d"]["architecture"]
+    save_checkpoint({"network_weights": seeded_network(arch, 5).state_dict(), "architecture": arch}, pre)
+    res = train(run, "--momentum", "0.9", "--weight-decay", "0", "--grad-clip", "5", "--oversample-foreground",
+                "0.5", "--ema-alpha", "0.5", "--seed", "3", "--pretrained-weights", str(pre))
+    assert res.returncode == 0, res.stderr
+    assert f"pretrained weights from {pre}:" in res.stdout and "tensors loaded" in res.stdout
+    used = json.loads((fold(run) / "config.json").read_text())["train_config"]
+    assert (used["momentum"], used["weight_decay"], used["grad_clip"], used["oversample_foreground"],
+            used["ema_alpha"], used["seed"], used["pretrained_weights"]) == (0.9, 0, 5, 0.5, 0.5, 3, str(pre))
+    ck = torch.load(fold(run) / "checkpoint_final.pt", weights_only=True)
+    assert ck["train_config"] == used
+    assert "all folds of 2d are validated: running `autoseg crossval" in res.stdout
+    for name in ("cv_summary.json", "postprocessing.json"):
+        assert (run / "2d" / name).is_file()
+    assert json.loads((run / "best.json").read_text())["configuration"] == "2d"
