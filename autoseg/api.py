@@ -72,6 +72,7 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
     the epoch schedule instead of the planned budget. Plans, dataset and split are read once, here. After the
     last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
+    from .postprocessing.decide import missing_folds
     from .training.fold import train_fold
     from .training.setup import FoldSetup
 
@@ -84,10 +85,10 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
     setup = FoldSetup.load(ws, plans, ds, configuration, fold)
     run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
     result = train_fold(setup, tc, resume, start_time=start)
-    if setup.fold != "all" and _crossval_ready(ws, configuration):
+    if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "
               f"{configuration}`", flush=True)
-        _crossval(ws, configuration, plans, ds)
+        _crossval(ws, configuration, plans, ds, setup.n_folds)
     return result
 
 
@@ -118,16 +119,10 @@ def _resolve_schedule(cfg, configuration: str, tc: TrainConfig, budget_s: float 
     return tc
 
 
-def _crossval_ready(ws: Workspace, configuration: str) -> bool:
-    from .postprocessing.decide import fold_count, missing_folds
+def _crossval(ws: Workspace, configuration: str, plans: Plans, ds, n_folds: int) -> dict:
+    from .postprocessing.decide import decide_postprocessing
 
-    return ws.splits.is_file() and not missing_folds(ws, configuration, fold_count(ws))
-
-
-def _crossval(ws: Workspace, configuration: str, plans: Plans, ds) -> dict:
-    from .postprocessing.decide import decide_postprocessing, fold_count
-
-    result = decide_postprocessing(ws, configuration, fold_count(ws), plans, ds)
+    result = decide_postprocessing(ws, configuration, n_folds, plans, ds)
     print(f"cross-validation written: {ws.cv_summary(configuration)}, {ws.postprocessing(configuration)}, "
           f"{ws.best}", flush=True)
     return result
@@ -141,11 +136,12 @@ def crossval(run_dir: str | Path, configuration: str) -> dict:
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
     plans.configuration(configuration)
-    missing = missing_folds(ws, configuration, fold_count(ws))
+    n_folds = fold_count(ws)
+    missing = missing_folds(ws, configuration, n_folds)
     if missing:
         raise AutosegError(f"{ws.config_dir(configuration)}: fold(s) {missing} have no validation/summary.json; "
                            f"train them first (autoseg train {ws.root} -c {configuration} -f K)")
-    return _crossval(ws, configuration, plans, load_dataset(plans.dataset_dir))
+    return _crossval(ws, configuration, plans, load_dataset(plans.dataset_dir), n_folds)
 
 
 def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configuration: str | None = None,

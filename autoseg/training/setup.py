@@ -8,7 +8,7 @@ from pathlib import Path
 from ..io.dataset import DatasetInfo
 from ..planner.plans import ConfigurationPlan, Plans
 from ..workspace import Workspace
-from .splits import load_fold
+from .splits import load_fold, read_splits
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,15 @@ class FoldSetup:
     fold: str
     train_cases: list[str]
     val_cases: list[str]
+    n_folds: int | None = None  # folds in splits.json (None for fold 'all')
 
     @staticmethod
     def load(ws: Workspace, plans: Plans, ds: DatasetInfo, config: str, fold: str) -> "FoldSetup":
         plans.configuration(config)
         ws.config_dir(config)  # checks the name before it becomes a path
-        train_cases, val_cases = load_fold(ws.splits, str(fold), ds.cases)
-        return FoldSetup(ws, plans, ds, config, str(fold), train_cases, val_cases)
+        splits = read_splits(ws.splits) if str(fold) != "all" else None
+        train_cases, val_cases = load_fold(ws.splits, str(fold), ds.cases, splits)
+        return FoldSetup(ws, plans, ds, config, str(fold), train_cases, val_cases, len(splits) if splits else None)
 
     @property
     def cfg(self) -> ConfigurationPlan:

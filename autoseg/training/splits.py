@@ -33,17 +33,24 @@ def save_splits(splits: list[dict], path: Path) -> None:
     save_json(splits, path)
 
 
-def load_fold(path: Path, fold: int | str, all_cases: list[str]) -> tuple[list[str], list[str]]:
-    """(train, val) case lists. Fold 'all' trains on every case and has no held-out validation. The split is
-    checked: its case names become file names, and a case the dataset lacks would fail later, in a worker."""
-    if fold == "all":
-        return sorted(all_cases), []
+def read_splits(path: Path) -> list[dict]:
+    """The folds of ``splits.json``, checked to be a list of objects."""
     if not Path(path).is_file():
         raise AutosegError(f"{path}: no splits; re-run `autoseg plan` (it writes the 5-fold split) or train -f all")
     splits = load_json(path)
     if not isinstance(splits, list) or not all(isinstance(s, dict) for s in splits):
         raise AutosegError(f"{path}: expected a list of {{\"train\": [...], \"val\": [...]}} folds; re-run "
                            "`autoseg plan` to rewrite it")
+    return splits
+
+
+def load_fold(path: Path, fold: int | str, all_cases: list[str],
+              splits: list[dict] | None = None) -> tuple[list[str], list[str]]:
+    """(train, val) case lists. Fold 'all' trains on every case and has no held-out validation. The split is
+    checked: its case names become file names, and a case the dataset lacks would fail later, in a worker."""
+    if fold == "all":
+        return sorted(all_cases), []
+    splits = splits if splits is not None else read_splits(path)
     try:
         k = int(fold)
     except ValueError:

@@ -181,3 +181,28 @@ def test_every_flag_reaches_training_and_the_last_fold_runs_crossval(run, tiny_p
     for name in ("cv_summary.json", "postprocessing.json"):
         assert (run / "2d" / name).is_file()
     assert json.loads((run / "best.json").read_text())["configuration"] == "2d"
+
+
+@pytest.mark.slow
+def test_train_reads_plans_dataset_and_splits_once(run, monkeypatch):
+    """`api.train` loads plans.json, dataset.json and splits.json once and passes the values down."""
+    import builtins
+    import collections
+
+    from autoseg import api
+    from autoseg.training.config import TrainConfig
+
+    reads = collections.Counter()
+    real_open = builtins.open
+
+    def counting_open(f, *a, **k):
+        name = Path(str(f)).name
+        if name in ("plans.json", "dataset.json", "splits.json") and "w" not in (a[0] if a else k.get("mode", "r")):
+            reads[name] += 1
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    api.train(run, "2d", "0", TrainConfig(epochs=1, iters_per_epoch=1, val_iters=1, batch_size=2, num_workers=0))
+    monkeypatch.undo()
+    assert dict(reads) == {"plans.json": 1, "dataset.json": 1, "splits.json": 1}
+    assert (fold(run) / "validation" / "summary.json").is_file()  # the validation ran on what was loaded
