@@ -110,6 +110,9 @@ def test_clock_schedule_continues_the_same_budget_after_a_resume(monkeypatch):
     third = schedule.ClockSchedule(0.01, 100.0, start_time=5200.0, reserve_for=lambda step: 10.0)
     third.load_state_dict(second.state_dict())
     assert third.finished(0)  # a resume after the last epoch trains no further
+    old = schedule.ClockSchedule(0.01, 100.0, start_time=5200.0, reserve_for=lambda step: 10.0)
+    old.load_state_dict({"budget_used": 5.0, "budget_loop_offset": 1.0})  # a checkpoint from before budget_ended
+    assert (old.used, old.loop_offset, old.finished(0)) == (5.0, 1.0, False)
 
 
 def _clock_init(now):

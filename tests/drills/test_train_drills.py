@@ -81,17 +81,18 @@ def assert_finished(run: Path, before: list[str], resumed_at: int | None, out: s
     assert hidden_files(run) == []
 
 
-def assert_clean_interrupt(res) -> None:
-    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+def assert_clean_interrupt(res, sig: str = "TERM") -> None:
+    assert res.returncode == 128 + getattr(signal, "SIG" + sig), res.stderr
     assert "Traceback" not in res.stderr
     msg = [x for x in res.stderr.splitlines() if x.startswith("autoseg train:")]
-    assert len(msg) == 1 and "interrupted by SIGTERM" in msg[0] and "--resume" in msg[0], res.stderr
+    assert len(msg) == 1 and f"interrupted by SIG{sig}" in msg[0] and "--resume" in msg[0], res.stderr
 
 
 # fault, resumed-at epoch (None: the training had finished; the final validation is completed)
 DRILLS = [
     ("step:KILL:3", 1),  # mid-epoch 2
     ("step:TERM:3", 1),
+    ("step:INT:3", 1),  # Ctrl-C, with a data worker process
     ("checkpoint_latest:KILL:2", 1),  # while epoch 2's latest checkpoint is written
     ("checkpoint_latest:TERM:2", 2),  # the write completes, then training stops
     ("checkpoint_best:KILL:1", 1),
@@ -105,9 +106,11 @@ DRILLS = [
 @pytest.mark.parametrize("fault, resumed_at", DRILLS, ids=[d[0] for d in DRILLS])
 def test_kill_then_resume(run, fault, resumed_at):
     extra = ["--no-validation"] if resumed_at is not None else []  # validation is drilled on its own
+    if "INT" in fault:
+        extra += ["--num-workers", "1"]
     first = train(run, *extra, fault=fault)
-    if fault.split(":")[1] == "TERM":
-        assert_clean_interrupt(first)
+    if fault.split(":")[1] in ("TERM", "INT"):
+        assert_clean_interrupt(first, fault.split(":")[1])
     else:
         assert first.returncode == -signal.SIGKILL, first.stderr
         assert (fold(run) / "train.lock").is_file()  # left by the killed process: taken over below
