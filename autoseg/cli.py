@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         print(f"autoseg {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum
+    except KeyboardInterrupt:  # outside training's own handling (e.g. the parent of DDP processes)
+        print(f"autoseg {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

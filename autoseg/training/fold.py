@@ -64,11 +64,24 @@ def train_fold(setup: FoldSetup, tc: TrainConfig, resume: bool = False, start_ti
         if resume and status != "resume":
             raise AutosegError(f"{setup.out}: --resume, but there is no {LATEST} to resume from; run the same "
                                "command without --resume to start this fold")
+        if not resume and status != "new":
+            _start_over(setup)
         latest = setup.out / LATEST if resume else None
         if tc.num_processes > 1:
             spawn(run_training, (setup, tc, latest, start_time), tc.num_processes, _uses_cuda(tc))
             return read_validation(setup)
         return run_training(setup, tc, latest, start_time)
+
+
+def _start_over(setup: FoldSetup) -> None:
+    """A new training replaces the fold's earlier results: its final checkpoint and validation (whose summary
+    would otherwise mark the new training finished) are removed first."""
+    import shutil
+
+    print(f"note: {setup.out} was trained before; starting over (use --resume to continue instead)", flush=True)
+    for name in (FINAL, LATEST):
+        (setup.out / name).unlink(missing_ok=True)
+    shutil.rmtree(setup.out / "validation", ignore_errors=True)
 
 
 def _uses_cuda(tc: TrainConfig) -> bool:

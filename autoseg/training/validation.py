@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import AutosegError, load_json
+from ..utils import load_json
 from .faults import fault_point
 from .setup import FoldSetup
 
@@ -26,8 +26,6 @@ def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, 
     from ..inference.predictor import Predictor
 
     ds = setup.ds
-    if not ds.file_ending:
-        raise AutosegError(f"{ds.root / 'dataset.json'}: no file_ending; add it (e.g. \".nii.gz\")")
     net.set_deep_supervision(False)
     net.eval()
     pred = Predictor(setup.plans, setup.config, [net], [], device)
