@@ -174,7 +174,6 @@ def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start
     if ck:
         state = restore(ck, parts, schedule)
         say(f"resuming {setup.config} fold {setup.fold} at epoch {state.epoch}", flush=True)
-    schedule.begin()
     return parts, schedule, state
 
 

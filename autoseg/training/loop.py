@@ -102,6 +102,7 @@ def fit(parts: Parts, schedule: Schedule, state: LoopState, callbacks: list[Call
     """Run epochs until the schedule says stop. ``check_stop`` raises to interrupt (a signal), between steps."""
     for cb in callbacks:
         cb.on_train_begin(state)
+    schedule.begin()  # the clock's training time starts here
     while not schedule.finished(state.epoch):
         rec = run_epoch(parts, schedule, state.epoch, iters, val_iters, num_classes, check_stop)
         pd = [v for v in rec["pseudo_dice"] if v is not None]

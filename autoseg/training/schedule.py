@@ -16,7 +16,7 @@ from .config import BudgetClock, poly_lr
 
 class Schedule(Protocol):
     def begin(self) -> None:
-        """Called once before the first epoch (after ``load_state_dict`` on a resume)."""
+        """Called once by the loop right before the first epoch (after ``load_state_dict`` on a resume)."""
 
     def epoch_lr(self, epoch: int) -> float: ...
 
