@@ -64,7 +64,8 @@ class ProgressPlot(Callback):
 class Checkpoints(Callback):
     """checkpoint_latest.pt every epoch while that is cheap (under 5% of an epoch), otherwise every ``save_every``
     epochs or 10 minutes, and after the last epoch (so a kill while the final checkpoint is written loses
-    nothing); then checkpoint_best.pt when the moving average improves."""
+    nothing); then checkpoint_best.pt when the moving average improves. At the end, checkpoint_final.pt, and the
+    latest checkpoint is removed."""
 
     def __init__(self, out: Path, state_fn: Callable[[LoopState], dict], save_every: int):
         self.out, self.state_fn, self.save_every = out, state_fn, save_every
@@ -76,6 +77,10 @@ class Checkpoints(Callback):
             self.save(state, "checkpoint_latest.pt")
         if improved:
             self.save(state, "checkpoint_best.pt")
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.save(state, "checkpoint_final.pt")
+        (self.out / "checkpoint_latest.pt").unlink(missing_ok=True)
 
     def save(self, state: LoopState, name: str) -> None:
         t0 = time.time()

@@ -11,12 +11,11 @@ import json
 import time
 from pathlib import Path
 
-from ..networks.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..utils import AutosegError, save_json
 from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot
 from .config import TrainConfig
 from .distributed import DDPSync, Sync, rank_device, spawn
-from .faults import fault_point
 from .interrupt import StopFlag, TrainingInterrupted
 from .lock import fold_lock
 from .loop import LoopState, fit
@@ -198,8 +197,6 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
         result = {"epochs": state.epoch, "best_ema_pseudo_dice": state.best_ema}
         if not main:
             return result
-        save_checkpoint(state_fn(state), setup.out / FINAL, before_rename=lambda: fault_point("checkpoint_final"))
-        (setup.out / LATEST).unlink(missing_ok=True)
         if setup.val_cases and tc.final_validation:
             result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop))
     if isinstance(schedule, ClockSchedule):

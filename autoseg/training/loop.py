@@ -45,6 +45,9 @@ class Callback:
 
     def on_epoch_end(self, state: LoopState, record: dict, improved: bool, last: bool) -> None: ...
 
+    def on_train_end(self, state: LoopState) -> None:
+        """Training ended as scheduled (not on an interruption)."""
+
 
 def _train_steps(parts: Parts, schedule: Schedule, iters: int, check_stop: Callable[[], None]) -> dict:
     parts.net.train()
@@ -116,4 +119,6 @@ def fit(parts: Parts, schedule: Schedule, state: LoopState, callbacks: list[Call
         if last:
             break
         check_stop()
+    for cb in callbacks:
+        cb.on_train_end(state)
     return state
