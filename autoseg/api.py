@@ -95,39 +95,81 @@ def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num
 
 def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | None = None,
           resume: bool = False, budget: str | float | None = None, explicit: set[str] | None = None) -> dict:
-    """Train one fold. A budget given here, or planned with `plan --budget`, makes training follow the clock; an
-    explicit ``epochs`` (named in ``explicit``, the settings the user chose) without a budget uses the epoch
-    schedule instead of the planned budget."""
+    """Train one fold (0..4 or 'all'). A budget given here, or planned with `plan --budget`, makes training follow
+    the clock; an explicit ``epochs`` (named in ``explicit``, the settings the user chose) without a budget uses
+    the epoch schedule instead of the planned budget. Plans, dataset and split are read once, here. After the
+    last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
-    from .training.loop import train as _train
+    from .postprocessing.decide import missing_folds
+    from .training.fold import train_fold
+    from .training.setup import FoldSetup
 
     start = time.time()
     ws = Workspace.at(run_dir).require_plans()
-    tc = tc or TrainConfig()
-    explicit = set(explicit or ())
-    cfg = Plans.load(ws.plans).configuration(configuration)
-    budget_s = parse_budget(budget)
+    plans = Plans.load(ws.plans)
+    tc = _resolve_schedule(plans.configuration(configuration), configuration, tc or TrainConfig(),
+                           parse_budget(budget), set(explicit or ())).validate()
+    ds = load_dataset(plans.dataset_dir)
+    setup = FoldSetup.load(ws, plans, ds, configuration, fold)
+    run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
+    result = train_fold(setup, tc, resume, start_time=start)
+    if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
+        print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "
+              f"{configuration}`", flush=True)
+        _crossval(ws, configuration, plans, ds, setup.n_folds)
+    return result
+
+
+def _resolve_schedule(cfg, configuration: str, tc: TrainConfig, budget_s: float | None,
+                      explicit: set[str]) -> TrainConfig:
+    """Set the budget and, from the planned schedule scaled to it, the epochs and iterations the user did not
+    choose."""
     if budget_s is not None and "epochs" in explicit:
         raise AutosegError("give either --epochs or --budget, not both: under a budget the clock sets the schedule")
     planned = cfg.budget
     if budget_s is None and planned and "epochs" not in explicit:
         budget_s = float(planned["budget_seconds"])
-    if budget_s is not None:
-        tc.budget_seconds = budget_s
-        sched = planned["schedule"] if planned else None
-        if sched:
-            scale = budget_s / float(planned["budget_seconds"])
-            for k, v in (("epochs", max(1, round(sched["epochs"] * scale))), ("iters_per_epoch",
-                         sched["iters_per_epoch"]), ("val_iters", sched["val_iters"])):
-                if k not in explicit:
-                    setattr(tc, k, v)
-        else:
-            print(f"note: {configuration} was planned without a budget (batch {cfg.batch_size}, patch "
-                  f"{cfg.patch_size}); `autoseg plan --budget` would choose a configuration that fits it", flush=True)
-        if planned and planned.get("device") and tc.device not in ("auto", planned["device"]):
-            print(f"note: the budget was timed on {planned['device']}; training on {tc.device}", flush=True)
-    preprocess(run_dir, [configuration])  # no-op when every case is done under the current plans
-    return _train(ws, configuration, fold, tc, resume, start_time=start)
+    if budget_s is None:
+        return tc
+    tc.budget_seconds = budget_s
+    sched = planned["schedule"] if planned else None
+    if sched:
+        scale = budget_s / float(planned["budget_seconds"])
+        for k, v in (("epochs", max(1, round(sched["epochs"] * scale))), ("iters_per_epoch",
+                     sched["iters_per_epoch"]), ("val_iters", sched["val_iters"])):
+            if k not in explicit:
+                setattr(tc, k, v)
+    else:
+        print(f"note: {configuration} was planned without a budget (batch {cfg.batch_size}, patch "
+              f"{cfg.patch_size}); `autoseg plan --budget` would choose a configuration that fits it", flush=True)
+    if planned and planned.get("device") and tc.device not in ("auto", planned["device"]):
+        print(f"note: the budget was timed on {planned['device']}; training on {tc.device}", flush=True)
+    return tc
+
+
+def _crossval(ws: Workspace, configuration: str, plans: Plans, ds, n_folds: int) -> dict:
+    from .postprocessing.decide import decide_postprocessing
+
+    result = decide_postprocessing(ws, configuration, n_folds, plans, ds)
+    print(f"cross-validation written: {ws.cv_summary(configuration)}, {ws.postprocessing(configuration)}, "
+          f"{ws.best}", flush=True)
+    return result
+
+
+def crossval(run_dir: str | Path, configuration: str) -> dict:
+    """Score every fold's validation predictions together, decide the postprocessing and choose the best
+    configuration (``cv_summary.json``, ``postprocessing.json``, ``best.json``)."""
+    from .postprocessing.decide import fold_count, missing_folds
+
+    ws = Workspace.at(run_dir).require_plans()
+    plans = Plans.load(ws.plans)
+    plans.configuration(configuration)
+    n_folds = fold_count(ws)
+    missing = missing_folds(ws, configuration, n_folds)
+    if missing:
+        raise AutosegError(f"{ws.config_dir(configuration)}: fold(s) {missing} have no validation/summary.json; "
+                           f"train them first (autoseg train {ws.root} -c {configuration} -f K)")
+    return _crossval(ws, configuration, plans, load_dataset(plans.dataset_dir), n_folds)
 
 
 def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configuration: str | None = None,
@@ -170,7 +212,10 @@ def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | P
         if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
             cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
             images_dir = cand if cand.is_dir() and cand != labels_dir else None
-        dj = load_json(dataset_json) if dataset_json else load_json(labels_dir.parent / "dataset.json")
+        dj_path = Path(dataset_json) if dataset_json else labels_dir.parent / "dataset.json"
+        dj = load_json(dj_path)
+        if not isinstance(dj, dict) or "file_ending" not in dj:
+            raise AutosegError(f"{dj_path}: no \"file_ending\" (e.g. \".nii.gz\"); add it for the report")
         page = write_report(summary, Path(pred_dir), labels_dir, out_dir / "report",
                             Path(images_dir) if images_dir else None, dj["file_ending"])
         print(f"report written to {page}", flush=True)
@@ -239,5 +284,5 @@ def convert(kind: str, raw_dir: str | Path, out: str | Path) -> Path:
     return convert_dataset(kind, raw_dir, out)
 
 
-__all__ = ["plan", "preprocess", "train", "predict", "evaluate", "demo", "verify", "export", "import_nnunet", "convert",
-           "AutosegError"]
+__all__ = ["plan", "preprocess", "train", "crossval", "predict", "evaluate", "demo", "verify", "export",
+           "import_nnunet", "convert", "AutosegError"]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from . import __version__
+from .training.config import TrainConfig
 from .utils import AutosegError
 
 
@@ -36,27 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--configurations", nargs="+")
     s.add_argument("-j", "--num-workers", type=int, default=2)
 
-    s = sub.add_parser("train", help="train one fold (0-4) or 'all' of a configuration")
+    _add_train(sub)
+    s = sub.add_parser("crossval", help="score all folds' validation together, decide postprocessing, pick the best "
+                                        "configuration (runs by itself after the last fold's `train`)")
     s.add_argument("run_dir")
     s.add_argument("-c", "--configuration", required=True)
-    s.add_argument("-f", "--fold", required=True, help="0..4 or all")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--iters-per-epoch", type=int)
-    s.add_argument("--val-iters", type=int)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float, dest="initial_lr")
-    s.add_argument("--num-workers", type=int, help="data-loading worker processes")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--num-gpus", type=int, dest="num_processes",
-                   help="train with DistributedDataParallel on N GPUs (the batch is split over them)")
-    s.add_argument("--no-amp", action="store_true")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--save-every", type=int)
-    s.add_argument("--no-validation", action="store_true", help="skip the final full-resolution validation")
-    s.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt")
-    s.add_argument("--budget", help="wall-clock budget for this train command (e.g. 20m): the learning rate follows "
-                                    "the clock and training ends with a final checkpoint and validation in time; "
-                                    "overrides the budget planned with `plan --budget`")
 
     s = sub.add_parser("predict", help="segment a file or a folder")
     s.add_argument("run_dir", help="run folder, or MODEL.zip made by `autoseg export`")
@@ -162,47 +148,88 @@ def _run_sharing_command(args) -> bool:
     return True
 
 
+def _add_train(sub) -> None:
+    s = sub.add_parser("train", help="train one fold (0-4) or 'all' of a configuration")
+    s.add_argument("run_dir")
+    s.add_argument("-c", "--configuration", required=True)
+    s.add_argument("-f", "--fold", required=True, help="0..4 or all")
+    for f in fields(TrainConfig):  # every hyper-parameter, from the dataclass
+        meta = f.metadata
+        if meta.get("cli") is False:
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        if meta.get("negate"):
+            s.add_argument(flag, dest=f.name, action="store_false", default=None, help=meta["help"])
+        else:
+            typ = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
+            default = "" if f.default is None else f" (default {f.default:.4g})" if isinstance(f.default, float) \
+                else f" (default {f.default})"
+            s.add_argument(flag, dest=f.name, type=typ, default=None, help=meta["help"] + default)
+    s.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt (or finish an "
+                                                         "interrupted final validation)")
+    s.add_argument("--budget", help="wall-clock budget for this train command (e.g. 20m): the learning rate follows "
+                                    "the clock and training ends with a final checkpoint and validation in time; "
+                                    "overrides the budget planned with `plan --budget`")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from . import api
+
+    tc, explicit = TrainConfig(), set()
+    for f in fields(TrainConfig):
+        if getattr(args, f.name, None) is not None:
+            setattr(tc, f.name, getattr(args, f.name))
+            explicit.add(f.name)
+    api.train(args.run_dir, args.configuration, args.fold, tc, args.resume, args.budget, explicit)
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Dispatch one parsed command to the typed API."""
+    from . import api
+
+    c = args.command
+    if c == "plan":
+        api.plan(args.dataset, args.out, args.gpu_memory_gb, args.group_by, not args.no_preprocess,
+                 args.configurations, args.num_workers, budget=args.budget, device=args.device, preset=args.preset)
+    elif c == "preprocess":
+        api.preprocess(args.run_dir, args.configurations, args.num_workers)
+    elif c == "train":
+        _train(args)
+    elif c == "crossval":
+        api.crossval(args.run_dir, args.configuration)
+    elif c == "predict":
+        api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
+                    args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done)
+    elif c == "evaluate":
+        api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
+                     args.images)
+    elif c == "demo":
+        api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
+    elif c == "submit":
+        from .cluster.submit import from_args
+
+        from_args(args)
+    elif c == "verify":
+        api.verify(args.dataset)
+    else:
+        _run_sharing_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from . import api
-    from .training.config import TrainConfig
+    from .training.interrupt import TrainingInterrupted
 
     try:
-        if args.command == "plan":
-            api.plan(args.dataset, args.out, args.gpu_memory_gb, args.group_by, not args.no_preprocess,
-                     args.configurations, args.num_workers, budget=args.budget, device=args.device,
-                     preset=args.preset)
-        elif args.command == "preprocess":
-            api.preprocess(args.run_dir, args.configurations, args.num_workers)
-        elif args.command == "train":
-            tc = TrainConfig(device=args.device, amp=not args.no_amp, final_validation=not args.no_validation)
-            explicit = set()
-            for k in ("epochs", "iters_per_epoch", "val_iters", "batch_size", "initial_lr", "num_workers", "seed",
-                      "save_every", "num_processes"):
-                if getattr(args, k) is not None:
-                    setattr(tc, k, getattr(args, k))
-                    explicit.add(k)
-            api.train(args.run_dir, args.configuration, args.fold, tc, args.resume, args.budget, explicit)
-        elif args.command == "predict":
-            api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
-                        args.step, args.save_probabilities, args.device, args.num_parts, args.part_id,
-                        args.skip_done)
-        elif args.command == "evaluate":
-            api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
-                         args.images)
-        elif args.command == "demo":
-            api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
-        elif args.command == "submit":
-            from .cluster.submit import from_args
-
-            from_args(args)
-        elif args.command == "verify":
-            api.verify(args.dataset)
-        else:
-            _run_sharing_command(args)
+        _run(args)
     except AutosegError as e:
         print(f"autoseg {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"autoseg {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # outside training's own handling (e.g. the parent of DDP processes)
+        print(f"autoseg {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -12,9 +12,6 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 T = TypeVar("T")
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class AutosegError(Exception):
@@ -43,16 +40,27 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path, suffix)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes private files; results get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _create_temp(path: Path, suffix: str) -> str:
+    """A new hidden file beside ``path``, created with mode 0o666 so that the process umask applies (mkstemp makes
+    private files; reading the umask would mean changing it)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -37,3 +37,23 @@ def _write_fold(ws, data, k, cases):
         img.CopyInformation(ref)
         sitk.WriteImage(img, str(vdir / f"{c}.nii.gz"))
     (vdir / "summary.json").write_text("{}")
+
+
+def test_crossval_command_ignores_hidden_temporary_files(tiny_phantom, tmp_path, capsys):
+    """`autoseg crossval` writes the three results; a killed write's hidden temporary file is not a prediction."""
+    from autoseg.cli import main
+
+    run = tmp_path / "run"
+    api.plan(tiny_phantom, run, preprocess_after=False, num_workers=1)
+    ws = Workspace.at(run)
+    splits = json.loads(ws.splits.read_text())
+    for k, s in enumerate(splits):
+        _write_fold(ws, tiny_phantom, k, s["val"])
+    (ws.fold_dir("2d", 0) / "validation" / ".phantom000_frame01.nii.gz.1a2b3c4d.nii.gz").write_bytes(b"partial")
+    capsys.readouterr()
+    assert main(["crossval", str(run), "-c", "2d"]) == 0
+    assert "cross-validation written" in capsys.readouterr().out
+    cv = json.loads(ws.cv_summary("2d").read_text())
+    assert cv["num_cases"] == sum(len(s["val"]) for s in splits)
+    assert json.loads(ws.postprocessing("2d").read_text())["lcc_labels"] == [3]
+    assert json.loads((run / "best.json").read_text())["configuration"] == "2d"

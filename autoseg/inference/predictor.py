@@ -17,13 +17,12 @@ import torch
 from ..device import resolve_device
 from ..io.dataset import case_ids_in
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
-from ..networks import build_network
+from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
 from ..postprocessing.components import apply_postprocessing, load_postprocessing
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
 from ..preprocessing.resampling import resample_probabilities
-from ..training.checkpoint import load_checkpoint
 from ..utils import AutosegError, atomic_write_bytes, format_table, progress
 from ..workspace import Workspace
 from .sliding_window import sliding_window_logits
@@ -106,14 +105,6 @@ class Predictor:
                     np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
 
             atomic_write_bytes(stem + ".npz", _w)
-
-
-def network_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:
-    arch = ckpt["architecture"]
-    net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
-    net.load_state_dict(ckpt["network_weights"])
-    net.set_deep_supervision(False)
-    return net.to(device).eval()
 
 
 def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tuple[str, list[Path]]]:

@@ -1,29 +1,52 @@
-"""Training numbers in one dataclass; CLI flags override fields and the values used are saved with the model."""
+"""Training numbers in one dataclass. The `train` command's flags are generated from its fields (the field
+metadata holds the flag and its help), values are checked before anything runs, and the values used are saved
+beside the model (``config.json``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from ..utils import AutosegError
+
+
+def _opt(help: str, flag: str | None = None, check: str | None = None, negate: bool = False) -> dict:
+    """Field metadata: ``flag`` (default --field-name), ``check`` (a rule for ``validate``), ``negate`` (a boolean
+    that defaults to on and is switched off by its flag)."""
+    return {"help": help, "flag": flag, "check": check, "negate": negate}
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 1000
-    iters_per_epoch: int = 250
-    val_iters: int = 50
-    batch_size: int | None = None  # None: the plan's batch size
-    initial_lr: float = 1e-2
-    momentum: float = 0.99
-    weight_decay: float = 3e-5
-    grad_clip: float = 12.0
-    oversample_foreground: float = 1 / 3
-    num_workers: int | None = None  # None: chosen from the device and the cores
-    save_every: int = 10
-    ema_alpha: float = 0.9
-    device: str = "auto"
-    num_processes: int = 1  # > 1: DistributedDataParallel, one process per GPU (gloo on a CPU, for testing)
-    amp: bool = True
-    seed: int = 0
-    final_validation: bool = True
-    budget_seconds: float | None = None  # train by the clock: the LR reaches 0 as the budget (from start) ends
+    epochs: int = field(default=1000, metadata=_opt("epochs (without a budget: the schedule's length)", check=">=1"))
+    iters_per_epoch: int = field(default=250, metadata=_opt("optimiser steps per epoch", check=">=1"))
+    val_iters: int = field(default=50, metadata=_opt("validation-patch batches per epoch (pseudo-Dice)", check=">=0"))
+    batch_size: int | None = field(default=None, metadata=_opt("global batch size (default: the plan's)", check=">=1"))
+    initial_lr: float = field(default=1e-2, metadata=_opt("initial learning rate (poly schedule)", "--lr", ">0"))
+    momentum: float = field(default=0.99, metadata=_opt("SGD Nesterov momentum", check="[0,1)"))
+    weight_decay: float = field(default=3e-5, metadata=_opt("SGD weight decay", check=">=0"))
+    grad_clip: float = field(default=12.0, metadata=_opt("gradient-norm clipping threshold", check=">0"))
+    oversample_foreground: float = field(default=1 / 3, metadata=_opt(
+        "share of each batch centred on a foreground voxel", check="[0,1]"))
+    num_workers: int | None = field(default=None, metadata=_opt(
+        "data-loading worker processes (default: from the device and the cores)", check=">=0"))
+    save_every: int = field(default=10, metadata=_opt(
+        "write checkpoint_latest.pt at least every N epochs (every epoch when that is cheap)", check=">=1"))
+    ema_alpha: float = field(default=0.9, metadata=_opt(
+        "smoothing factor of the pseudo-Dice moving average that picks checkpoint_best.pt", check="[0,1)"))
+    device: str = field(default="auto", metadata=_opt("auto, cpu, cuda or cuda:N"))
+    num_processes: int = field(default=1, metadata=_opt(
+        "train with DistributedDataParallel on N GPUs (the batch is split over them; gloo on a CPU)", "--num-gpus",
+        ">=1"))
+    amp: bool = field(default=True, metadata=_opt("no mixed precision on a GPU", "--no-amp", negate=True))
+    seed: int = field(default=0, metadata=_opt("seed of the network's initial weights and of data sampling",
+                                               check=">=0"))
+    final_validation: bool = field(default=True, metadata=_opt(
+        "skip the final full-resolution validation", "--no-validation", negate=True))
+    pretrained_weights: str | None = field(default=None, metadata=_opt(
+        "checkpoint whose layers (matching names and shapes) initialise the network; the rest is initialised as "
+        "usual and a report says which layers were loaded"))
+    # set from --budget (text such as 20m) or the plan: train by the clock, the LR reaching 0 as the budget ends
+    budget_seconds: float | None = field(default=None, metadata={"cli": False, "check": ">0"})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,6 +55,32 @@ class TrainConfig:
     def from_dict(d: dict) -> "TrainConfig":
         known = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in d.items() if k in known})
+
+    def validate(self) -> "TrainConfig":
+        """Raise an AutosegError naming the flag for a value training cannot use (an epoch of 0 steps trains on
+        NaN, a negative learning rate climbs the loss)."""
+        for f in fields(self):
+            rule, value = f.metadata.get("check"), getattr(self, f.name)
+            if rule is None or value is None:
+                continue
+            if not _satisfies(value, rule):
+                flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+                if f.name == "budget_seconds":
+                    flag = "--budget"
+                raise AutosegError(f"{flag} {value!r} is out of range: it must be {_RULE_TEXT[rule]}")
+        return self
+
+
+_RULE_TEXT = {">=1": "an integer of at least 1", ">=0": "at least 0", ">0": "a number above 0",
+              "[0,1)": "in [0, 1)", "[0,1]": "in [0, 1]"}
+
+
+def _satisfies(value, rule: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if rule == ">=1":
+        return isinstance(value, int) and value >= 1
+    return {">=0": value >= 0, ">0": value > 0, "[0,1)": 0 <= value < 1, "[0,1]": 0 <= value <= 1}[rule]
 
 
 def poly_lr(initial_lr: float, epoch: float, max_epochs: float, exponent: float = 0.9) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,6 @@ class BatchStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         wid = info.id if info is not None else 0
-        torch.set_num_threads(1)
         rng = np.random.default_rng([self.seed, wid])
         np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
         dim = len(self.patch_size)
@@ -146,9 +146,16 @@ class BatchStream(IterableDataset):
                    torch.from_numpy(np.ascontiguousarray(np.round(batch["seg"]), dtype=np.int64)))
 
 
+def _worker_init(worker_id: int) -> None:
+    """A worker computes with one thread (the cores are the training process's) and leaves Ctrl-C to the training
+    process, which saves a checkpoint and then ends the workers."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(stream: BatchStream, num_workers: int, pin_memory: bool) -> DataLoader:
     kw = {}
     if num_workers > 0:
-        kw = {"prefetch_factor": 4, "persistent_workers": True, "multiprocessing_context": "fork"
-              if os.name == "posix" else None}
+        kw = {"prefetch_factor": 4, "persistent_workers": True, "worker_init_fn": _worker_init,
+              "multiprocessing_context": "fork" if os.name == "posix" else None}
     return DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)

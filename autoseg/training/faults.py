@@ -1,0 +1,24 @@
+"""Fault injection for the kill drills (tests/drills/test_train_drills.py): a named point in training sends the
+process a signal when the environment variable ``AUTOSEG_FAULT`` asks for it, so a test can kill a real ``train``
+at a controlled moment. ``AUTOSEG_FAULT=POINT:SIGNAL:N`` fires at the N-th time POINT is reached (SIGNAL is KILL,
+TERM or INT). Points: ``step`` (after an optimiser step); ``checkpoint_latest``, ``checkpoint_best``,
+``checkpoint_final`` (that checkpoint's temporary file written, not yet renamed); ``validation_case`` (a held-out
+case predicted during the final validation). Unset, it costs one environment look-up per point."""
+from __future__ import annotations
+
+import os
+import signal
+
+_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    spec = os.environ.get("AUTOSEG_FAULT")
+    if not spec:
+        return
+    point, sig, nth = (spec.split(":") + ["KILL", "1"])[:3]
+    if point != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == int(nth):
+        os.kill(os.getpid(), getattr(signal, "SIG" + sig))

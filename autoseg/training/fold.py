@@ -1,0 +1,229 @@
+"""One fold's training from start (or resume) to its validated final checkpoint: the lock, the resume decision,
+the assembly of parts, schedule and callbacks, the final checkpoint and the held-out validation.
+
+A fold is finished only when ``validation/summary.json`` exists (or no validation was asked for): a run killed
+during the final validation is completed by ``--resume``, keeping the cases already predicted. SIGTERM/Ctrl-C save
+``checkpoint_latest.pt`` (the completed epochs' count with the current weights) and end with one line; under DDP
+(``--num-gpus``) the processes are not signalled individually and the last periodic checkpoint is what remains."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
+from ..utils import AutosegError, save_json
+from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot
+from .config import TrainConfig
+from .distributed import DDPSync, Sync, rank_device, spawn
+from .interrupt import StopFlag, TrainingInterrupted
+from .lock import fold_lock
+from .loop import LoopState, fit
+from .parts import Parts, build_parts
+from .schedule import ClockSchedule, EpochSchedule, Schedule
+from .setup import FoldSetup
+from .validation import read_validation, summary_path, validate_fold, validation_reserve
+
+LATEST, FINAL = "checkpoint_latest.pt", "checkpoint_final.pt"
+
+
+def fold_status(setup: FoldSetup, tc: TrainConfig) -> str:
+    """'resume' (a latest checkpoint newer than any final one), 'validate' (trained, validation missing),
+    'finished', or 'new'."""
+    latest, final = setup.out / LATEST, setup.out / FINAL
+    if latest.is_file() and not (final.is_file() and final.stat().st_mtime_ns >= latest.stat().st_mtime_ns):
+        return "resume"
+    if final.is_file():
+        needs = bool(setup.val_cases) and tc.final_validation and not summary_path(setup).is_file()
+        return "validate" if needs else "finished"
+    return "new"
+
+
+def remove_temp_files(folder: Path) -> None:
+    """Hidden temporary files left by a killed write (``.name.XXXX.ext``): never read, removed before we start."""
+    for d in (folder, folder / "validation"):
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.name.startswith(".") and p.is_file():
+                    p.unlink()
+
+
+def train_fold(setup: FoldSetup, tc: TrainConfig, resume: bool = False, start_time: float | None = None) -> dict:
+    """Train (or with ``resume`` continue or finish) one fold; returns its epochs and validation summary."""
+    start_time = start_time if start_time is not None else time.time()
+    with fold_lock(setup.out):
+        remove_temp_files(setup.out)
+        status = fold_status(setup, tc)
+        if resume and status == "finished":
+            (setup.out / LATEST).unlink(missing_ok=True)  # a kill between writing final and removing latest
+            print(f"{setup.out}: already finished ({FINAL}); nothing to resume", flush=True)
+            return read_validation(setup)
+        if resume and status == "validate":
+            return _finish_validation(setup, tc)
+        if resume and status != "resume":
+            raise AutosegError(f"{setup.out}: --resume, but there is no {LATEST} to resume from; run the same "
+                               "command without --resume to start this fold")
+        if not resume and status != "new":
+            _start_over(setup)
+        latest = setup.out / LATEST if resume else None
+        if tc.num_processes > 1:
+            spawn(run_training, (setup, tc, latest, start_time), tc.num_processes, _uses_cuda(tc))
+            return read_validation(setup)
+        return run_training(setup, tc, latest, start_time)
+
+
+def _start_over(setup: FoldSetup) -> None:
+    """A new training replaces the fold's earlier results: its final checkpoint and validation (whose summary
+    would otherwise mark the new training finished) are removed first."""
+    import shutil
+
+    print(f"note: {setup.out} was trained before; starting over (use --resume to continue instead)", flush=True)
+    for name in (FINAL, LATEST):
+        (setup.out / name).unlink(missing_ok=True)
+    shutil.rmtree(setup.out / "validation", ignore_errors=True)
+
+
+def _uses_cuda(tc: TrainConfig) -> bool:
+    import torch
+
+    return tc.device != "cpu" and torch.cuda.is_available()
+
+
+def _finish_validation(setup: FoldSetup, tc: TrainConfig) -> dict:
+    from ..inference.predictor import resolve_device
+
+    device = resolve_device(tc.device)
+    print(f"{setup.out}: trained; finishing the final validation that was interrupted", flush=True)
+    net = network_from_checkpoint(load_checkpoint(setup.out / FINAL, device), device)
+    with StopFlag() as stop:
+        summary = validate_fold(setup, net, device, skip_done=True, check_stop=_validation_stop(stop))
+    return {"validation": summary}
+
+
+def _validation_stop(stop: StopFlag):
+    def check() -> None:
+        if stop.requested:
+            raise TrainingInterrupted(stop.signum, f"interrupted by {_signame(stop.signum)} during the final "
+                                                   f"validation (the trained model is in {FINAL}); run the same "
+                                                   "command with --resume to finish it")
+    return check
+
+
+def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: float) -> Schedule:
+    if not tc.budget_seconds:
+        return EpochSchedule(tc.initial_lr, tc.epochs, start_time)
+
+    def reserve(step: float | None) -> float:
+        return validation_reserve(setup, tc.val_iters, tc.final_validation, parts.local_batch, step)
+
+    return ClockSchedule(tc.initial_lr, tc.budget_seconds, start_time, reserve, parts.sync.agree)
+
+
+def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: Schedule, state: LoopState) -> dict:
+    """Plain values and state dicts only (``torch.load(weights_only=True)``); the keys are those of earlier
+    checkpoints, which still load."""
+    scaler = parts.stepper.scaler
+    return {"network_weights": parts.net.state_dict(), "optimizer_state": parts.stepper.optimizer.state_dict(),
+            "grad_scaler_state": scaler.state_dict() if scaler else None, "epoch": state.epoch,
+            "log": json.dumps(state.log), "best_ema": state.best_ema,
+            "ema": state.ema if state.ema is not None else -1.0, "architecture": setup.architecture,
+            "train_config": tc.to_dict(), "configuration": setup.config, "fold": setup.fold,
+            "batch_size": parts.batch_size, **schedule.state_dict()}
+
+
+def restore(ck: dict, parts: Parts, schedule: Schedule) -> LoopState:
+    parts.net.load_state_dict(ck["network_weights"])
+    parts.stepper.optimizer.load_state_dict(ck["optimizer_state"])
+    if parts.stepper.scaler and ck.get("grad_scaler_state"):
+        parts.stepper.scaler.load_state_dict(ck["grad_scaler_state"])
+    schedule.load_state_dict(ck)
+    ema = float(ck["ema"])
+    log = json.loads(ck["log"])[: int(ck["epoch"])]
+    return LoopState(int(ck["epoch"]), log, None if ema < 0 else ema, float(ck["best_ema"]))
+
+
+def _header(setup: FoldSetup, tc: TrainConfig, parts: Parts) -> str:
+    ddp = f" x {parts.sync.world_size} processes (DDP)" if parts.sync.world_size > 1 else ""
+    sched = (f"a budget of {tc.budget_seconds:.0f}s (about {tc.epochs} epochs x {tc.iters_per_epoch} iterations; "
+             f"the learning rate follows the clock)" if tc.budget_seconds else
+             f"{tc.epochs} epochs x {tc.iters_per_epoch} iterations")
+    return (f"training {setup.config} fold {setup.fold}: {len(setup.train_cases)} train / {len(setup.val_cases)} "
+            f"val cases, patch {setup.cfg.patch_size}, batch {parts.batch_size}, {sched}, device "
+            f"{parts.device}{ddp}, {parts.workers} data worker(s)")
+
+
+def _write_config(setup: FoldSetup, tc: TrainConfig, parts: Parts) -> None:
+    save_json({"train_config": tc.to_dict(), "configuration": setup.config, "fold": setup.fold,
+               "batch_size": parts.batch_size, "patch_size": setup.cfg.patch_size,
+               "architecture": setup.architecture, "train_cases": setup.train_cases, "val_cases": setup.val_cases,
+               "device": str(parts.device), "world_size": parts.sync.world_size}, setup.out / "config.json")
+
+
+def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_time: float, rank: int,
+              world_size: int) -> tuple[Parts, Schedule, LoopState]:
+    from ..inference.predictor import resolve_device
+
+    device = rank_device(resolve_device(tc.device), rank, world_size)
+    sync = DDPSync(rank, world_size, device) if world_size > 1 else Sync()
+    ck = load_checkpoint(resume_from, device) if resume_from else None
+    say = print if sync.is_main else (lambda *a, **k: None)
+    parts = build_parts(setup, tc, sync, device, int(ck["epoch"]) if ck else 0, lambda s: say(s, flush=True))
+    schedule = make_schedule(setup, tc, parts, start_time)
+    state = LoopState()
+    if ck:
+        state = restore(ck, parts, schedule)
+        say(f"resuming {setup.config} fold {setup.fold} at epoch {state.epoch}", flush=True)
+    return parts, schedule, state
+
+
+def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_time: float, rank: int = 0,
+                 world_size: int = 1) -> dict:
+    """The training of one process (rank); rank 0 writes every file."""
+    parts, schedule, state = _assemble(setup, tc, resume_from, start_time, rank, world_size)
+    main = parts.sync.is_main
+
+    def state_fn(s: LoopState) -> dict:
+        return checkpoint_state(setup, tc, parts, schedule, s)
+
+    ckpts = Checkpoints(setup.out, state_fn, tc.save_every)
+    callbacks = [EpochPrinter(schedule), JsonLog(setup.out / "log.jsonl"), ckpts,
+                 ProgressPlot(setup.out / "progress.png")] if main else []
+    if main:
+        _write_config(setup, tc, parts)
+        print(_header(setup, tc, parts), flush=True)
+    with StopFlag() as stop:
+        _fit_or_save(parts, schedule, state, callbacks, tc, setup, stop, ckpts)
+        parts.close()
+        result = {"epochs": state.epoch, "best_ema_pseudo_dice": state.best_ema}
+        if not main:
+            return result
+        if setup.val_cases and tc.final_validation:
+            result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop))
+    if isinstance(schedule, ClockSchedule):
+        print(schedule.report(state.epoch, sum(r.get("iterations", tc.iters_per_epoch) for r in state.log)),
+              flush=True)
+    return result
+
+
+def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: list, tc: TrainConfig,
+                 setup: FoldSetup, stop: StopFlag, ckpts: Checkpoints) -> None:
+    """Run the loop; on a signal, save checkpoint_latest.pt and end with a one-line message."""
+    def check() -> None:
+        if stop.requested and parts.sync.world_size == 1:
+            raise TrainingInterrupted(stop.signum)
+
+    try:
+        fit(parts, schedule, state, callbacks, tc.iters_per_epoch, tc.val_iters, tc.ema_alpha,
+            setup.num_classes, check)
+    except TrainingInterrupted as e:
+        if parts.sync.is_main:
+            ckpts.save(state, LATEST)
+        msg = (f"interrupted by {_signame(e.signum)}: {setup.out / LATEST} saved after epoch {state.epoch}; run the "
+               "same command with --resume to continue")
+        raise TrainingInterrupted(e.signum, msg) from None
+
+
+def _signame(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name

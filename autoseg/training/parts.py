@@ -1,0 +1,166 @@
+"""The parts a training loop drives, each built by one small function from the fold's setup and the config:
+the network (seeded, optionally from pretrained weights), the loss and the pseudo-Dice metric, the optimiser, the
+step (mixed precision, gradient clipping) and the data streams. A variant is a different part: a residual
+encoder is another registered network, region outputs another loss and metric, the cascade's extra input another
+stream, torchrun another ``Sync``; the loop does not change."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..networks import build_network
+from ..networks.checkpoint import load_matching_weights
+from .config import TrainConfig
+from .data import BatchStream, make_loader
+from .distributed import Sync
+from .losses import DeepSupervisionLoss, DiceCELoss
+from .setup import FoldSetup
+
+
+def default_workers(device: torch.device) -> int:
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return max(1, min(cores - 1, 12))
+    return 1 if cores >= 2 else 0
+
+
+def _autocast_dtype(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def seeded_network(architecture: dict, seed: int) -> torch.nn.Module:
+    """The same seed gives the same initial weights, without touching the global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_network(architecture["network_class_name"], dict(architecture["arch_kwargs"]))
+
+
+def pretrained_report(loaded: list[str], skipped: list[str], path: str) -> str:
+    lines = [f"pretrained weights from {path}: {len(loaded)} of {len(loaded) + len(skipped)} tensors loaded"]
+    lines += [f"  not loaded (initialised as usual): {s}" for s in skipped]
+    return "\n".join(lines)
+
+
+def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
+    """(3, K-1) array of TP, FP, FN per foreground class, summed over the batch (softmax outputs, one label map)."""
+    pred = logits.argmax(1)
+    tgt = target[:, 0]
+    out = np.zeros((3, num_classes - 1))
+    for k in range(1, num_classes):
+        p, t = pred == k, tgt == k
+        out[0, k - 1] = (p & t).sum().item()
+        out[1, k - 1] = (p & ~t).sum().item()
+        out[2, k - 1] = (~p & t).sum().item()
+    return out
+
+
+class Stepper:
+    """Forward pass under autocast, loss, backward, gradient clipping and the optimiser step."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.nn.Module,
+                 device: torch.device, amp: bool, grad_clip: float):
+        self.model, self.optimizer, self.loss, self.device = model, optimizer, loss, device
+        self.amp_dtype = _autocast_dtype(device) if amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.grad_clip = grad_clip
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.model(x)
+            return out, self.loss(out, y)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        _, loss = self.forward_loss(x, y)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+
+@dataclass
+class Parts:
+    net: torch.nn.Module  # the plain network (checkpoints, validation)
+    stepper: Stepper
+    train_batches: Iterator
+    val_batches: Iterator
+    metric: Callable[[torch.Tensor, torch.Tensor], np.ndarray]  # (logits, target) -> (3, K-1) TP/FP/FN
+    sync: Sync
+    device: torch.device
+    batch_size: int  # global
+    local_batch: int  # this process's share
+    workers: int
+
+    def next_batch(self, it: Iterator) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next(it)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        self.train_batches = self.val_batches = iter(())  # ends the loader workers
+
+
+def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.parameters(), lr=tc.initial_lr, momentum=tc.momentum, weight_decay=tc.weight_decay,
+                           nesterov=True)
+
+
+def build_loss(setup: FoldSetup) -> torch.nn.Module:
+    n_out = len(setup.cfg.architecture.arch_kwargs["strides"]) - 1
+    return DeepSupervisionLoss(DiceCELoss(batch_dice=setup.cfg.batch_dice), n_out)
+
+
+def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int, start_epoch: int, workers: int,
+                  pin: bool) -> tuple[Iterator, Iterator]:
+    """Augmented training batches and plain validation batches; the seeds follow the config's seed, the epoch a
+    resume starts at and the rank, so a resumed or distributed run does not replay the same patches."""
+    cfg = setup.cfg
+    folder = setup.ws.preprocessed(setup.config)
+    aniso3d = cfg.dim == 3 and bool(cfg.resampling_data["separate_z"])
+    train = BatchStream(folder, setup.train_cases, cfg.patch_size, local_batch, aniso3d, True,
+                        (tc.seed * 1000 + start_epoch) * 64 + rank, tc.oversample_foreground)
+    val = BatchStream(folder, setup.val_cases or setup.train_cases, cfg.patch_size, local_batch, aniso3d, False,
+                      (tc.seed * 1000 + 999) * 64 + rank, tc.oversample_foreground)
+    return iter(make_loader(train, workers, pin)), iter(make_loader(val, min(workers, 1), pin))
+
+
+def set_compute_threads(device: torch.device) -> None:
+    """The training process computes with every core on a CPU (data workers set their own to one thread)."""
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.device, start_epoch: int,
+                log: Callable[[str], None]) -> Parts:
+    net = seeded_network(setup.architecture, tc.seed)
+    if tc.pretrained_weights and start_epoch == 0:
+        loaded, skipped = load_matching_weights(net, tc.pretrained_weights)
+        log(pretrained_report(loaded, skipped, tc.pretrained_weights))
+    net = net.to(device)
+    stepper = Stepper(sync.wrap(net, device), build_optimizer(net, tc), build_loss(setup), device, tc.amp,
+                      tc.grad_clip)
+    batch = tc.batch_size or setup.cfg.batch_size
+    local = max(1, -(-batch // sync.world_size))
+    workers = tc.num_workers if tc.num_workers is not None else default_workers(device)
+    set_compute_threads(device)
+    train, val = build_streams(setup, tc, local, sync.rank, start_epoch, workers, device.type == "cuda")
+    k = setup.num_classes
+    return Parts(net, stepper, train, val, lambda out, y: pseudo_dice_counts(out, y, k), sync, device, batch, local,
+                 workers)

@@ -1,0 +1,48 @@
+"""What one fold's training reads, loaded once by ``autoseg.api`` and passed down: the plans, the dataset, the
+configuration and the fold's cases. Nothing below re-reads plans.json, dataset.json or splits.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io.dataset import DatasetInfo
+from ..planner.plans import ConfigurationPlan, Plans
+from ..workspace import Workspace
+from .splits import load_fold, read_splits
+
+
+@dataclass(frozen=True)
+class FoldSetup:
+    ws: Workspace
+    plans: Plans
+    ds: DatasetInfo
+    config: str
+    fold: str
+    train_cases: list[str]
+    val_cases: list[str]
+    n_folds: int | None = None  # folds in splits.json (None for fold 'all')
+
+    @staticmethod
+    def load(ws: Workspace, plans: Plans, ds: DatasetInfo, config: str, fold: str) -> "FoldSetup":
+        plans.configuration(config)
+        ws.config_dir(config)  # checks the name before it becomes a path
+        splits = read_splits(ws.splits) if str(fold) != "all" else None
+        train_cases, val_cases = load_fold(ws.splits, str(fold), ds.cases, splits)
+        return FoldSetup(ws, plans, ds, config, str(fold), train_cases, val_cases, len(splits) if splits else None)
+
+    @property
+    def cfg(self) -> ConfigurationPlan:
+        return self.plans.configuration(self.config)
+
+    @property
+    def out(self) -> Path:
+        return self.ws.fold_dir(self.config, self.fold)
+
+    @property
+    def num_classes(self) -> int:
+        return self.plans.num_classes
+
+    @property
+    def architecture(self) -> dict:
+        arch = self.cfg.architecture
+        return {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)}

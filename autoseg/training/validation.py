@@ -1,0 +1,71 @@
+"""The end of a fold: its held-out cases predicted at full resolution and evaluated, and the time that takes
+(kept in reserve by the budget clock)."""
+from __future__ import annotations
+
+import torch
+
+from ..utils import load_json
+from .faults import fault_point
+from .setup import FoldSetup
+
+
+def summary_path(setup: FoldSetup):
+    return setup.out / "validation" / "summary.json"
+
+
+def read_validation(setup: FoldSetup) -> dict:
+    p = summary_path(setup)
+    return {"validation": load_json(p)} if p.is_file() else {}
+
+
+def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, skip_done: bool = False,
+                  check_stop=lambda: None) -> dict:
+    """Predict the held-out cases and evaluate them against their reference labels. ``skip_done`` keeps the
+    predictions a killed validation already wrote (each was written whole, under a temporary name first)."""
+    from ..evaluation.evaluate import CaseTable, evaluate_cases, summary_table, write_summary
+    from ..inference.predictor import Predictor
+
+    ds = setup.ds
+    net.set_deep_supervision(False)
+    net.eval()
+    pred = Predictor(setup.plans, setup.config, [net], [], device)
+    vdir = setup.out / "validation"
+    vdir.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for case in setup.val_cases:
+        out = vdir / f"{case}{ds.file_ending}"
+        if not (skip_done and out.is_file()):
+            pred.predict_files(ds.image_files(case), out)
+            fault_point("validation_case")
+            check_stop()
+        pairs.append((case, out, ds.label_file(case)))
+    net.set_deep_supervision(True)
+    summary = evaluate_cases(pairs, setup.plans.labels, CaseTable(ds.groups, ds.phases))
+    write_summary(summary, vdir)
+    print(f"validation of {setup.config} fold {setup.fold} ({len(pairs)} held-out cases, full resolution):")
+    print(summary_table(summary), flush=True)
+    return summary
+
+
+def validation_reserve(setup: FoldSetup, val_iters: int, final_validation: bool, local_batch: int,
+                       step: float | None) -> float:
+    """Seconds to keep for the last epoch's validation patches, the final checkpoint and the full-resolution
+    validation of the held-out cases, from the planned step time or, once steps have run, the measured one (a
+    forward pass of one tile costs about a third of a training step per sample; mirroring multiplies the passes
+    by 2**dim)."""
+    from ..planner.budget import final_validation_seconds, tiles_per_case
+
+    cfg, plans = setup.cfg, setup.plans
+    if step is None and cfg.budget:
+        step = cfg.budget["seconds_per_step"] * local_batch / cfg.batch_size
+    # the last epoch's validation patches run after its final training step
+    patches = val_iters * step / 2 if step is not None else 0.0
+    if not (setup.val_cases and final_validation) or step is None:
+        return 2.0 + patches
+    dim = cfg.dim
+    shape = list(plans.original_median_shape_after_transp)
+    med = [m * s0 / s1 for m, s0, s1 in zip(shape[-dim:], plans.original_median_spacing_after_transp[-dim:],
+                                             cfg.spacing)]
+    whole = shape[:1] + med if dim == 2 else med
+    return 2.0 + patches + 1.2 * final_validation_seconds(
+        step, local_batch, len(setup.val_cases), tiles_per_case(whole, cfg.patch_size, dim), 2 ** dim)

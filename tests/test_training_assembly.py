@@ -1,0 +1,205 @@
+"""The training assembly's parts: seeded weights, pretrained weights, value checks, schedules and their resume
+state, the fold lock, log.jsonl after a resume, names that must stay inside the run folder, crossval."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autoseg.cli import main
+from autoseg.networks.checkpoint import load_matching_weights, save_checkpoint
+from autoseg.training.config import TrainConfig, poly_lr
+from autoseg.training.parts import seeded_network
+from autoseg.utils import AutosegError
+
+ARCH = {"network_class_name": "PlainConvUNet", "arch_kwargs": dict(
+    dim=2, input_channels=1, num_classes=4, n_stages=3, features_per_stage=[4, 8, 16],
+    kernel_sizes=[[3, 3]] * 3, strides=[[1, 1], [2, 2], [2, 2]], n_conv_per_stage=[2] * 3,
+    n_conv_per_stage_decoder=[2] * 2)}
+
+
+def _weights(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_same_seed_same_weights_and_the_global_generator_is_untouched():
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, c = (_weights(seeded_network(ARCH, s)) for s in (7, 7, 8))
+    assert torch.equal(torch.rand(3), before)  # building the network drew nothing from the global generator
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    conv = [k for k in a if k.endswith("weight") and a[k].ndim == 4]
+    assert conv and not any(torch.equal(a[k], c[k]) for k in conv)
+
+
+def test_pretrained_weights_skip_a_head_with_another_class_count(tmp_path):
+    src = seeded_network(ARCH, 1)
+    ck = tmp_path / "pre.pt"
+    save_checkpoint({"network_weights": src.state_dict(), "architecture": ARCH}, ck)
+    arch3 = {**ARCH, "arch_kwargs": {**ARCH["arch_kwargs"], "num_classes": 3}}
+    net = seeded_network(arch3, 2)
+    init = _weights(net)
+    loaded, skipped = load_matching_weights(net, ck)
+    own, theirs = net.state_dict(), src.state_dict()
+    assert loaded and skipped
+    for k in loaded:
+        assert torch.equal(own[k], theirs[k])
+    heads = [s.split()[0] for s in skipped]
+    for k in heads:  # the segmentation heads (3 vs 4 outputs) keep their own initialisation
+        assert own[k].shape[0] == 3 and torch.equal(own[k], init[k])
+    assert all("shape" in s for s in skipped)
+    assert set(loaded) | set(heads) == set(own)
+    other = {**ARCH, "arch_kwargs": {**ARCH["arch_kwargs"], "features_per_stage": [5, 9, 17], "num_classes": 2}}
+    with pytest.raises(AutosegError, match="no layer matches"):
+        load_matching_weights(seeded_network(other, 0), ck)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 0), ("iters_per_epoch", 0), ("initial_lr", -5.0), ("batch_size", -2), ("val_iters", -1),
+    ("momentum", 1.0), ("weight_decay", -1e-3), ("grad_clip", 0.0), ("oversample_foreground", 1.5),
+    ("num_workers", -1), ("save_every", 0), ("ema_alpha", 1.0), ("num_processes", 0), ("seed", -1),
+    ("initial_lr", float("nan")), ("budget_seconds", 0.0)])
+def test_bad_values_are_refused(field, value):
+    with pytest.raises(AutosegError, match="out of range"):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_defaults_are_valid():
+    TrainConfig().validate()
+    TrainConfig(batch_size=None, num_workers=0, oversample_foreground=0.0, val_iters=0).validate()
+
+
+def test_epoch_schedule_is_nnunets_poly_and_stops_at_the_last_epoch():
+    from autoseg.training.schedule import EpochSchedule
+
+    s = EpochSchedule(0.01, 4, start_time=0.0)
+    assert [s.epoch_lr(e) for e in range(4)] == [poly_lr(0.01, e, 4) for e in range(4)]
+    assert s.step_lr(5, 1.0) == poly_lr(0.01, 3, 4)
+    assert not s.finished(3) and s.finished(4)
+    assert [s.after_epoch({"epoch": e}) for e in (1, 4)] == [False, True]
+
+
+def test_clock_schedule_continues_the_same_budget_after_a_resume(monkeypatch):
+    import autoseg.training.config as config
+    import autoseg.training.schedule as schedule
+
+    now = [1000.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: now[0])
+    monkeypatch.setattr(config.BudgetClock, "__init__", _clock_init(now))
+    first = schedule.ClockSchedule(0.01, 100.0, start_time=990.0, reserve_for=lambda step: 10.0)
+    first.begin()
+    now[0] = 1030.0
+    lr_then = first.epoch_lr(3)
+    state = first.state_dict()
+    assert state["budget_used"] == pytest.approx(40.0) and state["budget_loop_offset"] == pytest.approx(10.0)
+    now[0] = 5000.0  # much later, a new process resumes
+    second = schedule.ClockSchedule(0.01, 100.0, start_time=4998.0, reserve_for=lambda step: 10.0)
+    second.load_state_dict(state)
+    second.begin()
+    # 2 s of start-up in the new process count against the budget: the fraction moved on by 2 of 80 s
+    assert second.epoch_lr(3) == pytest.approx(poly_lr(0.01, 32 / 80, 1))
+    assert lr_then == pytest.approx(poly_lr(0.01, 30 / 80, 1))
+    now[0] = 5100.0
+    assert second.step_lr(1, 1.0) is None  # time is up: the epoch ends
+    assert second.after_epoch({"train_seconds": 1.0, "iterations": 1}) and second.finished(99)
+    third = schedule.ClockSchedule(0.01, 100.0, start_time=5200.0, reserve_for=lambda step: 10.0)
+    third.load_state_dict(second.state_dict())
+    assert third.finished(0)  # a resume after the last epoch trains no further
+    old = schedule.ClockSchedule(0.01, 100.0, start_time=5200.0, reserve_for=lambda step: 10.0)
+    old.load_state_dict({"budget_used": 5.0, "budget_loop_offset": 1.0})  # a checkpoint from before budget_ended
+    assert (old.used, old.loop_offset, old.finished(0)) == (5.0, 1.0, False)
+
+
+def _clock_init(now):
+    def init(self, budget_seconds, start, reserve=0.0, now_fn=None):
+        self.budget, self.start, self.reserve = float(budget_seconds), float(start), float(reserve)
+        self.now = lambda: now[0]
+        self.loop_start = self.now()
+    return init
+
+
+def test_fold_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, capsys):
+    from autoseg.training.lock import fold_lock
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "train.lock").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(AutosegError, match=f"PID {sleeper.pid}"):
+            with fold_lock(tmp_path):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with fold_lock(tmp_path) as path:
+        assert path.read_text().strip() == str(os.getpid())
+        assert f"taking over the lock of PID {sleeper.pid}" in capsys.readouterr().out
+    assert not path.exists()
+
+
+def test_log_jsonl_is_rewritten_to_the_checkpoint_epochs(tmp_path):
+    from autoseg.training.callbacks import JsonLog
+    from autoseg.training.loop import LoopState
+
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(1, 6)))  # a run killed after epoch 5
+    log = JsonLog(path)
+    log.on_train_begin(LoopState(epoch=3, log=[{"epoch": e} for e in (1, 2, 3)]))  # its last checkpoint: 3
+    log.on_epoch_end(None, {"epoch": 4}, False, False)
+    assert [json.loads(x)["epoch"] for x in path.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_atomic_writes_follow_the_umask_and_importing_changes_nothing(tmp_path):
+    code = ("import os, sys; os.umask(0o027); import autoseg.api, autoseg.cli; from autoseg.utils import save_json; "
+            "save_json({}, sys.argv[1]); print(oct(os.umask(0)))")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json")], check=True, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert res.stdout.strip() == "0o27"  # the process's umask is the one it set, after importing autoseg
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+
+
+@pytest.fixture(scope="module")
+def run(tiny_phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("assembly") / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(out), "-c", "2d", "-j", "1", "--no-preprocess"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--iters-per-epoch", "0"), ("--lr", "-5"),
+                                         ("--batch-size", "-1"), ("--momentum", "2")])
+def test_train_refuses_bad_values_in_one_line(run, capsys, flag, value):
+    assert main(["train", str(run), "-c", "2d", "-f", "0", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "out of range" in err and len(err.strip().splitlines()) == 1
+
+
+def test_names_from_plans_and_splits_stay_inside_the_run(run, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run, bad)
+    plans = json.loads((bad / "plans.json").read_text())
+    plans["configurations"]["../../x"] = plans["configurations"]["2d"]
+    (bad / "plans.json").write_text(json.dumps(plans))
+    assert main(["train", str(bad), "-c", "../../x", "-f", "0"]) == 2
+    assert "not a plain name" in capsys.readouterr().err
+    splits = json.loads((bad / "splits.json").read_text())
+    splits[0]["val"][0] = "../../escape"
+    (bad / "splits.json").write_text(json.dumps(splits))
+    assert main(["train", str(bad), "-c", "2d", "-f", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "splits.json" in err and "'../../escape'" in err
+    (bad / "splits.json").write_text(json.dumps({"folds": 5}))
+    assert main(["train", str(bad), "-c", "2d", "-f", "0"]) == 2
+    assert "expected a list" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (bad.parent.parent / "x").exists()
+
+
+def test_crossval_needs_every_fold(run, capsys):
+    assert main(["crossval", str(run), "-c", "2d"]) == 2
+    err = capsys.readouterr().err
+    assert "fold(s) [0, 1, 2, 3, 4]" in err and "autoseg train" in err
