@@ -132,8 +132,8 @@ def export_model(run_dir: str | Path, out_zip: str | Path, configurations: list[
 
 def _onnx_files(ws: Workspace, files: dict[str, Path], tmp_dir: Path) -> dict[str, Path]:
     """{'<config>/fold_<k>/network.onnx': file} for every exported checkpoint."""
-    from ..planner.plans import Plans
     from ..networks.checkpoint import load_checkpoint
+    from ..planner.plans import Plans
     from .onnx_backend import ONNX_NAME, export_network_onnx
 
     plans = Plans.load(ws.plans)
