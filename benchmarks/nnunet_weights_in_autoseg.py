@@ -14,38 +14,12 @@ you made yourself.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 from pathlib import Path
 
 import torch
 
-# nnU-Net PlainConvUNet parameter names -> autoseg PlainConvUNet names (same modules, same order)
-RULES = [
-    (r"encoder\.stages\.(\d+)\.0\.convs\.(\d+)\.(conv|norm)\.(weight|bias)", "encoder.{0}.{1}.{2}.{3}"),
-    (r"decoder\.stages\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(weight|bias)", "decoder.{0}.{1}.{2}.{3}"),
-    (r"decoder\.transpconvs\.(\d+)\.(weight|bias)", "upsample.{0}.{1}"),
-    (r"decoder\.seg_layers\.(\d+)\.(weight|bias)", "heads.{0}.{1}"),
-]
-
-
-def convert(nnunet_weights: dict) -> dict:
-    out = {}
-    for key, value in nnunet_weights.items():
-        # nnU-Net registers each conv/norm twice (also under all_modules) and the encoder again inside the decoder
-        if "all_modules" in key or key.startswith("decoder.encoder."):
-            continue
-        for pattern, target in RULES:
-            m = re.fullmatch(pattern, key)
-            if m:
-                g = list(m.groups())
-                if len(g) == 4:
-                    g[2] = "0" if g[2] == "conv" else "1"
-                out[target.format(*g)] = value
-                break
-        else:
-            raise SystemExit(f"unmapped nnU-Net parameter {key}")
-    return out
+from autoseg.sharing.nnunet_import import convert_weights
 
 
 def main() -> None:
@@ -58,7 +32,7 @@ def main() -> None:
     src = a.autoseg_run / a.configuration / "fold_all" / "checkpoint_final.pt"
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     theirs = torch.load(a.nnunet_checkpoint, map_location="cpu", weights_only=False)["network_weights"]
-    new = convert(theirs)
+    new = convert_weights(theirs, a.nnunet_checkpoint)  # the same renaming as `autoseg import-nnunet`
     ours = ckpt["network_weights"]
     if set(new) != set(ours):
         raise SystemExit(f"parameter names differ: {sorted(set(new) ^ set(ours))[:6]}")
