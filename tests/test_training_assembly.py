@@ -182,11 +182,15 @@ def test_names_from_plans_and_splits_stay_inside_the_run(run, tmp_path, capsys):
 
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
-    plans = json.loads((bad / "plans.json").read_text())
+    good = (bad / "plans.json").read_text()
+    plans = json.loads(good)
     plans["configurations"]["../../x"] = plans["configurations"]["2d"]
     (bad / "plans.json").write_text(json.dumps(plans))
     assert main(["train", str(bad), "-c", "../../x", "-f", "0"]) == 2
-    assert "not a plain name" in capsys.readouterr().err
+    assert "configuration name '../../x' is not allowed" in capsys.readouterr().err  # refused when plans load
+    assert main(["train", str(run), "-c", "../../x", "-f", "0"]) == 2  # and as a name on the command line
+    assert "'../../x' is not in the plans" in capsys.readouterr().err
+    (bad / "plans.json").write_text(good)
     splits = json.loads((bad / "splits.json").read_text())
     splits[0]["val"][0] = "../../escape"
     (bad / "splits.json").write_text(json.dumps(splits))
