@@ -28,6 +28,10 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     budget_s = parse_budget(budget)
     t0 = time.time()
     ws = Workspace.at(out)
+    if ws.root == Path(dataset_dir).resolve() or Path(dataset_dir).resolve() in ws.root.parents and \
+            ws.root.relative_to(Path(dataset_dir).resolve()).parts[0] in ("imagesTr", "labelsTr", "imagesTs"):
+        raise AutosegError(f"--out {out}: the run folder must not be the dataset folder or one of its image/label "
+                           "folders; choose a separate folder")
     ws.root.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset_dir, group_by)
     fp = extract_fingerprint(ds, num_workers)

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import __version__
-from .utils import AutosegError
+from .utils import AutosegError, raise_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,12 +87,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Flag values the parser cannot check (train's are checked by the train command itself)."""
+    if args.command == "predict":
+        from .inference.predictor import check_step
+
+        check_step(args.step)
+    if args.command in ("plan", "preprocess") and args.num_workers < 1:
+        raise AutosegError(f"-j/--num-workers {args.num_workers}: give at least 1")
+    if args.command == "plan" and not (0 < args.gpu_memory_gb < 1e4):
+        raise AutosegError(f"--gpu-memory-gb {args.gpu_memory_gb}: give the GPU memory in GB, e.g. 8")
+
+
+INTERRUPTIBLE = ("plan", "preprocess", "predict", "evaluate", "verify")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from . import api
     from .training.config import TrainConfig
 
+    if args.command in INTERRUPTIBLE:
+        raise_on_sigterm()  # temporary files and locks are cleaned up on the way out; finished files stay
     try:
+        _check_args(args)
         if args.command == "plan":
             api.plan(args.dataset, args.out, args.gpu_memory_gb, args.group_by, not args.no_preprocess,
                      args.configurations, args.num_workers, budget=args.budget, device=args.device)
@@ -120,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     except AutosegError as e:
         print(f"autoseg {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.command not in INTERRUPTIBLE:
+            raise
+        print(f"autoseg {args.command}: interrupted; finished files are kept, run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
     return 0
 
 

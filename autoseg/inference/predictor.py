@@ -5,6 +5,7 @@ cropped original grid -> argmax -> uncrop -> postprocess -> write with the input
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -22,7 +23,16 @@ from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
 from ..preprocessing.resampling import resample_probabilities
 from ..training.checkpoint import load_checkpoint
-from ..utils import AutosegError, atomic_write_bytes, format_table, progress
+from ..utils import (
+    AutosegError,
+    atomic_write_bytes,
+    folder_lock,
+    format_table,
+    load_json,
+    progress,
+    refuse_overwriting_inputs,
+    save_json,
+)
 from ..workspace import Workspace
 from .sliding_window import sliding_window_logits
 
@@ -115,9 +125,15 @@ class Predictor:
 
 
 def network_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:
-    arch = ckpt["architecture"]
-    net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
-    net.load_state_dict(ckpt["network_weights"])
+    try:
+        arch = ckpt["architecture"]
+        net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
+        net.load_state_dict(ckpt["network_weights"])
+    except AutosegError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # unknown or wrong architecture keys
+        raise AutosegError(f"the checkpoint's network cannot be built ({type(e).__name__}: {str(e)[:200]}); "
+                           "it was not written by this autoseg, or its plans were edited") from None
     net.set_deep_supervision(False)
     return net.to(device).eval()
 
@@ -153,40 +169,86 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
     return [(stem, [inp])]
 
 
+def check_step(step: float) -> None:
+    if not (isinstance(step, (int, float)) and 0 < step <= 1):
+        raise AutosegError(f"--step {step}: the tile step must be a fraction of the patch in (0, 1], e.g. 0.5")
+
+
+def _outputs_of(out_dir: Path, case: str, ending: str, save_probabilities: bool) -> list[Path]:
+    outs = [out_dir / f"{case}{ending}"]
+    return outs + [out_dir / f"{case}.npz"] if save_probabilities else outs
+
+
+def _file_key(p: Path) -> list:
+    st = p.stat()
+    return [p.name, st.st_size, st.st_mtime_ns]
+
+
+MANIFEST = "predict_manifest.json"
+
+
+def _signature(ws: Workspace, pred: "Predictor", checkpoint: str, save_probabilities: bool) -> dict:
+    """What the predictions depend on besides the input files: a rerun with the same one keeps finished cases."""
+    ck = sorted(_file_key(p) for p in ws.config_dir(pred.config).glob(f"fold_*/{checkpoint}"))
+    return {"run": str(ws.root), "config": pred.config, "checkpoints": ck, "folds": len(pred.networks),
+            "step": pred.step, "mirror": pred.mirror, "lcc": pred.lcc_labels, "probabilities": save_probabilities}
+
+
 def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt") -> list[Path]:
+    """Predict every case; outputs never replace inputs, the output folder is locked, and a rerun after an
+    interruption keeps the cases already predicted with the same model and settings."""
     ws.require_plans()
+    check_step(step)
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
     if config is None:
         config = _best_or_only_config(ws, plans)
-    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, timings = [], []
-    for case, files in progress(inputs, desc=f"predict {config} ({len(pred.networks)} fold(s))"):
+    planned = {case: _outputs_of(out_dir, case, ending_of(files[0]), save_probabilities) for case, files in inputs}
+    refuse_overwriting_inputs([o for outs in planned.values() for o in outs] + [out_dir / MANIFEST],
+                              [f for _, files in inputs for f in files])
+    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
+    with folder_lock(out_dir, "predict"):
+        return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities)
+
+
+def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Path, planned: dict,
+                    checkpoint: str, save_probabilities: bool) -> list[Path]:
+    sig = json.loads(json.dumps(_signature(ws, pred, checkpoint, save_probabilities)))
+    man_path = out_dir / MANIFEST
+    manifest = load_json(man_path) if man_path.is_file() else {}
+    done = manifest.get("done", {}) if manifest.get("signature") == sig else {}
+    written, timings, kept = [], [], 0
+    for case, files in progress(inputs, desc=f"predict {pred.config} ({len(pred.networks)} fold(s))"):
+        outs = planned[case]
+        keys = [_file_key(f) for f in files]
+        if done.get(case) == keys and all(o.is_file() for o in outs):
+            kept += 1
+            written.append(outs[0])
+            continue
         t0 = time.time()
-        ending = ending_of(files[0])
-        out = out_dir / f"{case}{ending}"
-        pred.predict_files(files, out, save_probabilities)
-        written.append(out)
+        pred.predict_files(files, outs[0], save_probabilities)
+        written.append(outs[0])
         timings.append(time.time() - t0)
+        done[case] = keys
+        save_json({"signature": sig, "done": done}, man_path)
+    if kept:
+        print(f"predict: {kept} case(s) already predicted with this model and settings were kept", flush=True)
     print(format_table(["cases", "config", "folds", "mirroring", "postprocessing (LCC labels)", "s/case (median)"],
-                       [[len(written), config, len(pred.networks), mirror, pred.lcc_labels or "none",
-                         f"{np.median(timings):.2f}"]]), flush=True)
+                       [[len(written), pred.config, len(pred.networks), pred.mirror, pred.lcc_labels or "none",
+                         f"{np.median(timings):.2f}" if timings else "-"]]), flush=True)
     return written
 
 
 def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
     best = ws.root / "best.json"
     if best.is_file():
-        from ..utils import load_json
-
         return str(load_json(best)["configuration"])
     trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
     if not trained:

@@ -18,6 +18,8 @@ from ..utils import AutosegError, atomic_write_bytes
 
 SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png")
 DUMMY_2D_SPACING = 999.0
+MAX_SPACING_MM = 1e4  # above this a spacing is a unit or header error (nnU-Net's 2D convention uses 999)
+MAX_ABS_INTENSITY = 1e12  # beyond this float32 normalisation overflows (mean/std of squares)
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,73 @@ def ending_of(path: str | Path) -> str:
 def _read_sitk(path: Path) -> sitk.Image:
     if not path.is_file():
         raise AutosegError(f"{path}: file not found")
+    if _is_nifti(path):
+        check_nifti_file(path)
     try:
-        return sitk.ReadImage(str(path))
+        img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise AutosegError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+    _check_spacing(path, img.GetSpacing())
+    if not all(np.isfinite(img.GetOrigin())) or not all(np.isfinite(img.GetDirection())):
+        raise AutosegError(f"{path}: origin or direction in the header is not a finite number; fix the header")
+    return img
+
+
+def _check_spacing(path: Path, spacing) -> None:
+    sp = [float(v) for v in spacing]
+    if not all(np.isfinite(v) and 0 < abs(v) <= MAX_SPACING_MM for v in sp):
+        raise AutosegError(f"{path}: voxel spacing {sp} mm is absurd (zero, NaN or above {MAX_SPACING_MM:g} mm); "
+                           "fix the spacing in the file header")
+
+
+def _data_bytes_present(path: Path, limit: int) -> int:
+    """Bytes of (decompressed) file content, counted up to ``limit``; raises on a corrupt gzip stream."""
+    if not str(path).lower().endswith(".gz"):
+        return path.stat().st_size
+    import zlib
+
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    n = 0
+    with open(path, "rb") as f:
+        while n <= limit:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                if not d.eof:
+                    raise EOFError("compressed stream ends early")
+                break
+            n += len(d.decompress(chunk))
+            if d.eof:
+                break
+    return n
+
+
+def check_nifti_file(path: Path) -> None:
+    """Refuse NIfTI files that are not NIfTI, truncated, or whose header spacing is zero/NaN/absurd.
+
+    SimpleITK fills the voxels missing from a truncated file and turns a zero or NaN spacing into 1.0, so these
+    are checked on the file itself: the header (read by nibabel) says how many bytes must follow it.
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        hdr = img.header
+        shape = tuple(int(v) for v in hdr.get_data_shape())
+        itemsize = np.dtype(hdr.get_data_dtype()).itemsize
+        offset = int(hdr.get_data_offset())
+        pixdim = [float(v) for v in hdr["pixdim"][1:1 + len(shape)]]
+    except Exception as e:  # nibabel raises many types for foreign bytes
+        raise AutosegError(f"{path}: not a valid NIfTI file ({type(e).__name__}: {str(e)[:120]}); "
+                           "re-export it as NIfTI") from None
+    expected = offset + int(np.prod(shape)) * itemsize
+    try:
+        present = _data_bytes_present(path, expected)
+    except Exception as e:  # zlib.error, EOFError, OSError
+        raise AutosegError(f"{path}: the file is corrupt or truncated ({str(e)[:120]}); copy it again") from None
+    if present < expected:
+        raise AutosegError(f"{path}: the file is truncated ({present} of {expected} bytes for a {shape} "
+                           f"{hdr.get_data_dtype()} image); copy it again")
+    _check_spacing(path, pixdim[:3])
 
 
 def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
@@ -80,6 +145,8 @@ def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
         spacing = (float(s[2]), float(s[1]), float(s[0]))
     else:
         raise AutosegError(f"{path}: {dim}D images are not supported (2D or 3D only; split 4D series into 3D files)")
+    if arr.size == 0:
+        raise AutosegError(f"{path}: the image has no voxels (shape {arr.shape[1:]})")
     if is_png:
         spacing = (DUMMY_2D_SPACING, 1.0, 1.0)
     geom = Geometry(dim, tuple(int(v) for v in arr.shape[1:]), spacing, tuple(float(v) for v in img.GetSpacing()),
@@ -126,6 +193,10 @@ def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.nd
     if not np.isfinite(data).all():
         raise AutosegError(f"case {case or Path(paths[0]).name}: image contains NaN or inf values; "
                            "fix or remove these voxels before planning")
+    peak = max(float(data.max()), -float(data.min())) if data.size else 0.0
+    if peak > MAX_ABS_INTENSITY:
+        raise AutosegError(f"case {case or Path(paths[0]).name}: intensities up to {peak:.3g} "
+                           f"exceed {MAX_ABS_INTENSITY:g} and cannot be normalised in float32; rescale the image")
     return data, geom0
 
 
