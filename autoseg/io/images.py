@@ -96,6 +96,23 @@ def _data_bytes_present(path: Path, limit: int) -> int:
     return n
 
 
+def _raw_pixdim(path: Path) -> list[float]:
+    """pixdim as stored (nibabel's loader replaces zero spacings by 1 before we could see them)."""
+    import gzip
+    import struct
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(540)
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348:
+            return list(struct.unpack(endian + "8f", head[76:108]))
+        if size == 540:
+            return list(struct.unpack(endian + "8d", head[104:168]))
+    raise ValueError("no NIfTI header size (348 or 540) at the start of the file")
+
+
 def check_nifti_file(path: Path) -> None:
     """Refuse NIfTI files that are not NIfTI, truncated, or whose header spacing is zero/NaN/absurd.
 
@@ -109,8 +126,8 @@ def check_nifti_file(path: Path) -> None:
         hdr = img.header
         shape = tuple(int(v) for v in hdr.get_data_shape())
         itemsize = np.dtype(hdr.get_data_dtype()).itemsize
-        offset = int(hdr.get_data_offset())
-        pixdim = [float(v) for v in hdr["pixdim"][1:1 + len(shape)]]
+        offset = max(int(hdr.get_data_offset()), int(hdr.sizeof_hdr) + 4)  # some writers store vox_offset 0
+        pixdim = _raw_pixdim(path)[1:1 + min(len(shape), 3)]
     except Exception as e:  # nibabel raises many types for foreign bytes
         raise AutosegError(f"{path}: not a valid NIfTI file ({type(e).__name__}: {str(e)[:120]}); "
                            "re-export it as NIfTI") from None
