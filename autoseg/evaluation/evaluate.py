@@ -20,6 +20,7 @@ from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
+    drill_point,
     folder_lock,
     format_table,
     load_json,
@@ -306,6 +307,7 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     with folder_lock(out, "evaluate"):
         summary = evaluate_cases(pairs, labels, table)
         summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
+        drill_point("evaluate_before_summary")
         write_summary(summary, out)
     return summary
 

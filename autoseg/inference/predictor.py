@@ -26,6 +26,7 @@ from ..training.checkpoint import load_checkpoint
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
+    drill_point,
     folder_lock,
     format_table,
     load_json,
@@ -199,7 +200,8 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt") -> list[Path]:
     """Predict every case; outputs never replace inputs, the output folder is locked, and a rerun after an
-    interruption keeps the cases already predicted with the same model and settings."""
+    interruption keeps the cases already predicted with the same model and settings (recorded in
+    predict_manifest.json after each case: a kill between a case's file and that record redoes only that case)."""
     ws.require_plans()
     check_step(step)
     if not Path(inp).exists():
@@ -238,6 +240,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
         timings.append(time.time() - t0)
         done[case] = keys
         save_json({"signature": sig, "done": done}, man_path)
+        drill_point("predict_case_done")
     if kept:
         print(f"predict: {kept} case(s) already predicted with this model and settings were kept", flush=True)
     print(format_table(["cases", "config", "folds", "mirroring", "postprocessing (LCC labels)", "s/case (median)"],
