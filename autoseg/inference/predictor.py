@@ -62,7 +62,10 @@ class Predictor:
                  device: str = "auto", step: float = 0.5, mirror: bool = True,
                  use_postprocessing: bool = True) -> "Predictor":
         plans = Plans.load(ws.require_plans().plans)
-        plans.configuration(config)
+        patch = list(plans.configuration(config).patch_size)
+        if not patch or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in patch):
+            raise AutosegError(f"{ws.plans}: configuration {config} has patch_size {patch}; it must be positive "
+                               "integers (at most 4096); re-plan instead of editing plans.json")
         if not folds:
             folds = sorted(p.name[5:] for p in ws.config_dir(config).glob("fold_*")
                            if (p / checkpoint).is_file())

@@ -333,6 +333,17 @@ def _(base: Base, work: Path) -> Case:
     return Case(["predict", str(run), "-i", str(d), "-o", str(work / "out"), "-c", "2d"], "network", [d])
 
 
+@kind("predict_negative_patch_size_in_plans", "predict")
+def _(base: Base, work: Path) -> Case:
+    run = work / "run"
+    shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("preprocessed"))
+    plans = json.loads((run / "plans.json").read_text())
+    plans["configurations"]["2d"]["patch_size"] = [-32, 32]
+    (run / "plans.json").write_text(json.dumps(plans))
+    d = test_images(base, work)
+    return Case(["predict", str(run), "-i", str(d), "-o", str(work / "out"), "-c", "2d"], "patch_size", [d, run])
+
+
 @kind("predict_checkpoint_corrupt", "predict")
 def _(base: Base, work: Path) -> Case:
     run = work / "run"

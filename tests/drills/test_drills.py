@@ -97,8 +97,9 @@ def test_preprocess_killed_then_rerun(base, tmp_path, sig, point):
     rc, err = run_to_drill_and_signal(argv, point, sig)
     folder = run / "preprocessed" / "2d"
     check_signal_outcome(rc, err, sig, folder)
+    # writes: 1 plan_signature.json, then .npy, _seg.npy, .json per case
     done = {p.stem for p in folder.glob("*.json") if p.name != "plan_signature.json"}
-    assert len(done) == (2 if point.startswith("preprocess") else 1)  # write 5 is the 2nd case's image (1: plan_signature.json)
+    assert len(done) == (2 if point.startswith("preprocess") else 1)  # write 5: 2nd case image
     before = {n: v for n, v in snapshot(folder).items() if n.split(".")[0].replace("_seg", "") in done}
     out = run_ok(argv)
     if sig == signal.SIGKILL:
