@@ -21,7 +21,7 @@ from ..planner.plans import Plans
 from ..postprocessing.components import apply_postprocessing, load_postprocessing
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
-from ..preprocessing.resampling import resample_probabilities
+from ..preprocessing.resampling import resample_probabilities, resampled_argmax
 from ..training.checkpoint import load_checkpoint
 from ..utils import (
     AutosegError,
@@ -79,8 +79,9 @@ class Predictor:
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
         return Predictor(plans, config, nets, lcc, dev, step, mirror)
 
-    def probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
-        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+    @torch.inference_mode()
+    def target_probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[torch.Tensor, dict]:
+        """Mean softmax of the folds on the preprocessed (target-spacing, transposed) grid, and the properties."""
         cfg = self.plans.configuration(self.config)
         pre, _, props = preprocess_image(data, geom, self.plans, cfg)
         x = torch.from_numpy(pre)
@@ -88,21 +89,39 @@ class Predictor:
         for net in self.networks:
             logits = sliding_window_logits(net, x, cfg.patch_size, self.plans.num_classes, self.step, self.mirror,
                                            self.tile_batch, self.device, amp=self.device.type == "cuda")
-            p = torch.softmax(logits, 0)
-            probs = p if probs is None else probs + p
-        probs = (probs / len(self.networks)).numpy()
+            p = _softmax_(logits)
+            probs = p if probs is None else probs.add_(p)
+        del x, pre
+        return probs.div_(len(self.networks)), props
+
+    def probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
+        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+        cfg = self.plans.configuration(self.config)
+        probs, props = self.target_probabilities(data, geom)
         rp = cfg.resampling_probabilities
-        probs = resample_probabilities(probs, props["shape_after_crop_transposed"], rp["order"], rp["separate_z"],
-                                       rp["order_z"])
+        probs = resample_probabilities(probs.numpy(), props["shape_after_crop_transposed"], rp["order"],
+                                       rp["separate_z"], rp["order_z"])
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
-    def segment(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray, dict]:
-        """(label map on the full original grid, probabilities on the cropped grid, preprocessing properties)."""
-        probs, props = self.probabilities(data, geom)
-        values = np.array(sorted(self.plans.labels.values()))
-        seg = values[np.argmax(probs, 0)].astype(np.int16)
-        seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
+    def segment(self, data: np.ndarray, geom: Geometry,
+                keep_probabilities: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """(label map on the full original grid, probabilities on the cropped grid or None, properties).
+
+        Without ``keep_probabilities`` the classes are resampled one at a time into a running argmax, so the
+        probabilities are never held at the original resolution (K times the image)."""
+        values = np.array(sorted(self.plans.labels.values()), dtype=np.int16)
+        if keep_probabilities:
+            probs, props = self.probabilities(data, geom)
+            idx = np.argmax(probs, 0)
+        else:
+            cfg = self.plans.configuration(self.config)
+            tprobs, props = self.target_probabilities(data, geom)
+            rp = cfg.resampling_probabilities
+            idx = resampled_argmax(tprobs.numpy(), props["shape_after_crop_transposed"], rp["order"],
+                                   rp["separate_z"], rp["order_z"]).transpose(self.plans.transpose_backward)
+            probs = None
+        seg = uncrop(values[idx], props["bbox"], geom.shape, fill=0)
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
@@ -113,7 +132,7 @@ class Predictor:
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
-        seg, probs, props = self.segment(data, geom)
+        seg, probs, props = self.segment(data, geom, keep_probabilities=save_probabilities)
         write_label(seg, geom, out_file)
         if save_probabilities:
             stem = str(out_file)[: -len(ending_of(out_file))]
@@ -126,6 +145,15 @@ class Predictor:
                     np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
 
             atomic_write_bytes(stem + ".npz", _w)
+
+
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the class axis in place (a K-channel volume is the largest array of a prediction)."""
+    logits = logits.float()
+    logits -= logits.max(0, keepdim=True).values
+    logits.exp_()
+    logits /= logits.sum(0, keepdim=True)
+    return logits
 
 
 def network_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:

@@ -85,8 +85,8 @@ def check_dataset_json(dj, dj_path: Path) -> None:
     if not isinstance(dj["channel_names"], dict) or not dj["channel_names"]:
         raise AutosegError(f"{dj_path}: 'channel_names' must be an object such as {{\"0\": \"MRI\"}}, "
                            f"not {dj['channel_names']!r}")
-    if not isinstance(dj["numTraining"], int) or isinstance(dj["numTraining"], bool) or dj["numTraining"] < 1:
-        raise AutosegError(f"{dj_path}: 'numTraining' must be a positive integer, not {dj['numTraining']!r}")
+    if not isinstance(dj["numTraining"], int) or isinstance(dj["numTraining"], bool) or dj["numTraining"] < 0:
+        raise AutosegError(f"{dj_path}: 'numTraining' must be a whole number of cases, not {dj['numTraining']!r}")
     if not isinstance(dj["file_ending"], str):
         raise AutosegError(f"{dj_path}: 'file_ending' must be a string such as \".nii.gz\"")
     if dj["file_ending"] not in SUPPORTED_ENDINGS:
