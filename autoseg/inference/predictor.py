@@ -80,10 +80,15 @@ class Predictor:
         return Predictor(plans, config, nets, lcc, dev, step, mirror)
 
     @torch.inference_mode()
-    def target_probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[torch.Tensor, dict]:
-        """Mean softmax of the folds on the preprocessed (target-spacing, transposed) grid, and the properties."""
+    def target_probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[torch.Tensor, dict]:
+        """Mean softmax of the folds on the preprocessed (target-spacing, transposed) grid, and the properties.
+
+        ``data`` may be a one-element list holding the image: it is emptied once the image is preprocessed, so
+        that the original-resolution image is not kept through the sliding window (see predict_files)."""
         cfg = self.plans.configuration(self.config)
-        pre, _, props = preprocess_image(data, geom, self.plans, cfg)
+        image = data.pop() if isinstance(data, list) else data
+        pre, _, props = preprocess_image(image, geom, self.plans, cfg)
+        del image
         x = torch.from_numpy(pre)
         probs = None
         for net in self.networks:
@@ -94,7 +99,7 @@ class Predictor:
         del x, pre
         return probs.div_(len(self.networks)), props
 
-    def probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
+    def probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[np.ndarray, dict]:
         """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
         cfg = self.plans.configuration(self.config)
         probs, props = self.target_probabilities(data, geom)
@@ -104,7 +109,7 @@ class Predictor:
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
-    def segment(self, data: np.ndarray, geom: Geometry,
+    def segment(self, data: np.ndarray | list, geom: Geometry,
                 keep_probabilities: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
         """(label map on the full original grid, probabilities on the cropped grid or None, properties).
 
@@ -132,7 +137,9 @@ class Predictor:
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
-        seg, probs, props = self.segment(data, geom, keep_probabilities=save_probabilities)
+        holder = [data]  # handed over, so the image can be freed after preprocessing
+        del data
+        seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities)
         write_label(seg, geom, out_file)
         if save_probabilities:
             stem = str(out_file)[: -len(ending_of(out_file))]
@@ -150,7 +157,7 @@ class Predictor:
 def _softmax_(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the class axis in place (a K-channel volume is the largest array of a prediction)."""
     logits = logits.float()
-    logits -= logits.max(0, keepdim=True).values
+    logits -= torch.amax(logits, 0, keepdim=True)
     logits.exp_()
     logits /= logits.sum(0, keepdim=True)
     return logits

@@ -6,6 +6,21 @@ import numpy as np
 from ..utils import AutosegError
 
 
+def _mean_std(x: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+    """Mean and standard deviation (of the masked voxels), accumulated in float64 one slab at a time, so that no
+    full-size temporary is made (np.std of the masked values would hold two)."""
+    n, total, sq = 0, 0.0, 0.0
+    shift = float(x.flat[0]) if x.size else 0.0  # shifted sums keep the variance exact when mean >> std
+    for i in range(x.shape[0]):
+        v = x[i][mask[i]] if mask is not None else x[i].ravel()
+        d = v.astype(np.float64) - shift
+        n, total, sq = n + d.size, total + float(d.sum()), sq + float(np.dot(d, d))
+    if n == 0:
+        return 0.0, 1.0
+    mean = total / n
+    return mean + shift, float(np.sqrt(max(sq / n - mean * mean, 0.0)))
+
+
 def normalize_channel(x: np.ndarray, scheme: str, use_mask: bool, mask: np.ndarray | None,
                       props: dict | None, out: np.ndarray | None = None) -> np.ndarray:
     """Return a float32 array (``out`` when given, else a new one); ``x`` is not modified. Works in place on the
@@ -16,14 +31,12 @@ def normalize_channel(x: np.ndarray, scheme: str, use_mask: bool, mask: np.ndarr
     x = out
     if scheme == "ZScoreNormalization":
         if use_mask and mask is not None and mask.any():
-            vals = x[mask]
-            mean, std = float(vals.mean()), float(vals.std())
-            del vals
+            mean, std = _mean_std(x, mask)
             x -= mean
             x /= max(std, 1e-8)
             x[~mask] = 0
         else:
-            mean, std = float(x.mean()), float(x.std())
+            mean, std = _mean_std(x, None)
             x -= mean
             x /= max(std, 1e-8)
         return x

@@ -40,17 +40,20 @@ def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: Config
     data_t = data_c.transpose([0] + [a + 1 for a in fwd])
     mask_t = mask.transpose(fwd)
     spacing_t = [geom.spacing[a] for a in fwd]
-    normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
-                       plans.foreground_intensity_properties_per_channel)
     target = target_spacing_for(cfg, spacing_t)
     new_shape = new_shape_for(data_t.shape[1:], spacing_t, target)
-    rd = cfg.resampling_data
-    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
     seg_out = None
-    if seg_c is not None:
+    if seg_c is not None:  # first, while the normalised copy of the image does not exist yet (lower peak memory)
         rl = cfg.resampling_label
         seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.labels.values(), rl["order"],
                                rl["separate_z"], rl["order_z"])
+        del seg_c
+    normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
+                       plans.foreground_intensity_properties_per_channel)
+    del mask, mask_t
+    rd = cfg.resampling_data
+    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
+    del normed
     props = {
         "geometry": geom.to_dict(),
         "bbox": bbox,  # in original (z, y, x) axis order

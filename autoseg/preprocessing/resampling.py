@@ -66,9 +66,13 @@ def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = Fals
     if not separate_z or x.ndim == 2:
         return _resample_nd(x, new_shape, order, out)
     if x.shape[1:] != new_shape[1:]:
-        mid = np.empty((x.shape[0],) + new_shape[1:], np.float32)
+        same_z = x.shape[0] == new_shape[0]  # then the slices go straight into the output
+        mid = (out if out is not None else np.empty(new_shape, np.float32)) if same_z else \
+            np.empty((x.shape[0],) + new_shape[1:], np.float32)
         for z in range(x.shape[0]):
             _resample_nd(x[z], new_shape[1:], order, mid[z])
+        if same_z:
+            return mid
         x = mid
     return _resample_axis0(x, new_shape[0], order_z, out)
 
@@ -110,7 +114,8 @@ def resample_seg(seg: np.ndarray, new_shape, labels, order: int = 1, separate_z:
     if tuple(seg.shape) == tuple(int(v) for v in new_shape):
         return seg.copy()
     labels = sorted(set(int(v) for v in labels) | {0})
-    idx = resampled_argmax(((seg == v).astype(np.float32) for v in labels), new_shape, order, separate_z, order_z)
+    # boolean masks: the separate-z path casts them to float one slice at a time
+    idx = resampled_argmax(((seg == v) for v in labels), new_shape, order, separate_z, order_z)
     return np.asarray(labels, dtype=seg.dtype)[idx]
 
 
