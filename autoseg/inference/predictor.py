@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.dataset import case_ids_in
+from ..io.dataset import case_ids_in, dimension_of
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks import build_network
 from ..planner.plans import Plans
@@ -137,6 +137,9 @@ class Predictor:
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
+        if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
+            raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
+                               "(it would be stretched into a volume); predict it with a 2d configuration")
         holder = [data]  # handed over, so the image can be freed after preprocessing
         del data
         seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities)
@@ -253,9 +256,20 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
     planned = {case: _outputs_of(out_dir, case, ending_of(files[0]), save_probabilities) for case, files in inputs}
     refuse_overwriting_inputs([o for outs in planned.values() for o in outs] + [out_dir / MANIFEST],
                               [f for _, files in inputs for f in files])
+    _refuse_2d_inputs_for_3d(plans, config, inputs)
     pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
     with folder_lock(out_dir, "predict"):
         return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities)
+
+
+def _refuse_2d_inputs_for_3d(plans: Plans, config: str, inputs: list) -> None:
+    """A 2D image given to a 3D configuration would be stretched into a volume (its dummy slice spacing)."""
+    if plans.configuration(config).dim != 3:
+        return
+    for case, files in inputs:
+        if dimension_of(files[0]) == 2:
+            raise AutosegError(f"case {case}: {files[0]} is a 2D image, but configuration {config} is 3D (it would "
+                               "be stretched into a volume); predict it with a 2d configuration")
 
 
 def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Path, planned: dict,

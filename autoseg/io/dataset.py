@@ -200,7 +200,7 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
                        {str(k): int(v) for k, v in dj["labels"].items()}, ending, cases, groups, phases)
 
 
-def _dimension_of(path: Path) -> int:
+def dimension_of(path: Path) -> int:
     import SimpleITK as sitk
 
     r = sitk.ImageFileReader()
@@ -215,7 +215,7 @@ def _dimension_of(path: Path) -> int:
 def _check_dimension(ds: DatasetInfo, case: str, geom: Geometry) -> None:
     """Every case of a dataset has the dimension of the first one (a 2D file would be stretched into a volume)."""
     first = ds.cases[0]
-    ref = geom.dimension if case == first else _dimension_of(ds.image_files(first)[0])
+    ref = geom.dimension if case == first else dimension_of(ds.image_files(first)[0])
     if ref and geom.dimension != ref:
         raise AutosegError(f"case {case}: the image is {geom.dimension}D but case {first} is {ref}D; every case "
                            "of a dataset must have the same dimension")

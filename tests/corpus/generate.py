@@ -291,6 +291,13 @@ for _name, _change in {"truncated": truncate_raw,
     kind(f"predict_input_{_name}", "predict")(_broken_test_input(_change, TEST_CASE))
 
 
+@kind("predict_2d_image_with_3d_configuration", "predict")
+def _(base: Base, work: Path) -> Case:
+    d = test_images(base, work)
+    rewrite(d / f"{TEST_CASE}_0000.nii.gz", lambda im: im[:, :, 3])
+    return Case(predict(base, d, work / "out", "-c", "3d_fullres"), "2D image", [d, base.run])
+
+
 @kind("predict_input_missing", "predict")
 def _(base: Base, work: Path) -> Case:
     return Case(predict(base, work / "nothing_here", work / "out"), "nothing_here", [])
