@@ -5,6 +5,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -57,11 +58,18 @@ def drill_point(name: str) -> None:
 TEMP_MARK = ".autoseg-tmp-"  # in every temporary file name, so that leftovers of a kill -9 can be recognised
 
 
-def _is_disk_full(e: BaseException) -> bool:
-    if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
-    # torch.save reports a failed write as RuntimeError("... unexpected pos ...") or "file write failed"
-    return isinstance(e, RuntimeError) and any(s in str(e) for s in ("unexpected pos", "file write failed"))
+def _is_disk_full(e: BaseException, folder: Path) -> bool:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(e, (OSError, RuntimeError)):
+        return False
+    # torch.save says RuntimeError("... unexpected pos ..."), SimpleITK RuntimeError("... could not write ...")
+    if any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left")):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 2 ** 20
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
@@ -83,7 +91,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if _is_disk_full(e):
+        if _is_disk_full(e, path.parent):
             raise AutosegError(f"{path}: could not be written, the disk is full (free space in {path.parent} "
                                "and run the command again; finished files are kept)") from None
         raise

@@ -51,7 +51,7 @@ def test_outputs_that_alias_inputs_are_refused(tmp_path):
     refuse_overwriting_inputs([tmp_path / "other.nii.gz"], [scan])
 
 
-def test_disk_full_is_a_clear_error_and_leaves_no_file(tmp_path):
+def test_disk_full_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
     def full(tmp):
         with open(tmp, "wb") as f:
             f.write(b"partial")
@@ -61,6 +61,16 @@ def test_disk_full_is_a_clear_error_and_leaves_no_file(tmp_path):
         atomic_write_bytes(tmp_path / "a.npy", full)
     with pytest.raises(AutosegError, match="disk is full"):  # torch.save's way of saying it
         atomic_write_bytes(tmp_path / "b.pt", lambda tmp: (_ for _ in ()).throw(RuntimeError("unexpected pos 64")))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="codec"):  # a writer's error with free space left is not disguised
+        atomic_write_bytes(tmp_path / "d.nii.gz", lambda tmp: (_ for _ in ()).throw(RuntimeError("codec")))
+    import shutil as sh
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9, 1000))
+    with pytest.raises(AutosegError, match="disk is full"):  # e.g. SimpleITK's "could not write" on a full disk
+        atomic_write_bytes(tmp_path / "d.nii.gz", lambda tmp: (_ for _ in ()).throw(RuntimeError("codec")))
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError):  # other errors are not disguised
         atomic_write_bytes(tmp_path / "c", lambda tmp: (_ for _ in ()).throw(ValueError("x")))
