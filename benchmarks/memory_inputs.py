@@ -37,9 +37,16 @@ def make(folder: Path, shape=(200, 512, 512)) -> None:
 
 
 def _plans(iso: bool):
-    from autoseg.planner.plans import Plans
+    import tempfile
 
-    plans = Plans.load(Path(__file__).with_name("memory_inputs_plans.json"))
+    from autoseg.datasets.phantom import make_phantom_dataset
+    from autoseg.io.dataset import load_dataset
+    from autoseg.planner.fingerprint import extract_fingerprint
+    from autoseg.planner.planner import make_plans
+
+    with tempfile.TemporaryDirectory() as tmp:  # plans of the current format, from a tiny phantom (4 classes)
+        ds = load_dataset(make_phantom_dataset(Path(tmp) / "d", 2, 0, seed=0, size=32))
+        plans = make_plans(ds, extract_fingerprint(ds, 1))
     cfg = plans.configuration("3d_fullres")
     sep = not iso
     res = {"order": 3, "separate_z": sep, "order_z": 0}
