@@ -187,8 +187,11 @@ def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Iter
 
 
 def exit_on_parent_death(poll_s: float = 0.5) -> None:
-    """Pool-worker initializer: exit as soon as the parent process is gone (kill -9 of the main process)."""
+    """Pool-worker initializer: exit as soon as the parent process is gone (kill -9 of the main process), and leave
+    Ctrl-C to the parent (which stops the workers), so that the terminal shows one message, not one per worker."""
     parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() from the parent ends a worker at once
 
     def _watch() -> None:
         while os.getppid() == parent:

@@ -135,6 +135,27 @@ def test_preprocess_workers_die_with_their_parent(base, tmp_path):
             os.kill(w, signal.SIGKILL)
 
 
+def test_ctrl_c_on_a_parallel_preprocess_is_one_clean_message(base, tmp_path):
+    run = fresh_run(base, tmp_path)
+    argv = ["preprocess", str(run), "-c", "2d", "-j", "2"]
+    p = start(argv, "preprocess_case_done:1")
+    try:
+        while "drill: at" not in p.stderr.readline():
+            assert p.poll() is None
+        workers = children_of(p.pid)
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        err = p.communicate(timeout=60)[1]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    time.sleep(1)
+    assert not any(alive(w) for w in workers)
+    assert hidden(run / "preprocessed" / "2d") == []
+    run_ok(argv)
+
+
 def children_of(pid: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
