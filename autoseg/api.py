@@ -28,8 +28,9 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float = 8.0, g
     budget_s = parse_budget(budget)
     t0 = time.time()
     ws = Workspace.at(out)
-    if ws.root == Path(dataset_dir).resolve() or Path(dataset_dir).resolve() in ws.root.parents and \
-            ws.root.relative_to(Path(dataset_dir).resolve()).parts[0] in ("imagesTr", "labelsTr", "imagesTs"):
+    data_root = Path(dataset_dir).resolve()
+    inside = ws.root.relative_to(data_root).parts if ws.root.is_relative_to(data_root) else None
+    if inside is not None and (not inside or inside[0].startswith(("images", "labels"))):
         raise AutosegError(f"--out {out}: the run folder must not be the dataset folder or one of its image/label "
                            "folders; choose a separate folder")
     ws.root.mkdir(parents=True, exist_ok=True)

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import api
     from .training.config import TrainConfig
 
-    if args.command in INTERRUPTIBLE:
-        raise_on_sigterm()  # temporary files and locks are cleaned up on the way out; finished files stay
+    # temporary files and locks are cleaned up on the way out; finished files stay
+    restore = raise_on_sigterm() if args.command in INTERRUPTIBLE else (lambda: None)
     try:
         _check_args(args)
         if args.command == "plan":
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autoseg {args.command}: interrupted; finished files are kept, run the same command again to "
               "continue", file=sys.stderr)
         return 130
+    finally:
+        restore()
     return 0
 
 

@@ -223,12 +223,18 @@ def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = 
     return out
 
 
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so that temporary files and locks are cleaned up on the way out."""
+def raise_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into KeyboardInterrupt, so that temporary files and locks are cleaned up on the way out.
+    Returns a function that restores the previous handler (a no-op outside the main thread, where signal
+    handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
     def _handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, _handler)
+    previous = signal.signal(signal.SIGTERM, _handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
