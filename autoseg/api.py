@@ -12,7 +12,7 @@ from .planner.plans import Plans
 from .preprocessing.preprocessor import run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
-from .utils import AutosegError, format_table, save_json
+from .utils import AutosegError, folder_lock, format_table, save_json
 from .workspace import Workspace
 
 
@@ -123,24 +123,31 @@ def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | P
              images_dir: str | Path | None = None) -> dict:
     """Metrics (Dice, IoU, HD95, ASSD), clinical indices where the labels are cardiac, and optionally a report."""
     from .evaluation.evaluate import evaluate_folder, summary_table
+
+    out_dir = Path(out or pred_dir)
+    if not Path(pred_dir).is_dir():
+        raise AutosegError(f"{pred_dir}: folder not found")
+    with folder_lock(out_dir, "evaluate"):  # the summary and the report, as one writer
+        summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
+        print(summary_table(summary))
+        print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
+        if report:
+            _write_report(summary, Path(pred_dir), Path(labels_dir), dataset_json, out_dir, images_dir)
+    return summary
+
+
+def _write_report(summary: dict, pred_dir: Path, labels_dir: Path, dataset_json, out_dir: Path,
+                  images_dir) -> None:
+    from .evaluation.report import write_report
     from .utils import load_json
 
-    summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
-    out_dir = Path(out or pred_dir)
-    print(summary_table(summary))
-    print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
-    if report:
-        from .evaluation.report import write_report
-
-        labels_dir = Path(labels_dir)
-        if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
-            cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
-            images_dir = cand if cand.is_dir() and cand != labels_dir else None
-        dj = load_json(dataset_json) if dataset_json else load_json(labels_dir.parent / "dataset.json")
-        page = write_report(summary, Path(pred_dir), labels_dir, out_dir / "report",
-                            Path(images_dir) if images_dir else None, dj["file_ending"])
-        print(f"report written to {page}", flush=True)
-    return summary
+    if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
+        cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
+        images_dir = cand if cand.is_dir() and cand != labels_dir else None
+    dj = load_json(dataset_json) if dataset_json else load_json(labels_dir.parent / "dataset.json")
+    page = write_report(summary, pred_dir, labels_dir, out_dir / "report", Path(images_dir) if images_dir else None,
+                        dj["file_ending"])
+    print(f"report written to {page}", flush=True)
 
 
 def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: int = 30, batch_size: int = 6,

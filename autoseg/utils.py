@@ -110,6 +110,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
 
 
 LOCK_NAME = ".autoseg.lock"
+_HELD: set[Path] = set()  # locks this process holds (a nested folder_lock on one of them is a no-op)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -138,11 +139,15 @@ def folder_lock(folder: str | os.PathLike, what: str = "autoseg") -> Iterator[Pa
 
     A second writer gets an AutosegError naming the PID that holds the folder. A lock left by a process that is
     no longer alive (kill -9) is taken over with a note; temporary files it left are removed. The lock is
-    removed on exit, also on errors and on SIGTERM/SIGINT (which the CLI turns into exceptions).
+    removed on exit, also on errors and on SIGTERM/SIGINT (which the CLI turns into exceptions). Nesting on one
+    folder in one process is allowed (the inner block does nothing).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
+    if lock.resolve() in _HELD:  # nested use in this process: the outer block holds and removes it
+        yield lock
+        return
     for _ in range(3):
         if _try_create_lock(lock):
             break
@@ -158,10 +163,12 @@ def folder_lock(folder: str | os.PathLike, what: str = "autoseg") -> Iterator[Pa
         lock.unlink(missing_ok=True)
     else:
         raise AutosegError(f"{folder}: could not take the lock {lock}; remove it if no autoseg process runs")
+    _HELD.add(lock.resolve())
     try:
         remove_stale_temps(folder)
         yield lock
     finally:
+        _HELD.discard(lock.resolve())
         lock.unlink(missing_ok=True)
 
 

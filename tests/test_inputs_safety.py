@@ -36,6 +36,11 @@ def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, c
         assert "no longer running" in capsys.readouterr().out
         assert not (tmp_path / ".case.npy.autoseg-tmp-abc.tmp").exists()  # a killed writer's temp file is gone
     assert remove_stale_temps(tmp_path) == 0
+    with folder_lock(tmp_path) as outer:  # nested in one process: the inner block neither refuses nor removes
+        with folder_lock(tmp_path):
+            pass
+        assert outer.is_file()
+    assert not outer.exists()
 
 
 def test_outputs_that_alias_inputs_are_refused(tmp_path):
