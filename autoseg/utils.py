@@ -211,8 +211,8 @@ def exit_on_parent_death(poll_s: float = 0.5) -> None:
 def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = "") -> list[T]:
     """``[fn(x) for x in items]`` over worker processes, with a progress line.
 
-    Unlike ``with ProcessPoolExecutor``, an error or interrupt here does not wait for the queued items: they are
-    cancelled and the workers terminated at once; workers also exit by themselves if this process is killed."""
+    Unlike ``with ProcessPoolExecutor``, an error here does not wait for the queued items (they are cancelled), an
+    interrupt terminates the workers at once, and workers exit by themselves if this process is killed."""
     from concurrent.futures import ProcessPoolExecutor
 
     if num_workers <= 1 or len(items) <= 1:
@@ -220,11 +220,13 @@ def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = 
     ex = ProcessPoolExecutor(num_workers, initializer=exit_on_parent_death)
     try:
         out = list(progress(ex.map(fn, items), total=len(items), desc=desc))
-    except BaseException:
-        procs = list(getattr(ex, "_processes", {}).values())
-        ex.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
+    except KeyboardInterrupt:  # stop now: the executor sees its workers gone and fails the queued items
+        for proc in list(getattr(ex, "_processes", {}).values()):
             proc.terminate()
+        ex.shutdown(wait=True)
+        raise
+    except BaseException:  # an error in one item: the queued ones are cancelled, the running ones finish
+        ex.shutdown(wait=True, cancel_futures=True)
         raise
     ex.shutdown()
     return out
