@@ -167,8 +167,9 @@ def folder_lock(folder: str | os.PathLike, what: str = "autoseg") -> Iterator[Pa
     try:
         remove_stale_temps(folder)
         yield lock
-    finally:
+    finally:  # our pool workers are gone by now, so temporary files an interrupt cut short can go too
         _HELD.discard(lock.resolve())
+        remove_stale_temps(folder)
         lock.unlink(missing_ok=True)
 
 
