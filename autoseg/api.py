@@ -13,7 +13,7 @@ from .planner.plans import Plans
 from .preprocessing.preprocessor import run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
-from .utils import AutosegError, format_table, save_json
+from .utils import AutosegError, folder_lock, format_table, save_json
 from .workspace import Workspace
 
 
@@ -34,6 +34,11 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
     get_preset(preset)  # an unknown preset fails before the fingerprint is taken
     t0 = time.time()
     ws = Workspace.at(out)
+    data_root = Path(dataset_dir).resolve()
+    inside = ws.root.relative_to(data_root).parts if ws.root.is_relative_to(data_root) else None
+    if inside is not None and (not inside or inside[0].startswith(("images", "labels"))):
+        raise AutosegError(f"--out {out}: the run folder must not be the dataset folder or one of its image/label "
+                           "folders; choose a separate folder")
     ws.root.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(dataset_dir, group_by)
     fp = extract_fingerprint(ds, num_workers)
@@ -189,9 +194,9 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configura
     if is_model_zip(run_dir):  # a model made by `autoseg export`: unpacked (checked) into a temporary folder
         with extracted_model(run_dir) as model_dir:
             return _predict(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
-                            save_probabilities, device, select=select)
+                            save_probabilities, device, select=select, part=(part_id, num_parts))
     return _predict(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
-                    device, select=select)
+                    device, select=select, part=(part_id, num_parts))
 
 
 def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,
@@ -199,27 +204,34 @@ def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | P
              images_dir: str | Path | None = None) -> dict:
     """Metrics (Dice, IoU, HD95, ASSD), clinical indices where the labels are cardiac, and optionally a report."""
     from .evaluation.evaluate import evaluate_folder, summary_table
+
+    out_dir = Path(out or pred_dir)
+    if not Path(pred_dir).is_dir():
+        raise AutosegError(f"{pred_dir}: folder not found")
+    with folder_lock(out_dir, "evaluate"):  # the summary and the report, as one writer
+        summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
+        print(summary_table(summary))
+        print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
+        if report:
+            _write_report(summary, Path(pred_dir), Path(labels_dir), dataset_json, out_dir, images_dir)
+    return summary
+
+
+def _write_report(summary: dict, pred_dir: Path, labels_dir: Path, dataset_json, out_dir: Path,
+                  images_dir) -> None:
+    from .evaluation.report import write_report
     from .utils import load_json
 
-    summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
-    out_dir = Path(out or pred_dir)
-    print(summary_table(summary))
-    print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
-    if report:
-        from .evaluation.report import write_report
-
-        labels_dir = Path(labels_dir)
-        if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
-            cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
-            images_dir = cand if cand.is_dir() and cand != labels_dir else None
-        dj_path = Path(dataset_json) if dataset_json else labels_dir.parent / "dataset.json"
-        dj = load_json(dj_path)
-        if not isinstance(dj, dict) or "file_ending" not in dj:
-            raise AutosegError(f"{dj_path}: no \"file_ending\" (e.g. \".nii.gz\"); add it for the report")
-        page = write_report(summary, Path(pred_dir), labels_dir, out_dir / "report",
-                            Path(images_dir) if images_dir else None, dj["file_ending"])
-        print(f"report written to {page}", flush=True)
-    return summary
+    if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
+        cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
+        images_dir = cand if cand.is_dir() and cand != labels_dir else None
+    dj_path = Path(dataset_json) if dataset_json else labels_dir.parent / "dataset.json"
+    dj = load_json(dj_path)
+    if not isinstance(dj, dict) or "file_ending" not in dj:
+        raise AutosegError(f"{dj_path}: no \"file_ending\" (e.g. \".nii.gz\"); add it for the report")
+    page = write_report(summary, pred_dir, labels_dir, out_dir / "report", Path(images_dir) if images_dir else None,
+                        dj["file_ending"])
+    print(f"report written to {page}", flush=True)
 
 
 def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: int = 30, batch_size: int = 6,

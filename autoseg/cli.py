@@ -7,7 +7,7 @@ from dataclasses import fields
 
 from . import __version__
 from .training.config import TrainConfig
-from .utils import AutosegError
+from .utils import AutosegError, raise_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -215,11 +215,29 @@ def _run(args: argparse.Namespace) -> None:
         _run_sharing_command(args)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Flag values the parser cannot check (train's are checked by the train command itself)."""
+    if args.command == "predict":
+        from .inference.predictor import check_step
+
+        check_step(args.step)
+    if args.command in ("plan", "preprocess") and args.num_workers < 1:
+        raise AutosegError(f"-j/--num-workers {args.num_workers}: give at least 1")
+    if args.command == "plan" and not (0 < args.gpu_memory_gb < 1e4):
+        raise AutosegError(f"--gpu-memory-gb {args.gpu_memory_gb}: give the GPU memory in GB, e.g. 8")
+
+
+INTERRUPTIBLE = ("plan", "preprocess", "predict", "evaluate", "verify")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .training.interrupt import TrainingInterrupted
 
+    # temporary files and locks are cleaned up on the way out; finished files stay
+    restore = raise_on_sigterm() if args.command in INTERRUPTIBLE else (lambda: None)
     try:
+        _check_args(args)
         _run(args)
     except AutosegError as e:
         print(f"autoseg {args.command}: error: {e}", file=sys.stderr)
@@ -227,9 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         print(f"autoseg {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:  # outside training's own handling (e.g. the parent of DDP processes)
-        print(f"autoseg {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # SIGTERM too, for the commands that turn it into an interrupt
+        if args.command in INTERRUPTIBLE:
+            print(f"autoseg {args.command}: interrupted; finished files are kept, run the same command again to "
+                  "continue", file=sys.stderr)
+        else:  # outside training's own handling (e.g. the parent of DDP processes)
+            print(f"autoseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()
     return 0
 
 

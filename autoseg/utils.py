@@ -1,10 +1,15 @@
 """Small helpers shared by every stage: atomic writes, JSON, progress lines."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -32,21 +37,58 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+_DRILL_COUNTS: dict[str, int] = {}
+
+
+def drill_point(name: str) -> None:
+    """A named point where the kill drills (tests/drills) stop the process: with AUTOSEG_DRILL=name:N set, the
+    N-th arrival here says so on stderr and sleeps, so that the test can kill it at exactly this point."""
+    want = os.environ.get("AUTOSEG_DRILL")
+    if not want or not want.startswith(name + ":"):
+        return
+    _DRILL_COUNTS[name] = _DRILL_COUNTS.get(name, 0) + 1
+    if _DRILL_COUNTS[name] == int(want.rsplit(":", 1)[1]):
+        print(f"drill: at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        time.sleep(120)
+
+
+TEMP_MARK = ".autoseg-tmp-"  # in every temporary file name, so that leftovers of a kill -9 can be recognised
+
+
+def _is_disk_full(e: BaseException, folder: Path) -> bool:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(e, (OSError, RuntimeError)):
+        return False
+    # torch.save says RuntimeError("... unexpected pos ..."), SimpleITK RuntimeError("... could not write ...")
+    if any(s in str(e) for s in ("unexpected pos", "file write failed", "No space left")):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 2 ** 20
+    except OSError:
+        return False
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
     """Call ``write(tmp_path)`` on a temporary file in the same folder, then rename it onto ``path``.
 
     A crash leaves either the old file or the new one, never a half-written one. ``suffix`` is the temporary
-    name's ending, for writers that choose the format from the file name (pass the real ending).
+    name's ending, for writers that choose the format from the file name (pass the real ending). A full disk
+    becomes an AutosegError naming the file (the temporary file is removed).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path, suffix)
     try:
         write(tmp)
+        drill_point("before_rename")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if _is_disk_full(e, path.parent):
+            raise AutosegError(f"{path}: could not be written, the disk is full (free space in {path.parent} "
+                               "and run the command again; finished files are kept)") from None
         raise
 
 
@@ -54,13 +96,166 @@ def _create_temp(path: Path, suffix: str) -> str:
     """A new hidden file beside ``path``, created with mode 0o666 so that the process umask applies (mkstemp makes
     private files; reading the umask would mean changing it)."""
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        tmp = path.parent / f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}{suffix}"
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return str(tmp)
         except FileExistsError:
             continue
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete temporary files a killed writer left in ``folder`` (call only while holding its lock)."""
+    n = 0
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".") and TEMP_MARK in p.name and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+LOCK_NAME = ".autoseg.lock"
+_HELD: set[Path] = set()  # locks this process holds (a nested folder_lock on one of them is a no-op)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _try_create_lock(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "autoseg", name: str = LOCK_NAME,
+                clean_temps: bool = True) -> Iterator[Path]:
+    """Hold ``folder/.autoseg.lock`` (created with O_EXCL, holding our PID) while writing into ``folder``.
+
+    A second writer gets an AutosegError naming the PID that holds the folder. A lock left by a process that is
+    no longer alive (kill -9) is taken over with a note; temporary files it left are removed. The lock is
+    removed on exit, also on errors and on SIGTERM/SIGINT (which the CLI turns into exceptions). Nesting on one
+    folder in one process is allowed (the inner block does nothing).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / name
+    if lock.resolve() in _HELD:  # nested use in this process: the outer block holds and removes it
+        yield lock
+        return
+    for _ in range(3):
+        if _try_create_lock(lock):
+            break
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = -1
+        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            raise AutosegError(f"{folder}: another {what} process (pid {pid}) is writing here; wait for it to "
+                               f"finish, or remove {lock} if that process is not autoseg")
+        print(f"note: {folder}: taking over the lock of a process that is no longer running (pid {pid})",
+              flush=True)
+        lock.unlink(missing_ok=True)
+    else:
+        raise AutosegError(f"{folder}: could not take the lock {lock}; remove it if no autoseg process runs")
+    _HELD.add(lock.resolve())
+    try:
+        if clean_temps:
+            remove_stale_temps(folder)
+        yield lock
+    finally:  # our pool workers are gone by now, so temporary files an interrupt cut short can go too
+        _HELD.discard(lock.resolve())
+        if clean_temps:
+            remove_stale_temps(folder)
+        lock.unlink(missing_ok=True)
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
+    """Raise if any output file would replace (or is a link to) one of the input files."""
+    def key(p: Path) -> tuple:
+        p = Path(p)
+        try:
+            st = p.stat()
+            return (st.st_dev, st.st_ino)
+        except OSError:
+            return (str(p.resolve()),)
+
+    ins = {}
+    for p in inputs:
+        ins[key(Path(p))] = Path(p)
+        ins[(str(Path(p).resolve()),)] = Path(p)
+    for o in outputs:
+        o = Path(o)
+        hit = ins.get(key(o)) or ins.get((str(o.resolve()),))
+        if hit is not None:
+            raise AutosegError(f"{o}: this output would replace the input file {hit}; choose another output folder")
+
+
+def exit_on_parent_death(poll_s: float = 0.5) -> None:
+    """Pool-worker initializer: exit as soon as the parent process is gone (kill -9 of the main process), and leave
+    Ctrl-C to the parent (which stops the workers), so that the terminal shows one message, not one per worker."""
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() from the parent ends a worker at once
+
+    def _watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=_watch, daemon=True, name="parent-watch").start()
+
+
+def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = "") -> list[T]:
+    """``[fn(x) for x in items]`` over worker processes, with a progress line.
+
+    Unlike ``with ProcessPoolExecutor``, an error here does not wait for the queued items (they are cancelled), an
+    interrupt terminates the workers at once, and workers exit by themselves if this process is killed."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if num_workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in progress(items, total=len(items), desc=desc)]
+    ex = ProcessPoolExecutor(num_workers, initializer=exit_on_parent_death)
+    try:
+        out = list(progress(ex.map(fn, items), total=len(items), desc=desc))
+    except KeyboardInterrupt:  # stop now: the executor sees its workers gone and fails the queued items
+        for proc in list(getattr(ex, "_processes", {}).values()):
+            proc.terminate()
+        ex.shutdown(wait=True)
+        raise
+    except BaseException:  # an error in one item: the queued ones are cancelled, the running ones finish
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown()
+    return out
+
+
+def raise_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into KeyboardInterrupt, so that temporary files and locks are cleaned up on the way out.
+    Returns a function that restores the previous handler (a no-op outside the main thread, where signal
+    handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -10,14 +10,24 @@ from __future__ import annotations
 import csv
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..io.images import SUPPORTED_ENDINGS, read_label
-from ..utils import AutosegError, atomic_write_bytes, format_table, load_json, save_json
+from ..io.dataset import read_csv_rows
+from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
+from ..utils import (
+    AutosegError,
+    atomic_write_bytes,
+    drill_point,
+    folder_lock,
+    format_table,
+    load_json,
+    pool_map,
+    refuse_overwriting_inputs,
+    save_json,
+)
 from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
 from .metrics import dice_iou_masks, mean_std
 from .surface import surface_metrics
@@ -39,15 +49,15 @@ class CaseTable:
         if not path.is_file():
             raise AutosegError(f"{path}: case table not found")
         t = CaseTable()
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "case" not in reader.fieldnames:
-                raise AutosegError(f"{path}: a case table needs a 'case' column (and patient, phase)")
-            for row in reader:
-                c = row["case"]
-                for key, d in (("patient", t.patient), ("phase", t.phase), ("view", t.view)):
-                    if row.get(key):
-                        d[c] = row[key].strip()
+        rows = read_csv_rows(path)
+        if not rows or "case" not in rows[0]:
+            raise AutosegError(f"{path}: a case table needs a 'case' column (and patient, phase) and one row per "
+                               "case")
+        for row in rows:
+            c = row["case"]
+            for key, d in (("patient", t.patient), ("phase", t.phase), ("view", t.view)):
+                if row.get(key):
+                    d[c] = row[key].strip()
         return t
 
     @staticmethod
@@ -57,15 +67,37 @@ class CaseTable:
                          {str(k): str(v) for k, v in (dj.get("views") or {}).items()})
 
 
+def check_same_grid(case: str, pred_path: Path, pg: Geometry, ref_path: Path, rg: Geometry) -> None:
+    """A prediction is compared voxel by voxel, so it must lie on the reference's grid (shape, spacing, origin,
+    direction); otherwise a shifted prediction would score as if it were aligned."""
+    what = None
+    if tuple(pg.shape) != tuple(rg.shape) or pg.dimension != rg.dimension:
+        what = f"shape {pg.shape} vs {rg.shape}"
+    elif not np.allclose(pg.spacing, rg.spacing, rtol=1e-3):
+        what = f"spacing {pg.spacing} vs {rg.spacing}"
+    elif not np.allclose(pg.origin, rg.origin, atol=1e-3 * max(min(rg.spacing), 1e-3) + 1e-4):
+        what = f"origin {pg.origin} vs {rg.origin}"
+    elif not np.allclose(pg.direction, rg.direction, atol=1e-4):
+        what = f"direction {pg.direction} vs {rg.direction}"
+    if what:
+        raise AutosegError(f"case {case}: prediction {pred_path} is not on the grid of the reference {ref_path} "
+                           f"({what}); predict from the reference's image or resample the prediction first")
+
+
+def _check_values(case: str, path: Path, arr: np.ndarray, labels: dict[str, int]) -> None:
+    undeclared = sorted(set(int(v) for v in np.unique(arr)) - set(labels.values()))
+    if undeclared:
+        raise AutosegError(f"case {case}: {path} holds label values {undeclared} that dataset.json does not "
+                           f"declare ({labels})")
+
+
 def _case_metrics(args) -> dict:
     case, pred_path, ref_path, labels = args
     pred, pg = read_label(pred_path, case)
     ref, rg = read_label(ref_path, case)
-    if pred.shape != ref.shape:
-        raise AutosegError(f"case {case}: prediction {pred_path} has shape {pred.shape}, reference {ref_path} "
-                           f"has {ref.shape}")
-    if not np.allclose(pg.spacing, rg.spacing, rtol=1e-3):
-        raise AutosegError(f"case {case}: prediction spacing {pg.spacing} differs from the reference's {rg.spacing}")
+    check_same_grid(case, pred_path, pg, ref_path, rg)
+    _check_values(case, pred_path, pred, labels)
+    _check_values(case, ref_path, ref, labels)
     row: dict = {"case": case}
     vols: dict = {}
     for name, v in labels.items():
@@ -155,11 +187,7 @@ def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], 
     names = [n for n, v in labels.items() if v != 0]
     jobs = [(c, p, r, labels) for c, p, r in pairs]
     workers = num_workers if num_workers is not None else min(os.cpu_count() or 1, 4)
-    if workers > 1 and len(jobs) > 4:
-        with ProcessPoolExecutor(workers) as ex:
-            per_case = list(ex.map(_case_metrics, jobs))
-    else:
-        per_case = [_case_metrics(j) for j in jobs]
+    per_case = pool_map(_case_metrics, jobs, workers if len(jobs) > 4 else 1)
     for r in per_case:
         c = r["case"]
         if c in table.patient:
@@ -258,7 +286,7 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     if dataset_json is None:
         raise AutosegError(f"no dataset.json beside {labels_dir}; pass --dataset-json to name the labels")
     dj = load_json(dataset_json)
-    labels = {str(k): int(v) for k, v in dj["labels"].items()}
+    labels = _labels_of(dj, Path(dataset_json))
     table = CaseTable.from_dataset_json(dj)
     if cases_csv is None and (Path(dataset_json).parent / "cases.csv").is_file():
         cases_csv = Path(dataset_json).parent / "cases.csv"
@@ -273,7 +301,21 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     if unmatched:
         raise AutosegError(f"{labels_dir}: no reference label for predicted case(s) {unmatched[:5]}")
     pairs = [(c, preds[c], refs[c]) for c in sorted(preds)]
-    summary = evaluate_cases(pairs, labels, table)
-    summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
-    write_summary(summary, Path(out_dir) if out_dir else pred_dir)
+    out = Path(out_dir) if out_dir else pred_dir
+    refuse_overwriting_inputs([out / "summary.json", out / "summary.csv"],
+                              [p for _, a, b in pairs for p in (a, b)] + [Path(dataset_json)])
+    with folder_lock(out, "evaluate"):
+        summary = evaluate_cases(pairs, labels, table)
+        summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
+        drill_point("evaluate_before_summary")
+        write_summary(summary, out)
     return summary
+
+
+def _labels_of(dj, path: Path) -> dict[str, int]:
+    labels = dj.get("labels") if isinstance(dj, dict) else None
+    if not isinstance(labels, dict) or not labels or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
+        raise AutosegError(f"{path}: needs a 'labels' object mapping names to integer values, e.g. "
+                           '{"background": 0, "LV": 1}')
+    return {str(k): int(v) for k, v in labels.items()}

@@ -5,6 +5,7 @@ cropped original grid -> argmax -> uncrop -> postprocess -> write with the input
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -15,15 +16,25 @@ import numpy as np
 import torch
 
 from ..device import resolve_device
-from ..io.dataset import case_ids_in
+from ..io.dataset import case_ids_in, dimension_of
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
 from ..postprocessing.components import apply_postprocessing, load_postprocessing
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
-from ..preprocessing.resampling import resample_probabilities
-from ..utils import AutosegError, atomic_write_bytes, format_table, progress
+from ..preprocessing.resampling import resample_probabilities, resampled_argmax
+from ..utils import (
+    AutosegError,
+    atomic_write_bytes,
+    drill_point,
+    folder_lock,
+    format_table,
+    load_json,
+    progress,
+    refuse_overwriting_inputs,
+    save_json,
+)
 from ..workspace import Workspace
 from .sliding_window import sliding_window_logits
 
@@ -44,7 +55,10 @@ class Predictor:
                  device: str = "auto", step: float = 0.5, mirror: bool = True,
                  use_postprocessing: bool = True) -> "Predictor":
         plans = Plans.load(ws.require_plans().plans)
-        plans.configuration(config)
+        patch = list(plans.configuration(config).patch_size)
+        if not patch or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in patch):
+            raise AutosegError(f"{ws.plans}: configuration {config} has patch_size {patch}; it must be positive "
+                               "integers (at most 4096); re-plan instead of editing plans.json")
         if not folds:
             folds = sorted(p.name[5:] for p in ws.config_dir(config).glob("fold_*")
                            if (p / checkpoint).is_file())
@@ -58,30 +72,54 @@ class Predictor:
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
         return Predictor(plans, config, nets, lcc, dev, step, mirror)
 
-    def probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
-        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+    @torch.inference_mode()
+    def target_probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[torch.Tensor, dict]:
+        """Mean softmax of the folds on the preprocessed (target-spacing, transposed) grid, and the properties.
+
+        ``data`` may be a one-element list holding the image: it is emptied once the image is preprocessed, so
+        that the original-resolution image is not kept through the sliding window (see predict_files)."""
         cfg = self.plans.configuration(self.config)
-        pre, _, props = preprocess_image(data, geom, self.plans, cfg)
+        image = data.pop() if isinstance(data, list) else data
+        pre, _, props = preprocess_image(image, geom, self.plans, cfg)
+        del image
         x = torch.from_numpy(pre)
         probs = None
         for net in self.networks:
             logits = sliding_window_logits(net, x, cfg.patch_size, self.plans.num_classes, self.step, self.mirror,
                                            self.tile_batch, self.device, amp=self.device.type == "cuda")
-            p = torch.softmax(logits, 0)
-            probs = p if probs is None else probs + p
-        probs = (probs / len(self.networks)).numpy()
+            p = _softmax_(logits)
+            probs = p if probs is None else probs.add_(p)
+        del x, pre
+        return probs.div_(len(self.networks)), props
+
+    def probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[np.ndarray, dict]:
+        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+        cfg = self.plans.configuration(self.config)
+        probs, props = self.target_probabilities(data, geom)
         rp = cfg.resampling_probabilities
-        probs = resample_probabilities(probs, props["shape_after_crop_transposed"], rp["order"], rp["separate_z"],
-                                       rp["order_z"])
+        probs = resample_probabilities(probs.numpy(), props["shape_after_crop_transposed"], rp["order"],
+                                       rp["separate_z"], rp["order_z"])
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
-    def segment(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray, dict]:
-        """(label map on the full original grid, probabilities on the cropped grid, preprocessing properties)."""
-        probs, props = self.probabilities(data, geom)
-        values = np.array(sorted(self.plans.labels.values()))
-        seg = values[np.argmax(probs, 0)].astype(np.int16)
-        seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
+    def segment(self, data: np.ndarray | list, geom: Geometry,
+                keep_probabilities: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """(label map on the full original grid, probabilities on the cropped grid or None, properties).
+
+        Without ``keep_probabilities`` the classes are resampled one at a time into a running argmax, so the
+        probabilities are never held at the original resolution (K times the image)."""
+        values = np.array(sorted(self.plans.labels.values()), dtype=np.int16)
+        if keep_probabilities:
+            probs, props = self.probabilities(data, geom)
+            idx = np.argmax(probs, 0)
+        else:
+            cfg = self.plans.configuration(self.config)
+            tprobs, props = self.target_probabilities(data, geom)
+            rp = cfg.resampling_probabilities
+            idx = resampled_argmax(tprobs.numpy(), props["shape_after_crop_transposed"], rp["order"],
+                                   rp["separate_z"], rp["order_z"]).transpose(self.plans.transpose_backward)
+            probs = None
+        seg = uncrop(values[idx], props["bbox"], geom.shape, fill=0)
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
@@ -92,7 +130,12 @@ class Predictor:
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
-        seg, probs, props = self.segment(data, geom)
+        if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
+            raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
+                               "(it would be stretched into a volume); predict it with a 2d configuration")
+        holder = [data]  # handed over, so the image can be freed after preprocessing
+        del data
+        seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities)
         write_label(seg, geom, out_file)
         if save_probabilities:
             stem = str(out_file)[: -len(ending_of(out_file))]
@@ -105,6 +148,15 @@ class Predictor:
                     np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
 
             atomic_write_bytes(stem + ".npz", _w)
+
+
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the class axis in place (a K-channel volume is the largest array of a prediction)."""
+    logits = logits.float()
+    logits -= torch.amax(logits, 0, keepdim=True)
+    logits.exp_()
+    logits /= logits.sum(0, keepdim=True)
+    return logits
 
 
 def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tuple[str, list[Path]]]:
@@ -138,20 +190,49 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
     return [(stem, [inp])]
 
 
+def check_step(step: float) -> None:
+    if not (isinstance(step, (int, float)) and 0 < step <= 1):
+        raise AutosegError(f"--step {step}: the tile step must be a fraction of the patch in (0, 1], e.g. 0.5")
+
+
+def _outputs_of(out_dir: Path, case: str, ending: str, save_probabilities: bool) -> list[Path]:
+    outs = [out_dir / f"{case}{ending}"]
+    return outs + [out_dir / f"{case}.npz"] if save_probabilities else outs
+
+
+def _file_key(p: Path) -> list:
+    st = p.stat()
+    return [p.name, st.st_size, st.st_mtime_ns]
+
+
+MANIFEST = "predict_manifest.json"
+
+
+def _signature(ws: Workspace, pred: "Predictor", checkpoint: str, save_probabilities: bool) -> dict:
+    """What the predictions depend on besides the input files: a rerun with the same one keeps finished cases."""
+    ck = sorted(_file_key(p) for p in ws.config_dir(pred.config).glob(f"fold_*/{checkpoint}"))
+    return {"run": str(ws.root), "config": pred.config, "checkpoints": ck, "folds": len(pred.networks),
+            "step": pred.step, "mirror": pred.mirror, "lcc": pred.lcc_labels, "probabilities": save_probabilities}
+
+
 def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt",
-            select: Callable[[list[tuple[str, list[Path]]]], list[tuple[str, list[Path]]]] | None = None
-            ) -> list[Path]:
-    """``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster)."""
+            select: Callable[[list[tuple[str, list[Path]]]], list[tuple[str, list[Path]]]] | None = None,
+            part: tuple[int, int] = (0, 1)) -> list[Path]:
+    """Predict every case; outputs never replace inputs, the output folder is locked, and a rerun after an
+    interruption keeps the cases already predicted with the same model and settings (recorded in
+    predict_manifest.json after each case: a kill between a case's file and that record redoes only that case).
+    ``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster);
+    ``part`` (K, N) of a sharded prediction gives each part its own lock and manifest in the shared folder."""
     ws.require_plans()
+    check_step(step)
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
     if config is None:
         config = _best_or_only_config(ws, plans)
-    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
     if select is not None:
@@ -159,26 +240,58 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
         if not inputs:
             return []
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, timings = [], []
-    for case, files in progress(inputs, desc=f"predict {config} ({len(pred.networks)} fold(s))"):
+    planned = {case: _outputs_of(out_dir, case, ending_of(files[0]), save_probabilities) for case, files in inputs}
+    tag = f".part{part[0]}of{part[1]}" if part[1] > 1 else ""
+    manifest = out_dir / MANIFEST.replace(".json", f"{tag}.json")
+    refuse_overwriting_inputs([o for outs in planned.values() for o in outs] + [manifest],
+                              [f for _, files in inputs for f in files])
+    _refuse_2d_inputs_for_3d(plans, config, inputs)
+    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
+    with folder_lock(out_dir, "predict", name=f".autoseg{tag}.lock", clean_temps=not tag):
+        return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities, manifest)
+
+
+def _refuse_2d_inputs_for_3d(plans: Plans, config: str, inputs: list) -> None:
+    """A 2D image given to a 3D configuration would be stretched into a volume (its dummy slice spacing)."""
+    if plans.configuration(config).dim != 3:
+        return
+    for case, files in inputs:
+        if dimension_of(files[0]) == 2:
+            raise AutosegError(f"case {case}: {files[0]} is a 2D image, but configuration {config} is 3D (it would "
+                               "be stretched into a volume); predict it with a 2d configuration")
+
+
+def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Path, planned: dict,
+                    checkpoint: str, save_probabilities: bool, man_path: Path) -> list[Path]:
+    sig = json.loads(json.dumps(_signature(ws, pred, checkpoint, save_probabilities)))
+    manifest = load_json(man_path) if man_path.is_file() else {}
+    done = manifest.get("done", {}) if manifest.get("signature") == sig else {}
+    written, timings, kept = [], [], 0
+    for case, files in progress(inputs, desc=f"predict {pred.config} ({len(pred.networks)} fold(s))"):
+        outs = planned[case]
+        keys = [_file_key(f) for f in files]
+        if done.get(case) == keys and all(o.is_file() for o in outs):
+            kept += 1
+            written.append(outs[0])
+            continue
         t0 = time.time()
-        ending = ending_of(files[0])
-        out = out_dir / f"{case}{ending}"
-        pred.predict_files(files, out, save_probabilities)
-        written.append(out)
+        pred.predict_files(files, outs[0], save_probabilities)
+        written.append(outs[0])
         timings.append(time.time() - t0)
+        done[case] = keys
+        save_json({"signature": sig, "done": done}, man_path)
+        drill_point("predict_case_done")
+    if kept:
+        print(f"predict: {kept} case(s) already predicted with this model and settings were kept", flush=True)
     print(format_table(["cases", "config", "folds", "mirroring", "postprocessing (LCC labels)", "s/case (median)"],
-                       [[len(written), config, len(pred.networks), mirror, pred.lcc_labels or "none",
-                         f"{np.median(timings):.2f}"]]), flush=True)
+                       [[len(written), pred.config, len(pred.networks), pred.mirror, pred.lcc_labels or "none",
+                         f"{np.median(timings):.2f}" if timings else "-"]]), flush=True)
     return written
 
 
 def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
     best = ws.root / "best.json"
     if best.is_file():
-        from ..utils import load_json
-
         return str(load_json(best)["configuration"])
     trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
     if not trained:

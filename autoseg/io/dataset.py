@@ -17,6 +17,11 @@ from ..utils import AutosegError, load_json
 from .images import SUPPORTED_ENDINGS, Geometry, read_case_images, read_label
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
+# keys nnU-Net v2 and its converters write; anything else is most likely a typo of one of these
+KNOWN_KEYS = set(REQUIRED_KEYS) | {"name", "description", "reference", "licence", "license", "release",
+                                   "tensorImageSize", "overwrite_image_reader_writer", "regions_class_order",
+                                   "dataset_name", "groups", "phases", "views", "numTest", "modality",
+                                   "converted_by", "dim", "relative_path", "training", "test"}
 
 
 @dataclass
@@ -59,12 +64,31 @@ def _read_dataset_json(root: Path) -> dict:
         raise AutosegError(f"{root}: no dataset.json (expected the nnU-Net v2 raw layout: imagesTr/, labelsTr/, "
                            "dataset.json)")
     dj = load_json(dj_path)
-    missing = [k for k in REQUIRED_KEYS if k not in dj]
-    if missing:
-        raise AutosegError(f"{dj_path}: missing key(s) {missing}")
+    check_dataset_json(dj, dj_path)
+    return dj
+
+
+def check_dataset_json(dj, dj_path: Path) -> None:
+    """Types and values of dataset.json, each wrong one an AutosegError naming the key."""
+    if not isinstance(dj, dict):
+        raise AutosegError(f"{dj_path}: must be a JSON object with keys {list(REQUIRED_KEYS)}, "
+                           f"not a {type(dj).__name__}")
     if "modality" in dj and "channel_names" not in dj:
         raise AutosegError(f"{dj_path}: this looks like an nnU-Net v1 dataset.json; rename 'modality' to "
                            "'channel_names'")
+    missing = [k for k in REQUIRED_KEYS if k not in dj]
+    if missing:
+        raise AutosegError(f"{dj_path}: missing key(s) {missing}")
+    unknown = sorted(set(dj) - KNOWN_KEYS)
+    if unknown:  # usable, but most often a misspelling the user wants to hear about
+        print(f"warning: {dj_path}: unknown key(s) {unknown} are ignored", flush=True)
+    if not isinstance(dj["channel_names"], dict) or not dj["channel_names"]:
+        raise AutosegError(f"{dj_path}: 'channel_names' must be an object such as {{\"0\": \"MRI\"}}, "
+                           f"not {dj['channel_names']!r}")
+    if not isinstance(dj["numTraining"], int) or isinstance(dj["numTraining"], bool) or dj["numTraining"] < 0:
+        raise AutosegError(f"{dj_path}: 'numTraining' must be a whole number of cases, not {dj['numTraining']!r}")
+    if not isinstance(dj["file_ending"], str):
+        raise AutosegError(f"{dj_path}: 'file_ending' must be a string such as \".nii.gz\"")
     if dj["file_ending"] not in SUPPORTED_ENDINGS:
         raise AutosegError(f"{dj_path}: file_ending {dj['file_ending']!r} is not supported ({SUPPORTED_ENDINGS})")
     labels = dj["labels"]
@@ -73,7 +97,10 @@ def _read_dataset_json(root: Path) -> dict:
                            "supported)")
     if 0 not in labels.values():
         raise AutosegError(f"{dj_path}: 'labels' must declare the background as 0")
-    return dj
+    if any(isinstance(v, bool) or v < 0 or v > 32767 for v in labels.values()):
+        raise AutosegError(f"{dj_path}: label values must be integers from 0 to 32767, not {labels}")
+    if len(set(labels.values())) != len(labels):
+        raise AutosegError(f"{dj_path}: two label names share one value ({labels})")
 
 
 def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None) -> list[str]:
@@ -81,6 +108,8 @@ def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None)
     pat = re.compile(r"^(.*)_(\d{4})" + re.escape(file_ending) + "$")
     ids = set()
     for p in folder.iterdir():
+        if p.name.startswith("."):  # hidden and temporary files are never cases
+            continue
         m = pat.match(p.name)
         if m:
             ids.add(m.group(1))
@@ -89,16 +118,26 @@ def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None)
 
 def _read_case_table(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     groups, phases = {}, {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            case = row.get("case")
-            if not case:
-                continue
-            if row.get("patient"):
-                groups[case] = row["patient"]
-            if row.get("phase"):
-                phases[case] = row["phase"]
+    for row in read_csv_rows(path):
+        case = row.get("case")
+        if not case:
+            continue
+        if row.get("patient"):
+            groups[case] = row["patient"]
+        if row.get("phase"):
+            phases[case] = row["phase"]
     return groups, phases
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    """Rows of a UTF-8 CSV file with a header; an unreadable file is an AutosegError naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise AutosegError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise AutosegError(f"{path}: not a valid CSV file ({e})") from None
 
 
 def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
@@ -119,7 +158,7 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
             raise AutosegError(f"{root}: missing folder {d.name}/")
     channel_names = {str(k): str(v) for k, v in dj["channel_names"].items()}
     nch = len(channel_names)
-    if sorted(int(k) for k in channel_names) != list(range(nch)):
+    if sorted(str(k) for k in channel_names) != sorted(str(i) for i in range(nch)):
         raise AutosegError(f"{root / 'dataset.json'}: channel_names keys must be 0..{nch - 1}")
     cases = case_ids_in(img_dir, ending)
     if not cases:
@@ -131,7 +170,8 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
                 problems.append(f"case {c}: missing channel {ch} ({c}_{ch:04d}{ending})")
         if not (lab_dir / f"{c}{ending}").is_file():
             problems.append(f"case {c}: missing label file labelsTr/{c}{ending}")
-    extra = sorted({p.name[: -len(ending)] for p in lab_dir.glob("*" + ending)} - set(cases))
+    extra = sorted({p.name[: -len(ending)] for p in lab_dir.glob("*" + ending)
+                    if not p.name.startswith(".")} - set(cases))
     for c in extra:
         problems.append(f"case {c}: label file has no image (expected imagesTr/{c}_0000{ending})")
     if int(dj["numTraining"]) != len(cases):
@@ -160,9 +200,40 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
                        {str(k): int(v) for k, v in dj["labels"].items()}, ending, cases, groups, phases)
 
 
+def dimension_of(path: Path) -> int:
+    import SimpleITK as sitk
+
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(path))
+    try:
+        r.ReadImageInformation()
+    except RuntimeError:
+        return 0  # unreadable: reading the case itself gives the clear error
+    return int(r.GetDimension())
+
+
+def _check_dimension(ds: DatasetInfo, case: str, geom: Geometry) -> None:
+    """Every case of a dataset has the dimension of the first one (a 2D file would be stretched into a volume)."""
+    first = ds.cases[0]
+    ref = geom.dimension if case == first else dimension_of(ds.image_files(first)[0])
+    if ref and geom.dimension != ref:
+        raise AutosegError(f"case {case}: the image is {geom.dimension}D but case {first} is {ref}D; every case "
+                           "of a dataset must have the same dimension")
+
+
+def _warn_if_odd(case: str, data: np.ndarray, seg: np.ndarray) -> None:
+    """Usable but suspicious cases: said once, on stdout (which the CLI and the logs keep)."""
+    if not seg.any():
+        print(f"warning: case {case}: the label map is all background", flush=True)
+    for c in range(data.shape[0]):
+        if not data[c].any():
+            print(f"warning: case {case}: channel {c} of the image is all zero", flush=True)
+
+
 def verify_case(ds: DatasetInfo, case: str) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Read one training case and check its contents; return (data, seg, geometry)."""
     data, geom = read_case_images(ds.image_files(case), case)
+    _check_dimension(ds, case, geom)
     seg, lgeom = read_label(ds.label_file(case), case)
     if lgeom.shape != geom.shape:
         raise AutosegError(f"case {case}: image shape {geom.shape} (z,y,x) differs from label shape {lgeom.shape}")
@@ -176,6 +247,7 @@ def verify_case(ds: DatasetInfo, case: str) -> tuple[np.ndarray, np.ndarray, Geo
     if undeclared:
         raise AutosegError(f"case {case}: label values {undeclared} are not declared in dataset.json labels "
                            f"{ds.labels}")
+    _warn_if_odd(case, data, seg)
     return data, seg, geom
 
 

@@ -18,6 +18,8 @@ from ..utils import AutosegError, atomic_write_bytes
 
 SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png")
 DUMMY_2D_SPACING = 999.0
+MAX_SPACING_MM = 1e4  # above this a spacing is a unit or header error (nnU-Net's 2D convention uses 999)
+MAX_ABS_INTENSITY = 1e12  # beyond this float32 normalisation overflows (mean/std of squares)
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,106 @@ def ending_of(path: str | Path) -> str:
     raise AutosegError(f"{path}: unsupported file type (supported: {', '.join(SUPPORTED_ENDINGS)})")
 
 
-def _read_sitk(path: Path) -> sitk.Image:
+def _read_sitk(path: Path) -> tuple[sitk.Image, bool]:
+    """The image and whether the file holds NaN/inf voxels (checked on the file for NIfTI)."""
     if not path.is_file():
         raise AutosegError(f"{path}: file not found")
+    nonfinite = check_nifti_file(path) if _is_nifti(path) else False
     try:
-        return sitk.ReadImage(str(path))
+        img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise AutosegError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+    _check_spacing(path, img.GetSpacing())
+    if not all(np.isfinite(img.GetOrigin())) or not all(np.isfinite(img.GetDirection())):
+        raise AutosegError(f"{path}: origin or direction in the header is not a finite number; fix the header")
+    return img, nonfinite
+
+
+def _check_spacing(path: Path, spacing) -> None:
+    sp = [float(v) for v in spacing]
+    if not all(np.isfinite(v) and 0 < abs(v) <= MAX_SPACING_MM for v in sp):
+        raise AutosegError(f"{path}: voxel spacing {sp} mm is absurd (zero, NaN or above {MAX_SPACING_MM:g} mm); "
+                           "fix the spacing in the file header")
+
+
+def _scan_data(path: Path, offset: int, limit: int, dtype: np.dtype | None) -> tuple[int, bool]:
+    """(bytes of file content, counted up to ``limit``; whether the voxel data holds NaN/inf), in one streaming
+    pass with constant memory. ``dtype`` is the float dtype to check, or None. Raises on a corrupt gzip stream."""
+    import zlib
+
+    gz = str(path).lower().endswith(".gz")
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
+    n, bad, pending = 0, False, b""
+    with open(path, "rb") as f:
+        while n < limit:
+            raw = f.read(1 << 22)
+            if not raw:
+                if gz and not d.eof:
+                    raise EOFError("compressed stream ends early")
+                break
+            chunk = d.decompress(raw) if gz else raw
+            if dtype is not None and not bad:  # the voxel bytes of this chunk, whole items only
+                lo = max(offset - n, 0)
+                buf = pending + chunk[lo:min(len(chunk), limit - n)]
+                whole = len(buf) - len(buf) % dtype.itemsize
+                bad = not np.isfinite(np.frombuffer(buf[:whole], dtype)).all()
+                pending = buf[whole:]
+            n += len(chunk)
+            if gz and d.eof:
+                break
+    return n, bad
+
+
+def _raw_pixdim(path: Path) -> list[float]:
+    """pixdim as stored (nibabel's loader replaces zero spacings by 1 before we could see them)."""
+    import gzip
+    import struct
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(540)
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348:
+            return list(struct.unpack(endian + "8f", head[76:108]))
+        if size == 540:
+            return list(struct.unpack(endian + "8d", head[104:168]))
+    raise ValueError("no NIfTI header size (348 or 540) at the start of the file")
+
+
+def check_nifti_file(path: Path) -> bool:
+    """Refuse NIfTI files that are not NIfTI, truncated, or whose header spacing is zero/NaN/absurd.
+
+    SimpleITK fills the voxels missing from a truncated file and turns a zero or NaN spacing into 1.0, so these
+    are checked on the file itself: the header (read by nibabel) says how many bytes must follow it. Returns
+    whether the voxel values hold NaN or inf (SimpleITK would replace them by numbers).
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        hdr = img.header
+        shape = tuple(int(v) for v in hdr.get_data_shape())
+        itemsize = np.dtype(hdr.get_data_dtype()).itemsize
+        offset = max(int(hdr.get_data_offset()), int(hdr.sizeof_hdr) + 4)  # some writers store vox_offset 0
+        pixdim = _raw_pixdim(path)[1:1 + min(len(shape), 3)]
+    except Exception as e:  # nibabel raises many types for foreign bytes
+        raise AutosegError(f"{path}: not a valid NIfTI file ({type(e).__name__}: {str(e)[:120]}); "
+                           "re-export it as NIfTI") from None
+    expected = offset + int(np.prod(shape)) * itemsize
+    dtype = np.dtype(hdr.get_data_dtype())
+    try:
+        present, nonfinite = _scan_data(path, offset, expected, dtype if dtype.kind == "f" else None)
+    except Exception as e:  # zlib.error, EOFError, OSError
+        raise AutosegError(f"{path}: the file is corrupt or truncated ({str(e)[:120]}); copy it again") from None
+    if present < expected:
+        raise AutosegError(f"{path}: the file is truncated ({present} of {expected} bytes for a {shape} "
+                           f"{hdr.get_data_dtype()} image); copy it again")
+    _check_spacing(path, pixdim[:3])
+    slope = hdr.get("scl_slope")
+    if slope is not None and np.isfinite(slope) and slope not in (0, 1) and dtype.kind != "f":
+        nonfinite = _nifti_has_nonfinite(path)  # scaled integers: rare, read whole
+    return nonfinite
 
 
 def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
@@ -80,6 +175,8 @@ def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
         spacing = (float(s[2]), float(s[1]), float(s[0]))
     else:
         raise AutosegError(f"{path}: {dim}D images are not supported (2D or 3D only; split 4D series into 3D files)")
+    if arr.size == 0:
+        raise AutosegError(f"{path}: the image has no voxels (shape {arr.shape[1:]})")
     if is_png:
         spacing = (DUMMY_2D_SPACING, 1.0, 1.0)
     geom = Geometry(dim, tuple(int(v) for v in arr.shape[1:]), spacing, tuple(float(v) for v in img.GetSpacing()),
@@ -110,8 +207,10 @@ def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.nd
     arrays, geom0 = [], None
     for p in paths:
         p = Path(p)
-        arr, geom = _to_internal(_read_sitk(p), p)
-        if _is_nifti(p) and _nifti_has_nonfinite(p):
+        img, nonfinite = _read_sitk(p)
+        arr, geom = _to_internal(img, p)
+        del img
+        if nonfinite:
             raise AutosegError(f"case {case or p.name}: image contains NaN or inf values ({p.name}); "
                                "fix or remove these voxels before planning")
         if geom0 is None:
@@ -120,19 +219,25 @@ def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.nd
             raise AutosegError(f"case {case or p.name}: channel {p.name} has shape {geom.shape} spacing "
                                f"{geom.spacing}, but the first channel has {geom0.shape} {geom0.spacing}")
         arrays.append(arr.astype(np.float32, copy=False))
+        del arr
     if geom0 is None:
         raise AutosegError(f"case {case}: no image files given")
-    data = np.concatenate(arrays, 0)
+    data = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, 0)  # one channel: no second copy
+    del arrays
     if not np.isfinite(data).all():
         raise AutosegError(f"case {case or Path(paths[0]).name}: image contains NaN or inf values; "
                            "fix or remove these voxels before planning")
+    peak = max(float(data.max()), -float(data.min())) if data.size else 0.0
+    if peak > MAX_ABS_INTENSITY:
+        raise AutosegError(f"case {case or Path(paths[0]).name}: intensities up to {peak:.3g} "
+                           f"exceed {MAX_ABS_INTENSITY:g} and cannot be normalised in float32; rescale the image")
     return data, geom0
 
 
 def read_label(path: str | Path, case: str = "") -> tuple[np.ndarray, Geometry]:
     """Read a label map into an int16 (Z, Y, X) array."""
     path = Path(path)
-    img = _read_sitk(path)
+    img, nonfinite = _read_sitk(path)
     if img.GetNumberOfComponentsPerPixel() > 1:
         if path.suffix.lower() == ".png":  # RGB PNG label with equal channels
             img = sitk.VectorIndexSelectionCast(img, 0)
@@ -140,7 +245,7 @@ def read_label(path: str | Path, case: str = "") -> tuple[np.ndarray, Geometry]:
             raise AutosegError(f"case {case or path.name}: label file {path} has several components per voxel")
     arr, geom = _to_internal(img, path)
     lab = arr[0]
-    if not np.isfinite(lab).all() or (_is_nifti(path) and _nifti_has_nonfinite(path)):
+    if nonfinite or not np.isfinite(lab).all():
         raise AutosegError(f"case {case or path.name}: label file {path} contains NaN or inf")
     if np.issubdtype(lab.dtype, np.floating):
         if not np.all(lab == np.round(lab)):

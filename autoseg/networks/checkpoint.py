@@ -37,9 +37,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 def network_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:
     """The network a checkpoint describes, with its weights, in evaluation mode and without deep supervision."""
-    arch = ckpt["architecture"]
-    net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
-    net.load_state_dict(ckpt["network_weights"])
+    try:
+        arch = ckpt["architecture"]
+        net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
+        net.load_state_dict(ckpt["network_weights"])
+    except AutosegError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # unknown or wrong architecture keys
+        raise AutosegError(f"the checkpoint's network cannot be built ({type(e).__name__}: {str(e)[:200]}); "
+                           "it was not written by this autoseg, or its plans were edited") from None
     net.set_deep_supervision(False)
     return net.to(device).eval()
 

@@ -6,14 +6,13 @@ region and records spacing, shapes and a sample of foreground intensities per ch
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import numpy as np
 
 from ..io.dataset import DatasetInfo, verify_case
 from ..preprocessing.cropping import crop_to_nonzero
-from ..utils import progress
+from ..utils import pool_map
 
 SAMPLES_PER_CASE = 10_000
 
@@ -70,11 +69,7 @@ def _intensity_props(per_case: list[np.ndarray]) -> dict[str, float]:
 def extract_fingerprint(ds: DatasetInfo, num_workers: int = 2) -> dict:
     t0 = time.time()
     fn = partial(case_fingerprint, ds)
-    if num_workers > 1 and len(ds.cases) > 1:
-        with ProcessPoolExecutor(num_workers) as ex:
-            results = list(progress(ex.map(fn, ds.cases), total=len(ds.cases), desc="fingerprint"))
-    else:
-        results = list(progress(map(fn, ds.cases), total=len(ds.cases), desc="fingerprint"))
+    results = pool_map(fn, list(ds.cases), num_workers, desc="fingerprint")  # workers die with a killed plan
     nch = ds.num_channels
     props = {str(c): _intensity_props([r["_samples"][c] for r in results]) for c in range(nch)}
     for r in results:

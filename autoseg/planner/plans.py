@@ -24,7 +24,8 @@ from ..utils import AutosegError, load_json, save_json
 PLANS_VERSION = 2
 LEGACY_KEYS = {1: {"plans": ("planning_seconds", "budget_seconds", "budget_device"),
                    "configuration": ("data_identifier", "feature_map_estimate")}}
-NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization")
+NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization",
+                         "RescaleTo01Normalization")
 PRESETS = ("default", "resenc-m", "resenc-l", "resenc-xl")
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 """Configuration names become folder names (run/<configuration>/, preprocessed/<configuration>/): no separators,

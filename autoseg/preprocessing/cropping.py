@@ -26,11 +26,12 @@ def bbox_of(mask: np.ndarray) -> list[list[int]]:
 
 
 def crop_to_nonzero(data: np.ndarray, seg: np.ndarray | None = None):
-    """Return (cropped data, cropped seg or None, bbox, mask inside the bbox). Inputs are not modified."""
+    """Return (cropped data, cropped seg or None, bbox, mask inside the bbox). Inputs are not modified; the
+    cropped data is a view of ``data`` (no second copy of a large image), so callers must not write into it."""
     mask = nonzero_mask(data)
     box = bbox_of(mask)
     sl = tuple(slice(a, b) for a, b in box)
-    data_c = data[(slice(None),) + sl].copy()
+    data_c = data[(slice(None),) + sl]
     seg_c = seg[sl].copy() if seg is not None else None
     return data_c, seg_c, box, mask[sl]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from ..utils import progress, save_json, save_npy
+from ..utils import drill_point, folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize
 from .resampling import new_shape_for, resample_data, resample_seg
@@ -41,17 +40,20 @@ def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: Config
     data_t = data_c.transpose([0] + [a + 1 for a in fwd])
     mask_t = mask.transpose(fwd)
     spacing_t = [geom.spacing[a] for a in fwd]
-    normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
-                       plans.foreground_intensity_properties_per_channel)
     target = target_spacing_for(cfg, spacing_t)
     new_shape = new_shape_for(data_t.shape[1:], spacing_t, target)
-    rd = cfg.resampling_data
-    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
     seg_out = None
-    if seg_c is not None:
+    if seg_c is not None:  # first, while the normalised copy of the image does not exist yet (lower peak memory)
         rl = cfg.resampling_label
         seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.labels.values(), rl["order"],
                                rl["separate_z"], rl["order_z"])
+        del seg_c
+    normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
+                       plans.foreground_intensity_properties_per_channel)
+    del mask, mask_t
+    rd = cfg.resampling_data
+    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
+    del normed
     props = {
         "geometry": geom.to_dict(),
         "bbox": bbox,  # in original (z, y, x) axis order
@@ -92,6 +94,7 @@ def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir
     save_npy(out.astype(np.float32), out_dir / f"{case}.npy")
     save_npy(seg_out.astype(np.int8 if seg_out.max() < 128 else np.int16), out_dir / f"{case}_seg.npy")
     save_json(props, out_dir / f"{case}.json")  # last: marks the case complete
+    drill_point("preprocess_case_done")
     return case
 
 
@@ -107,10 +110,23 @@ def plan_signature(plans: Plans, config: str) -> dict:
 
 
 def run_preprocessing(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int = 2) -> None:
-    """Preprocess every case not yet done. Cases made under different plans (re-planned run) are redone."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Preprocess every case not yet done. Cases made under different plans (re-planned run) are redone.
+
+    The folder is locked while cases are written (a second writer is refused); when every case is already done
+    under the current plans nothing is written and no lock is taken, so concurrent trainings can share it."""
     sig_path = out_dir / "plan_signature.json"
     sig = json.loads(json.dumps(plan_signature(plans, config)))
+    current = sig_path.is_file() and json.loads(sig_path.read_text()) == sig
+    if current and all(case_done(out_dir, c) for c in ds.cases):
+        print(f"preprocess {config}: all {len(ds.cases)} cases already done", flush=True)
+        return
+    with folder_lock(out_dir, "preprocess"):
+        _preprocess_locked(ds, plans, config, out_dir, num_workers, sig)
+
+
+def _preprocess_locked(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int,
+                       sig: dict) -> None:
+    sig_path = out_dir / "plan_signature.json"
     if sig_path.is_file() and json.loads(sig_path.read_text()) != sig:
         stale = list(out_dir.glob("*.json"))
         print(f"preprocess {config}: the plans changed since {out_dir} was made; redoing all cases", flush=True)
@@ -123,10 +139,4 @@ def run_preprocessing(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path,
         return
     fn = partial(preprocess_training_case, ds, plans, config, out_dir)
     num_workers = max(1, min(num_workers, len(todo), os.cpu_count() or 1))
-    if num_workers > 1:
-        with ProcessPoolExecutor(num_workers) as ex:
-            for _ in progress(ex.map(fn, todo), total=len(todo), desc=f"preprocess {config}"):
-                pass
-    else:
-        for c in progress(todo, desc=f"preprocess {config}"):
-            fn(c)
+    pool_map(fn, todo, num_workers, desc=f"preprocess {config}")  # a kill or error stops the workers at once

@@ -8,63 +8,115 @@ For anisotropic data the coarse axis (axis 0 after transposition) is handled sep
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import affine_transform
+from scipy.ndimage import affine_transform, spline_filter
+
+SPLINE_PAD = 12  # edge padding before the spline prefilter, as scipy does for mode="nearest"
 
 
-def _resample_nd(x: np.ndarray, new_shape, order: int) -> np.ndarray:
-    """Resample one spatial array with pixel-centre alignment (as for physical resampling)."""
-    old = np.array(x.shape, float)
-    new = np.array(new_shape, float)
-    if tuple(x.shape) == tuple(int(v) for v in new_shape):
-        return x.astype(np.float32, copy=True)
-    scale = old / new
+def _resample_nd(x: np.ndarray, new_shape, order: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Resample one spatial array with pixel-centre alignment (as for physical resampling).
+
+    The spline prefilter runs in float32 on an edge-padded copy (scipy's own prefilter makes a float64 copy,
+    twice the memory of the image), and the result goes straight into ``out`` when given."""
+    new_shape = tuple(int(v) for v in new_shape)
+    if out is None:
+        out = np.empty(new_shape, np.float32)
+    if tuple(x.shape) == new_shape:
+        out[...] = x
+        return out
+    scale = np.array(x.shape, float) / np.array(new_shape, float)
     offset = 0.5 * scale - 0.5
-    return affine_transform(x.astype(np.float32, copy=False), scale, offset=offset,
-                            output_shape=tuple(int(v) for v in new_shape), order=order, mode="nearest",
-                            prefilter=order > 1)
+    x = x.astype(np.float32, copy=False)
+    if order > 1:
+        x = np.pad(x, SPLINE_PAD, mode="edge")
+        spline_filter(x, order, output=x, mode="nearest")
+        offset = offset + SPLINE_PAD
+    affine_transform(x, scale, offset=offset, output_shape=new_shape, output=out, order=order, mode="nearest",
+                     prefilter=False)
+    return out
 
 
-def _resample_axis0(x: np.ndarray, new_len: int, order: int) -> np.ndarray:
+def _resample_axis0(x: np.ndarray, new_len: int, order: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Along the (coarse) first axis only, one output slice at a time (no full-size temporaries)."""
     old_len = x.shape[0]
+    if out is None:
+        out = np.empty((new_len,) + x.shape[1:], np.float32)
     if old_len == new_len:
-        return x
+        out[...] = x
+        return out
     pos = (np.arange(new_len) + 0.5) * old_len / new_len - 0.5
     if order == 0:
         idx = np.clip(np.round(pos).astype(int), 0, old_len - 1)
-        return x[idx]
+        for i, j in enumerate(idx):
+            out[i] = x[j]
+        return out
     lo = np.clip(np.floor(pos).astype(int), 0, old_len - 1)
     hi = np.clip(lo + 1, 0, old_len - 1)
-    w = np.clip(pos - lo, 0, 1).reshape((-1,) + (1,) * (x.ndim - 1)).astype(np.float32)
-    return x[lo] * (1 - w) + x[hi] * w
+    w = np.clip(pos - lo, 0, 1).astype(np.float32)
+    for i in range(new_len):
+        np.multiply(x[lo[i]], 1 - w[i], out=out[i])
+        out[i] += x[hi[i]] * w[i]
+    return out
 
 
-def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = False, order_z: int = 0) -> np.ndarray:
-    """Resample a single spatial array (Z, Y, X) or (Y, X) to ``new_shape``."""
+def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = False, order_z: int = 0,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """Resample a single spatial array (Z, Y, X) or (Y, X) to ``new_shape`` (into ``out`` when given)."""
     new_shape = tuple(int(v) for v in new_shape)
     if not separate_z or x.ndim == 2:
-        return _resample_nd(x, new_shape, order)
+        return _resample_nd(x, new_shape, order, out)
     if x.shape[1:] != new_shape[1:]:
-        x = np.stack([_resample_nd(x[z], new_shape[1:], order) for z in range(x.shape[0])])
-    else:
-        x = x.astype(np.float32, copy=True)
-    return _resample_axis0(x, new_shape[0], order_z)
+        same_z = x.shape[0] == new_shape[0]  # then the slices go straight into the output
+        mid = (out if out is not None else np.empty(new_shape, np.float32)) if same_z else \
+            np.empty((x.shape[0],) + new_shape[1:], np.float32)
+        for z in range(x.shape[0]):
+            _resample_nd(x[z], new_shape[1:], order, mid[z])
+        if same_z:
+            return mid
+        x = mid
+    return _resample_axis0(x, new_shape[0], order_z, out)
 
 
 def resample_data(data: np.ndarray, new_shape, order: int = 3, separate_z: bool = False,
                   order_z: int = 0) -> np.ndarray:
-    """(C, Z, Y, X) float image -> (C, *new_shape)."""
-    return np.stack([resample_array(c, new_shape, order, separate_z, order_z) for c in data]).astype(np.float32)
+    """(C, Z, Y, X) float image -> (C, *new_shape), one channel at a time into one output array."""
+    out = np.empty((data.shape[0],) + tuple(int(v) for v in new_shape), np.float32)
+    for c in range(data.shape[0]):
+        resample_array(data[c], new_shape, order, separate_z, order_z, out[c])
+    return out
+
+
+def resampled_argmax(channels, new_shape, order: int = 1, separate_z: bool = False,
+                     order_z: int = 0) -> np.ndarray:
+    """Index of the largest of the resampled channels (negative values count as 0; ties go to the first).
+
+    Equal to ``argmax(resample(stack(channels)))`` while holding one resampled channel and the running maximum
+    instead of all of them; ``channels`` may be a generator that makes each channel on demand."""
+    best = idx = None
+    cur = None
+    for k, ch in enumerate(channels):
+        cur = resample_array(ch, new_shape, order, separate_z, order_z, cur)
+        np.maximum(cur, 0, out=cur)
+        if best is None:
+            best, idx = cur.copy(), np.zeros(cur.shape, np.uint8 if k < 255 else np.int16)
+            continue
+        better = cur > best
+        idx[better] = k
+        np.maximum(best, cur, out=best)
+    if idx is None:
+        raise ValueError("no channels to take the argmax of")
+    return idx
 
 
 def resample_seg(seg: np.ndarray, new_shape, labels, order: int = 1, separate_z: bool = False,
                  order_z: int = 0) -> np.ndarray:
-    """(Z, Y, X) label map -> new_shape via one-hot interpolation and argmax."""
+    """(Z, Y, X) label map -> new_shape via one-hot interpolation and argmax (one label's mask at a time)."""
     if tuple(seg.shape) == tuple(int(v) for v in new_shape):
         return seg.copy()
     labels = sorted(set(int(v) for v in labels) | {0})
-    probs = np.stack([resample_array((seg == v).astype(np.float32), new_shape, order, separate_z, order_z)
-                      for v in labels])
-    return np.asarray(labels, dtype=seg.dtype)[np.argmax(probs, 0)]
+    # boolean masks: the separate-z path casts them to float one slice at a time
+    idx = resampled_argmax(((seg == v) for v in labels), new_shape, order, separate_z, order_z)
+    return np.asarray(labels, dtype=seg.dtype)[idx]
 
 
 def resample_probabilities(probs: np.ndarray, new_shape, order: int = 1, separate_z: bool = False,
@@ -74,7 +126,8 @@ def resample_probabilities(probs: np.ndarray, new_shape, order: int = 1, separat
     np.clip(out, 0, None, out=out)
     s = out.sum(0, keepdims=True)
     s[s == 0] = 1
-    return out / s
+    out /= s
+    return out
 
 
 def new_shape_for(shape, spacing, target_spacing) -> list[int]:

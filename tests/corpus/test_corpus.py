@@ -1,0 +1,61 @@
+"""Every kind of the bad-input corpus, through the real CLI: exit 2, a message naming the file or case, no
+traceback, and no input or earlier result changed."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .generate import KINDS, build_base
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build_base(tmp_path_factory.mktemp("corpus_base"))
+
+
+def tree_hash(folders: list[Path]) -> dict[str, str]:
+    """Content hash of every file (hidden ones included) under the given folders."""
+    out = {}
+    for d in folders:
+        for p in sorted(Path(d).rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def run_cli(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "autoseg.cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_corpus_is_large_and_covers_every_command():
+    commands = [c for c, _ in KINDS.values()]
+    assert len(KINDS) >= 40
+    assert {"verify", "plan", "preprocess", "predict", "evaluate"} <= set(commands)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_bad_input_is_refused_cleanly(name, base, tmp_path):
+    command, build = KINDS[name]
+    case = build(base, tmp_path)
+    assert case.argv[0] == command
+    guarded = case.guarded + [base.dataset, base.predictions]
+    before = tree_hash(guarded)
+    r = run_cli(case.argv)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert case.fragment in r.stderr, r.stderr
+    assert f"autoseg {command}: error:" in r.stderr
+    assert tree_hash(guarded) == before
+    leftovers = [p for d in guarded if Path(d).is_dir() for p in Path(d).rglob(".*")
+                 if ".autoseg-tmp-" in p.name or (p.name == ".autoseg.lock" and "locked" not in name)]
+    assert not leftovers
