@@ -223,7 +223,7 @@ def _check_args(args: argparse.Namespace) -> None:
         check_step(args.step)
     if args.command in ("plan", "preprocess") and args.num_workers < 1:
         raise AutosegError(f"-j/--num-workers {args.num_workers}: give at least 1")
-    if args.command == "plan" and not (0 < args.gpu_memory_gb < 1e4):
+    if args.command == "plan" and args.gpu_memory_gb is not None and not (0 < args.gpu_memory_gb < 1e4):
         raise AutosegError(f"--gpu-memory-gb {args.gpu_memory_gb}: give the GPU memory in GB, e.g. 8")
 
 
