@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import SUPPORTED_ENDINGS, read_label
+from ..labels import IGNORE_NAME, LabelSpec
 from ..utils import AutosegError, atomic_write_bytes, format_table, load_json, save_json
 from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
 from .metrics import dice_iou_masks, mean_std
@@ -68,10 +69,11 @@ def _case_metrics(args) -> dict:
         raise AutosegError(f"case {case}: prediction spacing {pg.spacing} differs from the reference's {rg.spacing}")
     row: dict = {"case": case}
     vols: dict = {}
-    for name, v in labels.items():
-        if v == 0:
-            continue
-        p, r = pred == v, ref == v
+    ignore = labels.get(IGNORE_NAME)
+    valid = ref != ignore if ignore is not None else np.ones(ref.shape, bool)  # ignore-labelled: left out
+    for name in evaluated_names(labels):
+        v = labels[name]  # a value, or a region's list of values
+        p, r = np.isin(pred, v) & valid, np.isin(ref, v) & valid
         d, j = dice_iou_masks(p, r)
         row[name] = {"dice": d, "iou": j, **{k: s for k, s in surface_metrics(p, r, rg.spacing).items()
                                               if k != "flag"}}
@@ -82,6 +84,11 @@ def _case_metrics(args) -> dict:
             vols[name] = {"pred_area_mm2": float(p.sum() * np.prod(sp2)), "ref_area_mm2": float(r.sum() * np.prod(sp2))}
     row["volumes"] = vols
     return row
+
+
+def evaluated_names(labels: dict) -> list[str]:
+    """The labels (or regions) scored: all but the background and the ignore label."""
+    return [n for n, v in labels.items() if v != 0 and n != IGNORE_NAME]
 
 
 def _means(rows: list[dict], names: list[str]) -> dict:
@@ -149,10 +156,10 @@ def _clinical_echo(per_case: list[dict], table: CaseTable, paths: dict[str, dict
             "agreement": {k: agreement([r["pred"][k] for r in rows], [r["ref"][k] for r in rows]) for k in keys}}
 
 
-def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], table: CaseTable | None = None,
-                   num_workers: int | None = None) -> dict:
+def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int | list[int]],
+                   table: CaseTable | None = None, num_workers: int | None = None) -> dict:
     table = table or CaseTable()
-    names = [n for n, v in labels.items() if v != 0]
+    names = evaluated_names(labels)
     jobs = [(c, p, r, labels) for c, p, r in pairs]
     workers = num_workers if num_workers is not None else min(os.cpu_count() or 1, 4)
     if workers > 1 and len(jobs) > 4:
@@ -195,7 +202,7 @@ _DEFINITION = ("Dice/IoU: both structures empty -> null (left out of means). HD9
 
 
 def _csv_text(summary: dict) -> str:
-    names = [n for n, v in summary["labels"].items() if v != 0]
+    names = evaluated_names(summary["labels"])
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["case", "patient", "phase"] + [f"{n}_{m}" for n in names for m in METRICS])
@@ -258,7 +265,7 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     if dataset_json is None:
         raise AutosegError(f"no dataset.json beside {labels_dir}; pass --dataset-json to name the labels")
     dj = load_json(dataset_json)
-    labels = {str(k): int(v) for k, v in dj["labels"].items()}
+    labels = LabelSpec.parse(dj.get("labels"), dj.get("regions_class_order"), str(dataset_json)).to_json()
     table = CaseTable.from_dataset_json(dj)
     if cases_csv is None and (Path(dataset_json).parent / "cases.csv").is_file():
         cases_csv = Path(dataset_json).parent / "cases.csv"

@@ -63,24 +63,24 @@ class Predictor:
         cfg = self.plans.configuration(self.config)
         pre, _, props = preprocess_image(data, geom, self.plans, cfg)
         x = torch.from_numpy(pre)
+        spec = self.plans.label_spec
         probs = None
         for net in self.networks:
             logits = sliding_window_logits(net, x, cfg.patch_size, self.plans.num_classes, self.step, self.mirror,
                                            self.tile_batch, self.device, amp=self.device.type == "cuda")
-            p = torch.softmax(logits, 0)
+            p = spec.probabilities(logits)  # softmax over labels, or a sigmoid per region
             probs = p if probs is None else probs + p
         probs = (probs / len(self.networks)).numpy()
         rp = cfg.resampling_probabilities
         probs = resample_probabilities(probs, props["shape_after_crop_transposed"], rp["order"], rp["separate_z"],
-                                       rp["order_z"])
+                                       rp["order_z"], normalise=not spec.has_regions)
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
     def segment(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray, dict]:
         """(label map on the full original grid, probabilities on the cropped grid, preprocessing properties)."""
         probs, props = self.probabilities(data, geom)
-        values = np.array(sorted(self.plans.labels.values()))
-        seg = values[np.argmax(probs, 0)].astype(np.int16)
+        seg = self.plans.label_spec.segment(probs)  # argmax, or regions over 0.5 in regions_class_order
         seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
@@ -98,11 +98,15 @@ class Predictor:
             stem = str(out_file)[: -len(ending_of(out_file))]
             # probabilities on the full original grid; outside the crop box the background has probability 1
             full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
-            full[0][full.sum(0) == 0] = 1
+            spec = self.plans.label_spec
+            if not spec.has_regions:
+                full[0][full.sum(0) == 0] = 1
+            names = spec.region_names if spec.has_regions else [v for v in spec.label_values
+                                                                 if v != spec.ignore_label]
 
             def _w(tmp: str) -> None:
                 with open(tmp, "wb") as f:
-                    np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
+                    np.savez_compressed(f, probabilities=full, labels=np.array(names))
 
             atomic_write_bytes(stem + ".npz", _w)
 
