@@ -151,17 +151,22 @@ def test_region_training_end_to_end_from_the_cli(tmp_path):
                  "--val-iters", "1", "--batch-size", "2", "--num-workers", "0"]) == 0
     log = [json.loads(x) for x in (run / "3d_fullres" / "fold_all" / "log.jsonl").read_text().splitlines()]
     assert len(log[-1]["pseudo_dice"]) == 3  # one per region
-    preds = tmp_path / "preds"
-    assert main(["predict", str(run), "-i", str(data / "imagesTr"), "-o", str(preds), "-c", "3d_fullres",
+    preds, inputs = tmp_path / "preds", tmp_path / "inputs"
+    inputs.mkdir()
+    for f in data.glob("imagesTr/c[01]_*"):
+        shutil.copy(f, inputs / f.name)
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(preds), "-c", "3d_fullres",
                  "-f", "all", "--no-tta", "--save-probabilities"]) == 0
     got = sitk.GetArrayFromImage(sitk.ReadImage(str(preds / "c0.nii.gz")))
     assert got.shape == (24, 24, 24) and set(np.unique(got)) <= {0, 1, 2, 3}
     probs = np.load(preds / "c0.npz")["probabilities"].astype(np.float32)
     assert probs.shape == (3, 24, 24, 24) and probs.min() >= 0 and probs.max() <= 1
-    assert np.array_equal(LabelSpec.parse(NESTED, [1, 2, 3], "d").label_map(probs), got)
+    sure = (np.abs(probs - 0.5) > 0.01).all(0)  # the npz holds float16: leave out votes at the threshold
+    rebuilt = LabelSpec.parse(NESTED, [1, 2, 3], "d").label_map(probs)
+    assert np.array_equal(rebuilt[sure], got[sure]) and sure.mean() > 0.5
     assert main(["evaluate", str(preds), str(data / "labelsTr"), "--dataset-json", str(data / "dataset.json")]) == 0
     summary = json.loads((preds / "summary.json").read_text())
-    assert set(summary["mean"]) == {"whole", "core", "inner"} and summary["num_cases"] == 5
+    assert set(summary["mean"]) == {"whole", "core", "inner"} and summary["num_cases"] == 2
 
 
 @pytest.mark.slow

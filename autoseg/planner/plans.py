@@ -329,8 +329,9 @@ class Plans(Record):
             check_configuration_name(name, where)
         kw["configurations"] = {k: ConfigurationPlan.from_dict(v, f"{where}: configurations.{k}", version)
                                 for k, v in d["configurations"].items()}
+        outputs = kw.pop("_outputs")  # regions, or labels without ignore
         for k, c in kw["configurations"].items():
-            c.check_channels(kw["num_input_channels"], kw.pop("_outputs"), f"{where}: configurations.{k}")
+            c.check_channels(kw["num_input_channels"], outputs, f"{where}: configurations.{k}")
         return cls(**kw)
 
     @classmethod
