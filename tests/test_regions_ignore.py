@@ -169,6 +169,16 @@ def test_region_training_end_to_end_from_the_cli(tmp_path):
     assert set(summary["mean"]) == {"whole", "core", "inner"} and summary["num_cases"] == 2
 
 
+def _unlabel_every_other_slice(folder, ignore):
+    for f in sorted(folder.glob("*.nii.gz")):
+        img = sitk.ReadImage(str(f))
+        a = sitk.GetArrayFromImage(img)
+        a[1::2] = ignore
+        out = sitk.GetImageFromArray(a)
+        out.CopyInformation(img)
+        sitk.WriteImage(out, str(f))
+
+
 @pytest.mark.slow
 def test_ignore_label_training_end_to_end_from_the_cli(tiny_phantom, tmp_path):
     data = tmp_path / "data"
@@ -176,23 +186,23 @@ def test_ignore_label_training_end_to_end_from_the_cli(tiny_phantom, tmp_path):
     dj = json.loads((data / "dataset.json").read_text())
     dj["labels"]["ignore"] = 4
     (data / "dataset.json").write_text(json.dumps(dj))
-    for f in sorted((data / "labelsTr").glob("*.nii.gz")):  # every other slice unlabelled
-        img = sitk.ReadImage(str(f))
-        a = sitk.GetArrayFromImage(img)
-        a[1::2] = 4
-        out = sitk.GetImageFromArray(a)
-        out.CopyInformation(img)
-        sitk.WriteImage(out, str(f))
+    _unlabel_every_other_slice(data / "labelsTr", 4)
     run = tmp_path / "run"
-    assert main(["plan", str(data), "--out", str(run), "-j", "1"]) == 0
+    assert main(["plan", str(data), "--out", str(run), "-j", "1", "-c", "2d"]) == 0
     plans = json.loads((run / "plans.json").read_text())
     assert plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["num_classes"] == 4  # no ignore channel
-    assert main(["train", str(run), "-c", "2d", "-f", "0", "--epochs", "1", "--iters-per-epoch", "2",
+    props = json.loads(next((run / "preprocessed" / "2d").glob("*.json")).read_text())
+    assert set(props["class_locations"]) == {"1", "2", "3"}  # patches are never centred on ignored voxels
+    assert main(["train", str(run), "-c", "2d", "-f", "all", "--epochs", "1", "--iters-per-epoch", "2",
                  "--val-iters", "1", "--batch-size", "2", "--num-workers", "0"]) == 0
-    val = json.loads((run / "2d" / "fold_0" / "validation" / "summary.json").read_text())
-    assert set(val["mean"]) == {"RV", "MYO", "LV"}
+    log = json.loads((run / "2d" / "fold_all" / "log.jsonl").read_text().splitlines()[-1])
+    assert len(log["pseudo_dice"]) == 3 and np.isfinite(log["train_loss"])
     preds = tmp_path / "preds"
-    assert main(["predict", str(run), "-i", str(data / "imagesTs"), "-o", str(preds), "-c", "2d", "-f", "0",
+    assert main(["predict", str(run), "-i", str(data / "imagesTs"), "-o", str(preds), "-c", "2d", "-f", "all",
                  "--no-tta"]) == 0
-    for p in preds.glob("*.nii.gz"):
+    for p in preds.glob("*.nii.gz"):  # dense: a label everywhere, ignore nowhere
         assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(p))))) <= {0, 1, 2, 3}
+    _unlabel_every_other_slice(data / "labelsTs", 4)
+    assert main(["evaluate", str(preds), str(data / "labelsTs"), "--dataset-json", str(data / "dataset.json")]) == 0
+    summary = json.loads((preds / "summary.json").read_text())
+    assert set(summary["mean"]) == {"RV", "MYO", "LV"}
