@@ -33,6 +33,7 @@ def _values(v: Any, where: str) -> tuple[int, ...]:
 class LabelSpec:
     labels: dict[str, tuple[int, ...]]  # name -> values (one value for a plain label)
     regions_class_order: tuple[int, ...] | None = None
+    listed: frozenset[str] = frozenset()  # names given as lists: regions, even with one value ([4])
 
     @staticmethod
     def parse(labels: Any, regions_class_order: Any, where: str) -> "LabelSpec":
@@ -41,7 +42,8 @@ class LabelSpec:
             raise AutosegError(f"{where}: 'labels' must map names to label values")
         spec = LabelSpec({str(k): _values(v, f"{where}: labels.{k}") for k, v in labels.items()},
                          None if regions_class_order is None else _values(regions_class_order,
-                                                                          f"{where}: regions_class_order"))
+                                                                          f"{where}: regions_class_order"),
+                         frozenset(str(k) for k, v in labels.items() if isinstance(v, list)))
         spec._check(where)
         return spec
 
@@ -49,7 +51,7 @@ class LabelSpec:
         if (0,) not in self.labels.values():
             raise AutosegError(f"{where}: 'labels' must declare the background as 0")
         if self.ignore_label is not None:
-            if len(self.labels[IGNORE_NAME]) != 1 or self.ignore_label != max(self.label_values):
+            if IGNORE_NAME in self.listed or self.ignore_label != max(self.label_values):
                 raise AutosegError(f"{where}: the 'ignore' label must be one integer, the highest value, got "
                                    f"{list(self.labels[IGNORE_NAME])}")
         if not self.has_regions:
@@ -71,7 +73,7 @@ class LabelSpec:
 
     @property
     def has_regions(self) -> bool:
-        return any(len(v) > 1 for n, v in self.labels.items() if n != IGNORE_NAME)
+        return any(n != IGNORE_NAME and self.labels[n] != (0,) for n in self.listed)
 
     @property
     def ignore_label(self) -> int | None:
@@ -103,7 +105,7 @@ class LabelSpec:
         return len(self.regions) + (0 if self.has_regions else 1)
 
     def to_json(self) -> dict:
-        return {n: v[0] if len(v) == 1 else list(v) for n, v in self.labels.items()}
+        return {n: list(v) if n in self.listed else v[0] for n, v in self.labels.items()}
 
     def label_map(self, region_probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """(R, ...) region probabilities -> label map: each region over the threshold writes its value of

@@ -24,11 +24,14 @@ def test_region_spec_checks():
     assert spec.has_regions and spec.num_outputs == 3 and spec.label_values == [0, 1, 2, 3, 4]
     bad = [(BRATS, None, "need 'regions_class_order'"), (BRATS, [2, 1], "2 value(s) for 3 region"),
            (BRATS, [2, 1, 7], "[7] are not in any label"), ({"background": 0, "a": 1}, [1], "only for region"),
-           ({"background": 0, "ignore": 1, "a": 2}, None, "highest value"), ({"a": 1}, None, "background as 0"),
+           ({"background": 0, "ignore": 1, "a": 2}, None, "highest value"),
+           ({"background": 0, "a": 1, "ignore": [2]}, None, "one integer"), ({"a": 1}, None, "background as 0"),
            ({"background": 0, "a": "x"}, None, "non-negative integer")]
     for labels, order, msg in bad:
         with pytest.raises(AutosegError, match=msg.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             LabelSpec.parse(labels, order, "dataset.json")
+    one = LabelSpec.parse({"background": 0, "a": [1], "b": [2]}, [1, 2], "d")  # one-value regions stay regions
+    assert one.has_regions and one.num_outputs == 2 and one.to_json()["a"] == [1]
     ign = LabelSpec.parse({"background": 0, "a": 1, "b": 2, "ignore": 3}, None, "d")
     assert ign.num_outputs == 3 and ign.foreground_values == [1, 2] and ign.ignore_label == 3
 
