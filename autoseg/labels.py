@@ -57,7 +57,7 @@ class LabelSpec:
         if not self.has_regions:
             vals = [v for (v,) in self.labels.values()]
             if len(set(vals)) != len(vals):
-                raise AutosegError(f"{where}: label values must be distinct, got {self.to_json()}")
+                raise AutosegError(f"{where}: labels: values must be distinct, got {self.to_json()}")
             if self.regions_class_order is not None:
                 raise AutosegError(f"{where}: regions_class_order is only for region labels (lists of values)")
             return

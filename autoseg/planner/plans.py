@@ -314,6 +314,13 @@ class Plans(Record):
             raise AutosegError(f"configuration {name!r} is not in the plans; planned: {sorted(self.configurations)}")
         return self.configurations[name]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-label plans carry no regions_class_order key (they stay as they were before regions)."""
+        d = super().to_dict()
+        if d.get("regions_class_order") is None:
+            d.pop("regions_class_order", None)
+        return d
+
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
 
