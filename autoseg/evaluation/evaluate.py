@@ -17,6 +17,7 @@ import numpy as np
 
 from ..io.dataset import read_csv_rows
 from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
+from ..labels import IGNORE_NAME, LabelSpec
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
@@ -84,8 +85,9 @@ def check_same_grid(case: str, pred_path: Path, pg: Geometry, ref_path: Path, rg
                            f"({what}); predict from the reference's image or resample the prediction first")
 
 
-def _check_values(case: str, path: Path, arr: np.ndarray, labels: dict[str, int]) -> None:
-    undeclared = sorted(set(int(v) for v in np.unique(arr)) - set(labels.values()))
+def _check_values(case: str, path: Path, arr: np.ndarray, labels: dict[str, int | list[int]]) -> None:
+    declared = {x for v in labels.values() for x in (v if isinstance(v, list) else [v])}  # regions: their values
+    undeclared = sorted(set(int(v) for v in np.unique(arr)) - declared)
     if undeclared:
         raise AutosegError(f"case {case}: {path} holds label values {undeclared} that dataset.json does not "
                            f"declare ({labels})")
@@ -100,10 +102,11 @@ def _case_metrics(args) -> dict:
     _check_values(case, ref_path, ref, labels)
     row: dict = {"case": case}
     vols: dict = {}
-    for name, v in labels.items():
-        if v == 0:
-            continue
-        p, r = pred == v, ref == v
+    ignore = labels.get(IGNORE_NAME)
+    valid = ref != ignore if ignore is not None else np.ones(ref.shape, bool)  # ignore-labelled: left out
+    for name in evaluated_names(labels):
+        v = labels[name]  # a value, or a region's list of values
+        p, r = np.isin(pred, v) & valid, np.isin(ref, v) & valid
         d, j = dice_iou_masks(p, r)
         row[name] = {"dice": d, "iou": j, **{k: s for k, s in surface_metrics(p, r, rg.spacing).items()
                                               if k != "flag"}}
@@ -114,6 +117,11 @@ def _case_metrics(args) -> dict:
             vols[name] = {"pred_area_mm2": float(p.sum() * np.prod(sp2)), "ref_area_mm2": float(r.sum() * np.prod(sp2))}
     row["volumes"] = vols
     return row
+
+
+def evaluated_names(labels: dict) -> list[str]:
+    """The labels (or regions) scored: all but the background and the ignore label."""
+    return [n for n, v in labels.items() if v != 0 and n != IGNORE_NAME]
 
 
 def _means(rows: list[dict], names: list[str]) -> dict:
@@ -181,10 +189,10 @@ def _clinical_echo(per_case: list[dict], table: CaseTable, paths: dict[str, dict
             "agreement": {k: agreement([r["pred"][k] for r in rows], [r["ref"][k] for r in rows]) for k in keys}}
 
 
-def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int], table: CaseTable | None = None,
-                   num_workers: int | None = None) -> dict:
+def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int | list[int]],
+                   table: CaseTable | None = None, num_workers: int | None = None) -> dict:
     table = table or CaseTable()
-    names = [n for n, v in labels.items() if v != 0]
+    names = evaluated_names(labels)
     jobs = [(c, p, r, labels) for c, p, r in pairs]
     workers = num_workers if num_workers is not None else min(os.cpu_count() or 1, 4)
     per_case = pool_map(_case_metrics, jobs, workers if len(jobs) > 4 else 1)
@@ -223,7 +231,7 @@ _DEFINITION = ("Dice/IoU: both structures empty -> null (left out of means). HD9
 
 
 def _csv_text(summary: dict) -> str:
-    names = [n for n, v in summary["labels"].items() if v != 0]
+    names = evaluated_names(summary["labels"])
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["case", "patient", "phase"] + [f"{n}_{m}" for n in names for m in METRICS])
@@ -286,7 +294,9 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     if dataset_json is None:
         raise AutosegError(f"no dataset.json beside {labels_dir}; pass --dataset-json to name the labels")
     dj = load_json(dataset_json)
-    labels = _labels_of(dj, Path(dataset_json))
+    if not isinstance(dj, dict):
+        raise AutosegError(f"{dataset_json}: expected a JSON object with 'labels', got {type(dj).__name__}")
+    labels = LabelSpec.parse(dj.get("labels"), dj.get("regions_class_order"), str(dataset_json)).to_json()
     table = CaseTable.from_dataset_json(dj)
     if cases_csv is None and (Path(dataset_json).parent / "cases.csv").is_file():
         cases_csv = Path(dataset_json).parent / "cases.csv"
@@ -310,12 +320,3 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
         drill_point("evaluate_before_summary")
         write_summary(summary, out)
     return summary
-
-
-def _labels_of(dj, path: Path) -> dict[str, int]:
-    labels = dj.get("labels") if isinstance(dj, dict) else None
-    if not isinstance(labels, dict) or not labels or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
-        raise AutosegError(f"{path}: needs a 'labels' object mapping names to integer values, e.g. "
-                           '{"background": 0, "LV": 1}')
-    return {str(k): int(v) for k, v in labels.items()}

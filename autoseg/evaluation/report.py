@@ -20,6 +20,12 @@ COLORS = np.array([[0, 0, 0], [230, 60, 50], [255, 205, 40], [50, 110, 255], [40
                   float) / 255
 
 
+def _colour(v) -> tuple:
+    """A label's legend colour (a region takes its highest value's)."""
+    v = max(v) if isinstance(v, list) else v
+    return tuple(int(255 * c) for c in COLORS[min(v, len(COLORS) - 1)])
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -189,8 +195,8 @@ def write_report(summary: dict, pred_dir: Path, labels_dir: Path, out_dir: Path,
         picks = {"worst": scored[0], "median": scored[len(scored) // 2], "best": scored[-1]}
         legend = " ".join(
             f'<span style="display:inline-block;width:1em;height:1em;background:rgb'
-            f'{tuple(int(255 * c) for c in COLORS[min(v, len(COLORS) - 1)])}"></span> {html.escape(n)}'
-            for n, v in summary["labels"].items() if v != 0)
+            f'{_colour(v)}"></span>'
+            f' {html.escape(n)}' for n, v in summary["labels"].items() if v != 0 and n != "ignore")
         sections.append(f"<h2>Best, median and worst cases</h2><p>Colours: {legend}. Slices at 15%, 50% and 85% "
                         "of the reference structure's extent; the animation runs through the whole stack.</p>")
         for label, (score, case) in picks.items():

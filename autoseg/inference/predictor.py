@@ -83,22 +83,23 @@ class Predictor:
         pre, _, props = preprocess_image(image, geom, self.plans, cfg)
         del image
         x = torch.from_numpy(pre)
+        spec = self.plans.label_spec
         probs = None
         for net in self.networks:
             logits = sliding_window_logits(net, x, cfg.patch_size, self.plans.num_classes, self.step, self.mirror,
                                            self.tile_batch, self.device, amp=self.device.type == "cuda")
-            p = _softmax_(logits)
+            p = _softmax_(logits) if not spec.has_regions else spec.probabilities(logits)  # sigmoid per region
             probs = p if probs is None else probs.add_(p)
         del x, pre
         return probs.div_(len(self.networks)), props
 
     def probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[np.ndarray, dict]:
-        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+        """Class (or region) probabilities (K, *cropped original grid, transposed back) and the properties."""
         cfg = self.plans.configuration(self.config)
         probs, props = self.target_probabilities(data, geom)
         rp = cfg.resampling_probabilities
         probs = resample_probabilities(probs.numpy(), props["shape_after_crop_transposed"], rp["order"],
-                                       rp["separate_z"], rp["order_z"])
+                                       rp["separate_z"], rp["order_z"], normalise=not self.plans.label_spec.has_regions)
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
@@ -107,19 +108,21 @@ class Predictor:
         """(label map on the full original grid, probabilities on the cropped grid or None, properties).
 
         Without ``keep_probabilities`` the classes are resampled one at a time into a running argmax, so the
-        probabilities are never held at the original resolution (K times the image)."""
-        values = np.array(sorted(self.plans.labels.values()), dtype=np.int16)
-        if keep_probabilities:
+        probabilities are never held at the original resolution (K times the image); region outputs are
+        thresholded, so they are always resampled whole."""
+        spec = self.plans.label_spec
+        if keep_probabilities or spec.has_regions:
             probs, props = self.probabilities(data, geom)
-            idx = np.argmax(probs, 0)
+            seg = spec.segment(probs)  # argmax, or regions over 0.5 in regions_class_order
         else:
             cfg = self.plans.configuration(self.config)
             tprobs, props = self.target_probabilities(data, geom)
             rp = cfg.resampling_probabilities
             idx = resampled_argmax(tprobs.numpy(), props["shape_after_crop_transposed"], rp["order"],
                                    rp["separate_z"], rp["order_z"]).transpose(self.plans.transpose_backward)
-            probs = None
-        seg = uncrop(values[idx], props["bbox"], geom.shape, fill=0)
+            values = np.array([v for v in spec.label_values if v != spec.ignore_label], dtype=np.int16)
+            seg, probs = values[idx], None
+        seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
@@ -141,11 +144,15 @@ class Predictor:
             stem = str(out_file)[: -len(ending_of(out_file))]
             # probabilities on the full original grid; outside the crop box the background has probability 1
             full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
-            full[0][full.sum(0) == 0] = 1
+            spec = self.plans.label_spec
+            if not spec.has_regions:
+                full[0][full.sum(0) == 0] = 1
+            names = spec.region_names if spec.has_regions else [v for v in spec.label_values
+                                                                 if v != spec.ignore_label]
 
             def _w(tmp: str) -> None:
                 with open(tmp, "wb") as f:
-                    np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
+                    np.savez_compressed(f, probabilities=full, labels=np.array(names))
 
             atomic_write_bytes(stem + ".npz", _w)
 

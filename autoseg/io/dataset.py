@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..labels import LabelSpec
 from ..utils import AutosegError, load_json
 from .images import SUPPORTED_ENDINGS, Geometry, read_case_images, read_label
 
@@ -29,23 +30,28 @@ class DatasetInfo:
     root: Path
     name: str
     channel_names: dict[str, str]
-    labels: dict[str, int]
+    labels: dict[str, int | list[int]]  # a list of values is a region
     file_ending: str
     cases: list[str]
     groups: dict[str, str] = field(default_factory=dict)  # case -> patient / group
     phases: dict[str, str] = field(default_factory=dict)  # case -> ED / ES where known
+    regions_class_order: list[int] | None = None  # region labels: the value each region writes, in order
 
     @property
     def num_channels(self) -> int:
         return len(self.channel_names)
 
     @property
+    def label_spec(self) -> LabelSpec:
+        return LabelSpec.parse(self.labels, self.regions_class_order, f"{self.root / 'dataset.json'}")
+
+    @property
     def label_values(self) -> list[int]:
-        return sorted(self.labels.values())
+        return self.label_spec.label_values
 
     @property
     def foreground_labels(self) -> list[int]:
-        return [v for v in self.label_values if v != 0]
+        return self.label_spec.foreground_values
 
     def image_files(self, case: str, folder: str = "imagesTr") -> list[Path]:
         return [self.root / folder / f"{case}_{c:04d}{self.file_ending}" for c in range(self.num_channels)]
@@ -55,7 +61,8 @@ class DatasetInfo:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "root": str(self.root), "channel_names": self.channel_names,
-                "labels": self.labels, "file_ending": self.file_ending, "num_cases": len(self.cases)}
+                "labels": self.labels, "regions_class_order": self.regions_class_order,
+                "file_ending": self.file_ending, "num_cases": len(self.cases)}
 
 
 def _read_dataset_json(root: Path) -> dict:
@@ -91,16 +98,9 @@ def check_dataset_json(dj, dj_path: Path) -> None:
         raise AutosegError(f"{dj_path}: 'file_ending' must be a string such as \".nii.gz\"")
     if dj["file_ending"] not in SUPPORTED_ENDINGS:
         raise AutosegError(f"{dj_path}: file_ending {dj['file_ending']!r} is not supported ({SUPPORTED_ENDINGS})")
-    labels = dj["labels"]
-    if not isinstance(labels, dict) or not all(isinstance(v, int) for v in labels.values()):
-        raise AutosegError(f"{dj_path}: 'labels' must map names to integer values (region-based labels are not "
-                           "supported)")
-    if 0 not in labels.values():
-        raise AutosegError(f"{dj_path}: 'labels' must declare the background as 0")
-    if any(isinstance(v, bool) or v < 0 or v > 32767 for v in labels.values()):
-        raise AutosegError(f"{dj_path}: label values must be integers from 0 to 32767, not {labels}")
-    if len(set(labels.values())) != len(labels):
-        raise AutosegError(f"{dj_path}: two label names share one value ({labels})")
+    spec = LabelSpec.parse(dj["labels"], dj.get("regions_class_order"), str(dj_path))
+    if any(v > 32767 for v in spec.label_values):
+        raise AutosegError(f"{dj_path}: label values must be integers from 0 to 32767, not {dj['labels']}")
 
 
 def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None) -> list[str]:
@@ -196,8 +196,10 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
                 raise AutosegError(f"case {c}: --group-by {group_by!r} does not match the case name")
             groups[c] = m.group(1) if m.groups() else m.group(0)
     groups = {c: groups.get(c, c) for c in cases}  # ungrouped cases are their own patient
-    return DatasetInfo(root, str(dj.get("name", root.name)), channel_names,
-                       {str(k): int(v) for k, v in dj["labels"].items()}, ending, cases, groups, phases)
+    spec = LabelSpec.parse(dj["labels"], dj.get("regions_class_order"), str(root / "dataset.json"))
+    rco = list(spec.regions_class_order) if spec.regions_class_order else None
+    return DatasetInfo(root, str(dj.get("name", root.name)), channel_names, spec.to_json(), ending, cases, groups,
+                       phases, rco)
 
 
 def dimension_of(path: Path) -> int:

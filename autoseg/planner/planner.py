@@ -97,7 +97,7 @@ def make_plans(ds: DatasetInfo, fp: dict, gpu_memory_gb: float | None = None, pr
     pre = H.get_preset(preset)
     gpu_memory_gb = float(pre.reference_gb if gpu_memory_gb is None else gpu_memory_gb)
     spacings, shapes, fullres_spacing, single_slice = _shapes_and_spacing(fp)
-    num_classes = len(ds.labels)
+    num_classes = ds.label_spec.num_outputs  # regions, or labels without ignore
     nch = ds.num_channels
     # single-slice data is never transposed (its z is a dummy or the slice thickness)
     fwd, bwd = ([0, 1, 2], [0, 1, 2]) if single_slice else H.transpose_axes(fullres_spacing)
@@ -146,7 +146,7 @@ def make_plans(ds: DatasetInfo, fp: dict, gpu_memory_gb: float | None = None, pr
         transpose_forward=[int(i) for i in fwd], transpose_backward=[int(i) for i in bwd],
         original_median_spacing_after_transp=[float(s) for s in np.median(spacings, 0)[fwd]],
         original_median_shape_after_transp=[float(s) for s in np.median(shapes, 0)[fwd]],
-        gpu_memory_target_gb=gpu_memory_gb, preset=pre.name,
+        gpu_memory_target_gb=gpu_memory_gb, preset=pre.name, regions_class_order=ds.regions_class_order,
         foreground_intensity_properties_per_channel=fp["foreground_intensity_properties_per_channel"],
         configurations=configs)
 

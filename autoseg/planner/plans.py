@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..labels import LabelSpec
 from ..networks import NETWORKS, network_args
 from ..records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
 from ..utils import AutosegError, load_json, save_json
@@ -280,7 +281,7 @@ class Plans(Record):
     dataset_name: str
     dataset_dir: str
     num_input_channels: int
-    labels: dict[str, int]
+    labels: dict[str, int | list[int]]  # a list of values is a region (sigmoid output)
     channel_names: dict[str, str]
     file_ending: str
     transpose_forward: list[int]
@@ -291,6 +292,7 @@ class Plans(Record):
     foreground_intensity_properties_per_channel: dict[str, IntensityProperties]
     configurations: dict[str, ConfigurationPlan]
     preset: str = "default"  # planner preset: default | resenc-m | resenc-l | resenc-xl
+    regions_class_order: list[int] | None = None  # region labels: the value each region writes, in order
 
     def __post_init__(self) -> None:
         for name in self.configurations:
@@ -300,13 +302,25 @@ class Plans(Record):
             for k, v in self.foreground_intensity_properties_per_channel.items()})
 
     @property
+    def label_spec(self) -> LabelSpec:
+        return LabelSpec.parse(self.labels, self.regions_class_order, "plans.json")
+
+    @property
     def num_classes(self) -> int:
-        return len(self.labels)
+        """The network's output channels (regions, or labels without ignore)."""
+        return self.label_spec.num_outputs
 
     def configuration(self, name: str) -> ConfigurationPlan:
         if name not in self.configurations:
             raise AutosegError(f"configuration {name!r} is not in the plans; planned: {sorted(self.configurations)}")
         return self.configurations[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-label plans carry no regions_class_order key (they stay as they were before regions)."""
+        d = super().to_dict()
+        if d.get("regions_class_order") is None:
+            d.pop("regions_class_order", None)
+        return d
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
@@ -323,18 +337,17 @@ class Plans(Record):
             check_configuration_name(name, where)
         kw["configurations"] = {k: ConfigurationPlan.from_dict(v, f"{where}: configurations.{k}", version)
                                 for k, v in d["configurations"].items()}
+        outputs = kw.pop("_outputs")  # regions, or labels without ignore
         for k, c in kw["configurations"].items():
-            c.check_channels(kw["num_input_channels"], len(kw["labels"]), f"{where}: configurations.{k}")
+            c.check_channels(kw["num_input_channels"], outputs, f"{where}: configurations.{k}")
         return cls(**kw)
 
     @classmethod
     def _parse(cls, d: dict, where: str) -> dict:
         w = where + ": "
         n = as_int(d["num_input_channels"], w + "num_input_channels", 1)
-        labels = {as_str(k, w + "labels"): as_int(v, f"{w}labels.{k}", 0)
-                  for k, v in as_dict(d["labels"], w + "labels").items()}
-        if len(set(labels.values())) != len(labels):
-            raise AutosegError(f"{w}labels: values must be distinct, got {labels}")
+        spec = LabelSpec.parse(as_dict(d["labels"], w + "labels"), d.get("regions_class_order"), where)
+        rco = list(spec.regions_class_order) if spec.regions_class_order else None
         channels = {k: as_str(v, f"{w}channel_names.{k}") for k, v in as_dict(d["channel_names"],
                                                                              w + "channel_names").items()}
         if sorted(channels) != sorted(str(c) for c in range(n)):
@@ -350,7 +363,8 @@ class Plans(Record):
         return {"plans_version": PLANS_VERSION, "dataset_name": as_str(d["dataset_name"], w + "dataset_name"),
                 "preset": as_str(d.get("preset", "default"), w + "preset", PRESETS),
                 "dataset_dir": as_str(d["dataset_dir"], w + "dataset_dir"), "num_input_channels": n,
-                "labels": labels, "channel_names": channels,
+                "labels": spec.to_json(), "regions_class_order": rco, "_outputs": spec.num_outputs,
+                "channel_names": channels,
                 "file_ending": as_str(d["file_ending"], w + "file_ending"),
                 "transpose_forward": fwd, "transpose_backward": bwd,
                 "original_median_spacing_after_transp": list(as_floats(

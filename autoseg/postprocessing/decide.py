@@ -60,15 +60,19 @@ def validation_pairs(ws: Workspace, config: str, n_folds: int, ds: DatasetInfo) 
 
 
 def _lcc_rows(pairs: list[tuple], labels: dict[str, int]) -> list[list]:
-    fg = {n: v for n, v in labels.items() if v != 0}
+    # regions are judged by the values they write; voxels the reference marks ignore are not scored
+    fg = {n: v for n, v in labels.items() if isinstance(v, int) and v != 0 and n != "ignore"}
+    ignore = labels.get("ignore")
     before: dict[str, list] = {n: [] for n in fg}
     after: dict[str, list] = {n: [] for n in fg}
     for case, pred_path, ref_path in pairs:
         pred, _ = read_label(pred_path, case)
         ref, _ = read_label(ref_path, case)
+        unlabelled = ref == ignore if ignore is not None else np.zeros(ref.shape, bool)
         for n, v in fg.items():
-            before[n].append(dice_iou(pred, ref, v)[0])
-            after[n].append(dice_iou(keep_largest_component(pred, v), ref, v)[0])
+            kept = np.where(unlabelled, ref, keep_largest_component(pred, v))
+            before[n].append(dice_iou(np.where(unlabelled, ref, pred), ref, v)[0])
+            after[n].append(dice_iou(kept, ref, v)[0])
     rows = []
     for n in fg:
         b = float(np.mean([x for x in before[n] if x is not None] or [0]))

@@ -45,7 +45,7 @@ def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: Config
     seg_out = None
     if seg_c is not None:  # first, while the normalised copy of the image does not exist yet (lower peak memory)
         rl = cfg.resampling_label
-        seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.labels.values(), rl["order"],
+        seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.label_spec.label_values, rl["order"],
                                rl["separate_z"], rl["order_z"])
         del seg_c
     normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
@@ -90,7 +90,7 @@ def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir
     data, seg, geom = verify_case(ds, case)
     out, seg_out, props = preprocess_image(data, geom, plans, cfg, seg)
     props["case"] = case
-    props["class_locations"] = class_locations(seg_out, plans.labels.values())
+    props["class_locations"] = class_locations(seg_out, plans.label_spec.foreground_values)
     save_npy(out.astype(np.float32), out_dir / f"{case}.npy")
     save_npy(seg_out.astype(np.int8 if seg_out.max() < 128 else np.int16), out_dir / f"{case}_seg.npy")
     save_json(props, out_dir / f"{case}.json")  # last: marks the case complete
@@ -105,7 +105,8 @@ def plan_signature(plans: Plans, config: str) -> dict:
             "use_mask_for_norm": cfg.use_mask_for_norm, "resampling_data": dict(cfg.resampling_data),
             "resampling_label": dict(cfg.resampling_label), "transpose_forward": plans.transpose_forward,
             "intensity": {k: dict(v) for k, v in plans.foreground_intensity_properties_per_channel.items()},
-            "labels": plans.labels,
+            "labels": plans.labels, **({"regions_class_order": plans.regions_class_order}
+                                       if plans.regions_class_order else {}),
             "dataset_dir": plans.dataset_dir}
 
 

@@ -120,10 +120,13 @@ def resample_seg(seg: np.ndarray, new_shape, labels, order: int = 1, separate_z:
 
 
 def resample_probabilities(probs: np.ndarray, new_shape, order: int = 1, separate_z: bool = False,
-                           order_z: int = 0) -> np.ndarray:
-    """(K, Z, Y, X) class probabilities -> new_shape; renormalised so that they still sum to one."""
+                           order_z: int = 0, normalise: bool = True) -> np.ndarray:
+    """(K, Z, Y, X) class probabilities -> new_shape; renormalised so that they still sum to one (not for
+    independent sigmoid region probabilities, ``normalise=False``, which are only clipped to [0, 1])."""
     out = resample_data(probs, new_shape, order, separate_z, order_z)
-    np.clip(out, 0, None, out=out)
+    np.clip(out, 0, None if normalise else 1, out=out)
+    if not normalise:
+        return out
     s = out.sum(0, keepdims=True)
     s[s == 0] = 1
     out /= s

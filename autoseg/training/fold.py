@@ -214,7 +214,7 @@ def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: 
 
     try:
         fit(parts, schedule, state, callbacks, tc.iters_per_epoch, tc.val_iters, tc.ema_alpha,
-            setup.num_classes, check)
+            setup.metric_classes, check)
     except TrainingInterrupted as e:
         if parts.sync.is_main:
             ckpts.save(state, LATEST)

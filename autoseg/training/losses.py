@@ -1,4 +1,5 @@
-"""Soft Dice + cross-entropy, with deep supervision over the decoder's resolutions."""
+"""Soft Dice + cross-entropy (softmax over labels) or soft Dice + BCE (a sigmoid per region), with deep
+supervision over the decoder's resolutions. Voxels with the ignore label take no part in either term."""
 from __future__ import annotations
 
 import torch
@@ -16,11 +17,17 @@ class SoftDiceLoss(nn.Module):
         self.smooth = smooth
         self.include_background = include_background
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid`` (B, 1, ...) masks out ignored voxels."""
         probs = torch.softmax(logits.float(), 1)
         onehot = torch.zeros_like(probs).scatter_(1, target.long(), 1)
         if not self.include_background:
             probs, onehot = probs[:, 1:], onehot[:, 1:]
+        return self.from_probs(probs, onehot, valid)
+
+    def from_probs(self, probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        if valid is not None:
+            probs, onehot = probs * valid, onehot * valid
         axes = tuple(range(2, probs.ndim))
         if self.batch_dice:
             axes = (0,) + axes
@@ -30,17 +37,61 @@ class SoftDiceLoss(nn.Module):
         return 1 - dice.mean()
 
 
+def split_ignore(target: torch.Tensor, ignore_label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(target with ignored voxels set to background, mask of valid voxels or None without an ignore label)."""
+    if ignore_label is None:
+        return target, None
+    valid = target != ignore_label
+    return torch.where(valid, target, torch.zeros_like(target)), valid.float()
+
+
 class DiceCELoss(nn.Module):
-    def __init__(self, batch_dice: bool = False, weight_dice: float = 1.0, weight_ce: float = 1.0):
+    def __init__(self, batch_dice: bool = False, weight_dice: float = 1.0, weight_ce: float = 1.0,
+                 ignore_label: int | None = None):
         super().__init__()
         self.dice = SoftDiceLoss(batch_dice)
         self.weight_dice = weight_dice
         self.weight_ce = weight_ce
+        self.ignore_label = ignore_label
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """logits (B, K, ...), target (B, 1, ...) integer labels."""
-        ce = F.cross_entropy(logits.float(), target[:, 0].long())
-        return self.weight_dice * self.dice(logits, target) + self.weight_ce * ce
+        """logits (B, K, ...), target (B, 1, ...) integer labels; ignore-labelled voxels are left out of both
+        terms (cross-entropy is averaged over the valid voxels only)."""
+        tgt, valid = split_ignore(target, self.ignore_label)
+        ce = F.cross_entropy(logits.float(), target[:, 0].long(), ignore_index=-100 if valid is None
+                             else self.ignore_label)
+        if valid is not None and not valid.any():
+            ce = logits.sum() * 0.0  # nothing labelled in this patch: no gradient, no NaN
+        return self.weight_dice * self.dice(logits, tgt, valid) + self.weight_ce * ce
+
+
+class RegionDiceBCELoss(nn.Module):
+    """Region-based training: a sigmoid per region (regions may overlap or nest), soft Dice + binary
+    cross-entropy per region; ``regions`` are the label values each region unites."""
+
+    def __init__(self, regions: list[tuple[int, ...]], batch_dice: bool = False, ignore_label: int | None = None,
+                 weight_dice: float = 1.0, weight_bce: float = 1.0):
+        super().__init__()
+        self.regions, self.ignore_label = regions, ignore_label
+        self.dice = SoftDiceLoss(batch_dice, include_background=True)
+        self.weight_dice, self.weight_bce = weight_dice, weight_bce
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tgt, valid = split_ignore(target, self.ignore_label)
+        masks = region_masks(tgt, self.regions)
+        logits = logits.float()
+        bce = F.binary_cross_entropy_with_logits(logits, masks, reduction="none")
+        if valid is None:
+            bce = bce.mean()
+        else:
+            bce = (bce * valid).sum() / torch.clamp(valid.sum() * len(self.regions), min=1)
+        return self.weight_dice * self.dice.from_probs(torch.sigmoid(logits), masks, valid) + self.weight_bce * bce
+
+
+def region_masks(seg: torch.Tensor, regions: list[tuple[int, ...]]) -> torch.Tensor:
+    """(B, 1, ...) label map -> (B, R, ...) float masks: voxel in region r when its value is one of r's values."""
+    return torch.cat([torch.isin(seg, torch.tensor(r, device=seg.device, dtype=seg.dtype)) for r in regions],
+                     1).float()
 
 
 def deep_supervision_weights(n_outputs: int) -> list[float]:

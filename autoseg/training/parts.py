@@ -17,7 +17,7 @@ from ..networks.checkpoint import load_matching_weights
 from .config import TrainConfig
 from .data import BatchStream, make_loader
 from .distributed import Sync
-from .losses import DeepSupervisionLoss, DiceCELoss
+from .losses import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss, region_masks
 from .setup import FoldSetup
 
 
@@ -47,17 +47,41 @@ def pretrained_report(loaded: list[str], skipped: list[str], path: str) -> str:
     return "\n".join(lines)
 
 
-def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> np.ndarray:
-    """(3, K-1) array of TP, FP, FN per foreground class, summed over the batch (softmax outputs, one label map)."""
+def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int,
+                       ignore_label: int | None = None) -> np.ndarray:
+    """(3, K-1) array of TP, FP, FN per foreground class, summed over the batch (softmax outputs, one label map);
+    voxels with the ignore label are not counted."""
     pred = logits.argmax(1)
     tgt = target[:, 0]
+    valid = tgt != ignore_label if ignore_label is not None else torch.ones_like(tgt, dtype=torch.bool)
     out = np.zeros((3, num_classes - 1))
     for k in range(1, num_classes):
-        p, t = pred == k, tgt == k
+        p, t = (pred == k) & valid, (tgt == k) & valid
         out[0, k - 1] = (p & t).sum().item()
         out[1, k - 1] = (p & ~t).sum().item()
         out[2, k - 1] = (~p & t).sum().item()
     return out
+
+
+def region_pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, regions: list[tuple[int, ...]],
+                              ignore_label: int | None = None) -> np.ndarray:
+    """(3, R) TP, FP, FN per region: sigmoid over 0.5 against the region's mask, ignored voxels left out."""
+    pred = logits > 0  # sigmoid(x) > 0.5
+    tgt = region_masks(target, regions) > 0
+    valid = target != ignore_label if ignore_label is not None else torch.ones_like(target, dtype=torch.bool)
+    p, t = pred & valid, tgt & valid
+    dims = [0] + list(range(2, p.ndim))
+    return np.stack([(p & t).sum(dims).cpu().numpy(), (p & ~t).sum(dims).cpu().numpy(),
+                     (~p & t).sum(dims).cpu().numpy()]).astype(float)
+
+
+def build_metric(setup: FoldSetup) -> Callable[[torch.Tensor, torch.Tensor], np.ndarray]:
+    """Pseudo-Dice counts per foreground label, or per region for region-based training."""
+    spec = setup.plans.label_spec
+    if spec.has_regions:
+        return lambda out, y: region_pseudo_dice_counts(out, y, spec.regions, spec.ignore_label)
+    k = setup.num_classes
+    return lambda out, y: pseudo_dice_counts(out, y, k, spec.ignore_label)
 
 
 class Stepper:
@@ -123,8 +147,12 @@ def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimi
 
 
 def build_loss(setup: FoldSetup) -> torch.nn.Module:
+    """Dice + CE over labels, or Dice + BCE per region; either leaves ignore-labelled voxels out."""
     n_out = len(setup.cfg.architecture.arch_kwargs["strides"]) - 1
-    return DeepSupervisionLoss(DiceCELoss(batch_dice=setup.cfg.batch_dice), n_out)
+    spec = setup.plans.label_spec
+    if spec.has_regions:
+        return DeepSupervisionLoss(RegionDiceBCELoss(spec.regions, setup.cfg.batch_dice, spec.ignore_label), n_out)
+    return DeepSupervisionLoss(DiceCELoss(batch_dice=setup.cfg.batch_dice, ignore_label=spec.ignore_label), n_out)
 
 
 def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int, start_epoch: int, workers: int,
@@ -161,6 +189,4 @@ def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.dev
     workers = tc.num_workers if tc.num_workers is not None else default_workers(device)
     set_compute_threads(device)
     train, val = build_streams(setup, tc, local, sync.rank, start_epoch, workers, device.type == "cuda")
-    k = setup.num_classes
-    return Parts(net, stepper, train, val, lambda out, y: pseudo_dice_counts(out, y, k), sync, device, batch, local,
-                 workers)
+    return Parts(net, stepper, train, val, build_metric(setup), sync, device, batch, local, workers)

@@ -43,6 +43,12 @@ class FoldSetup:
         return self.plans.num_classes
 
     @property
+    def metric_classes(self) -> int:
+        """Columns of the pseudo-Dice counts plus one (the loop leaves out a background column): every region
+        counts, as background is not a region."""
+        return self.num_classes + int(self.plans.label_spec.has_regions)
+
+    @property
     def architecture(self) -> dict:
         arch = self.cfg.architecture
         return {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)}
