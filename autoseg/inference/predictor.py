@@ -67,8 +67,11 @@ class Predictor:
         dev = resolve_device(device)
         nets = []
         for f in folds:
-            ckpt = load_checkpoint(ws.fold_dir(config, f) / checkpoint)
-            nets.append(network_from_checkpoint(ckpt, dev))
+            path = ws.fold_dir(config, f) / checkpoint
+            try:
+                nets.append(network_from_checkpoint(load_checkpoint(path), dev))
+            except AutosegError as e:  # say which file
+                raise AutosegError(f"{path}: {e}") from None
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
         return Predictor(plans, config, nets, lcc, dev, step, mirror)
 

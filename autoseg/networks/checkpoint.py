@@ -41,8 +41,8 @@ def network_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module
         arch = ckpt["architecture"]
         net = build_network(arch["network_class_name"], dict(arch["arch_kwargs"]))
         net.load_state_dict(ckpt["network_weights"])
-    except AutosegError:
-        raise
+    except AutosegError as e:  # the typed network arguments name the bad key
+        raise AutosegError(f"the checkpoint's network cannot be built: {e}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # unknown or wrong architecture keys
         raise AutosegError(f"the checkpoint's network cannot be built ({type(e).__name__}: {str(e)[:200]}); "
                            "it was not written by this autoseg, or its plans were edited") from None
