@@ -160,6 +160,8 @@ def _add_train(sub) -> None:
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         if meta.get("negate"):
             s.add_argument(flag, dest=f.name, action="store_false", default=None, help=meta["help"])
+        elif str(f.type) == "bool":
+            s.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
             default = "" if f.default is None else f" (default {f.default:.4g})" if isinstance(f.default, float) \

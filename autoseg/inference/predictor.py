@@ -86,25 +86,41 @@ class Predictor:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
-        case = out_file.name
+    def full_probabilities(self, data: np.ndarray, geom: Geometry) -> np.ndarray:
+        """Class probabilities on the image's own full grid (float16); outside the crop box the background has
+        probability 1. Configurations with other spacings meet here, so ensembles average these."""
+        probs, props = self.probabilities(data, geom)
+        full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
+        full[0][full.sum(0) == 0] = 1
+        return full
+
+    def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
         data, geom = read_case_images(image_files, case)
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
+        return data, geom
+
+    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
+        data, geom = self.read_checked(image_files, out_file.name)
         seg, probs, props = self.segment(data, geom)
         write_label(seg, geom, out_file)
         if save_probabilities:
-            stem = str(out_file)[: -len(ending_of(out_file))]
-            # probabilities on the full original grid; outside the crop box the background has probability 1
             full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
             full[0][full.sum(0) == 0] = 1
+            save_probabilities_npz(full, sorted(self.plans.labels.values()), out_file)
 
-            def _w(tmp: str) -> None:
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, probabilities=full, labels=np.array(sorted(self.plans.labels.values())))
 
-            atomic_write_bytes(stem + ".npz", _w)
+def save_probabilities_npz(full: np.ndarray, labels: list[int], out_file: Path) -> None:
+    """``<case>.npz`` beside ``out_file``: probabilities on the full original grid and the label values, written
+    under a temporary name first."""
+    stem = str(out_file)[: -len(ending_of(out_file))]
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, probabilities=full, labels=np.array(labels))
+
+    atomic_write_bytes(stem + ".npz", _w)
 
 
 def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tuple[str, list[Path]]]:
