@@ -154,22 +154,29 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
     return [(stem, [inp])]
 
 
-def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
+def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | list[str] | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt",
             select: Callable[[list[tuple[str, list[Path]]]], list[tuple[str, list[Path]]]] | None = None
             ) -> list[Path]:
-    """``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster)."""
+    """``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster).
+    ``config``: one configuration, several (an ensemble), or None for best.json's winner (or the only trained
+    configuration)."""
     ws.require_plans()
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
-    if config is None:
-        config = _best_or_only_config(ws, plans)
-    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
+    members, lcc = _chosen_members(ws, plans, config)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
+    if len(members) > 1:
+        from .ensemble import EnsemblePredictor, predict_ensemble
+
+        ens = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
+        return predict_ensemble(ens, inputs, Path(out_dir), save_probabilities, select)
+    config = members[0]
+    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
     if select is not None:
         inputs = select(inputs)
         if not inputs:
@@ -190,18 +197,52 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
     return written
 
 
-def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
-    best = ws.root / "best.json"
-    if best.is_file():
-        from ..utils import load_json
+def _chosen_members(ws: Workspace, plans: Plans, config: str | list[str] | None) -> tuple[list[str], list[int]]:
+    """(configurations to run, LCC labels of an ensemble); says what it runs when best.json chose it."""
+    from ..postprocessing.decide import read_best
 
-        return str(load_json(best)["configuration"])
+    if isinstance(config, str):
+        return [config], []
+    if config and len(config) == 1:
+        return list(config), []
+    best = read_best(ws)
+    if config:
+        members = list(dict.fromkeys(config))
+        same = best is not None and sorted(best["configurations"]) == sorted(members)
+        lcc = list(best["postprocessing"].get("lcc_labels", [])) if same else []
+        print(f"predict: ensemble of {' + '.join(members)}; postprocessing "
+              f"{lcc or 'none'}{'' if same else ' (best.json decided none for this ensemble: run find-best)'}",
+              flush=True)
+        return members, lcc
+    if best is None:
+        return [_only_trained(ws, plans)], []
+    members = best["configurations"]
+    print(f"predict: best.json's winner {best.get('name', '+'.join(members))} ({best.get('kind', 'configuration')}, "
+          f"cross-validation mean Dice {best.get('cv_mean_foreground_dice', float('nan')):.4f})", flush=True)
+    return members, list((best.get("postprocessing") or {}).get("lcc_labels", []))
+
+
+def _only_trained(ws: Workspace, plans: Plans) -> str:
     trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
     if not trained:
         raise AutosegError(f"{ws.root}: no trained configuration; run `autoseg train`")
     if len(trained) > 1:
-        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c")
+        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c, or run "
+                           f"`autoseg find-best {ws.root}`")
     return trained[0]
+
+
+def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
+    """One configuration (the Python Predictor loads one): best.json's single winner or the only trained one."""
+    from ..postprocessing.decide import read_best
+
+    best = read_best(ws)
+    if best is None:
+        return _only_trained(ws, plans)
+    if len(best["configurations"]) > 1:
+        raise AutosegError(f"{ws.best}: the best is the ensemble {'+'.join(best['configurations'])}; this loads "
+                           "one configuration: give it (or use `autoseg predict`, which runs ensembles)")
+    return best["configurations"][0]
 
 
 __all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]
