@@ -104,3 +104,23 @@ def test_save_validation_probabilities_is_a_train_flag():
     args = _parser().parse_args(["train", "r", "-c", "2d", "-f", "0", "--save-validation-probabilities"])
     assert args.save_validation_probabilities is True
     assert _parser().parse_args(["train", "r", "-c", "2d", "-f", "0"]).save_validation_probabilities is None
+
+
+def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_path):
+    from autoseg.inference.predictor import _best_or_only_config
+    from autoseg.postprocessing.decide import read_best, write_best
+    from autoseg.utils import AutosegError
+
+    ws = Workspace.at(tmp_path)
+    assert read_best(ws) is None
+    ws.best.write_text(json.dumps({"configuration": "2d", "cv_mean_foreground_dice": 0.9}))  # before ensembles
+    assert read_best(ws)["configurations"] == ["2d"]
+    table = {"2d+3d_fullres": {"members": ["2d", "3d_fullres"], "dice": {"LV": 0.8}, "mean": 0.8}}
+    rec = write_best(ws, ["2d", "3d_fullres"], 0.81, table, {"lcc_labels": [3]}, "find-best")
+    assert rec["kind"] == "ensemble" and "configuration" not in rec
+    assert read_best(ws)["postprocessing"]["lcc_labels"] == [3]
+    with pytest.raises(AutosegError, match="ensemble 2d\\+3d_fullres"):
+        _best_or_only_config(ws, None)
+    ws.best.write_text(json.dumps({"configurations": "2d"}))
+    with pytest.raises(AutosegError, match="find-best"):
+        read_best(ws)
