@@ -120,6 +120,10 @@ def choose_best_configuration(ws: Workspace, plans: Plans | None = None) -> dict
     best = max(scores, key=scores.get)
     table = {c: {"members": [c], "dice": d["dice_before"], "mean": float(np.mean(list(d["dice_before"].values())))}
              for c, d in decisions.items()}
+    earlier = load_json(ws.best) if ws.best.is_file() else {}
+    if isinstance(earlier, dict) and earlier.get("method") == "find-best":
+        print(f"note: {ws.best} (from find-best) now holds the best single configuration; run `autoseg find-best "
+              f"{ws.root}` again to rank ensembles too", flush=True)
     return write_best(ws, [best], scores[best], table, decisions[best], "crossval")
 
 
