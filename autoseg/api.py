@@ -177,7 +177,17 @@ def crossval(run_dir: str | Path, configuration: str) -> dict:
     return _crossval(ws, configuration, plans, load_dataset(plans.dataset_dir), n_folds)
 
 
-def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, configuration: str | None = None,
+def find_best(run_dir: str | Path, configurations: list[str] | None = None) -> dict:
+    """Rank every trained configuration and every pair ensemble by cross-validation Dice, decide the winner's
+    postprocessing and write best.json (needs validation probabilities: train with
+    --save-validation-probabilities)."""
+    from .postprocessing.ensemble import find_best as _find_best
+
+    return _find_best(Workspace.at(run_dir), configurations)
+
+
+def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
+            configuration: str | list[str] | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto", num_parts: int = 1, part_id: int = 0,
             skip_done: bool = False) -> list[Path]:
@@ -296,5 +306,5 @@ def convert(kind: str, raw_dir: str | Path, out: str | Path) -> Path:
     return convert_dataset(kind, raw_dir, out)
 
 
-__all__ = ["plan", "preprocess", "train", "crossval", "predict", "evaluate", "demo", "verify", "export",
+__all__ = ["plan", "preprocess", "train", "crossval", "find_best", "predict", "evaluate", "demo", "verify", "export",
            "import_nnunet", "convert", "AutosegError"]

@@ -44,11 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("-c", "--configuration", required=True)
 
+    s = sub.add_parser("find-best", help="rank trained configurations and their pair ensembles by cross-validation "
+                                         "Dice; the winner goes to best.json (`predict` without -c runs it)")
+    s.add_argument("run_dir")
+    s.add_argument("-c", "--configurations", nargs="+", help="default: every trained configuration")
+
     s = sub.add_parser("predict", help="segment a file or a folder")
     s.add_argument("run_dir", help="run folder, or MODEL.zip made by `autoseg export`")
     s.add_argument("-i", "--input", required=True)
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("-c", "--configuration")
+    s.add_argument("-c", "--configuration", nargs="+", help="one configuration, or several for an ensemble (the "
+                                                          "mean of their probabilities); default: best.json's")
     s.add_argument("-f", "--folds", nargs="+", help="fold numbers, or all (default: every trained fold)")
     s.add_argument("--no-tta", action="store_true", help="no test-time mirroring")
     s.add_argument("--step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
@@ -160,6 +166,8 @@ def _add_train(sub) -> None:
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         if meta.get("negate"):
             s.add_argument(flag, dest=f.name, action="store_false", default=None, help=meta["help"])
+        elif str(f.type) == "bool":
+            s.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
         else:
             typ = {"int": int, "float": float, "str": str}[str(f.type).split(" |")[0]]
             default = "" if f.default is None else f" (default {f.default:.4g})" if isinstance(f.default, float) \
@@ -197,6 +205,8 @@ def _run(args: argparse.Namespace) -> None:
         _train(args)
     elif c == "crossval":
         api.crossval(args.run_dir, args.configuration)
+    elif c == "find-best":
+        api.find_best(args.run_dir, args.configurations)
     elif c == "predict":
         api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
                     args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done)

@@ -130,8 +130,15 @@ class Predictor:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
-        case = out_file.name
+    def full_probabilities(self, data: np.ndarray, geom: Geometry) -> np.ndarray:
+        """Class probabilities on the image's own full grid (float16); outside the crop box the background has
+        probability 1. Configurations with other spacings meet here, so ensembles average these."""
+        probs, props = self.probabilities(data, geom)
+        full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
+        full[0][full.sum(0) == 0] = 1
+        return full
+
+    def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
         data, geom = read_case_images(image_files, case)
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
@@ -139,25 +146,37 @@ class Predictor:
         if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
             raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
                                "(it would be stretched into a volume); predict it with a 2d configuration")
+        return data, geom
+
+    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
+        data, geom = self.read_checked(image_files, out_file.name)
         holder = [data]  # handed over, so the image can be freed after preprocessing
         del data
         seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities)
         write_label(seg, geom, out_file)
         if save_probabilities:
-            stem = str(out_file)[: -len(ending_of(out_file))]
-            # probabilities on the full original grid; outside the crop box the background has probability 1
             full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
             spec = self.plans.label_spec
-            if not spec.has_regions:
+            if not spec.has_regions:  # outside the crop box the background has probability 1
                 full[0][full.sum(0) == 0] = 1
-            names = spec.region_names if spec.has_regions else [v for v in spec.label_values
-                                                                 if v != spec.ignore_label]
+            save_probabilities_npz(full, self.output_names(), out_file)
 
-            def _w(tmp: str) -> None:
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, probabilities=full, labels=np.array(names))
+    def output_names(self) -> list:
+        """What each probability channel is: region names, or label values (ignore has no channel)."""
+        spec = self.plans.label_spec
+        return spec.region_names if spec.has_regions else [v for v in spec.label_values if v != spec.ignore_label]
 
-            atomic_write_bytes(stem + ".npz", _w)
+
+def save_probabilities_npz(full: np.ndarray, labels: list[int], out_file: Path) -> None:
+    """``<case>.npz`` beside ``out_file``: probabilities on the full original grid and the label values, written
+    under a temporary name first."""
+    stem = str(out_file)[: -len(ending_of(out_file))]
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, probabilities=full, labels=np.array(labels))
+
+    atomic_write_bytes(stem + ".npz", _w)
 
 
 def _softmax_(logits: torch.Tensor) -> torch.Tensor:
@@ -225,7 +244,7 @@ def _signature(ws: Workspace, pred: "Predictor", checkpoint: str, save_probabili
             "step": pred.step, "mirror": pred.mirror, "lcc": pred.lcc_labels, "probabilities": save_probabilities}
 
 
-def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | None = None,
+def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | list[str] | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt",
@@ -235,16 +254,23 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | N
     interruption keeps the cases already predicted with the same model and settings (recorded in
     predict_manifest.json after each case: a kill between a case's file and that record redoes only that case).
     ``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster);
-    ``part`` (K, N) of a sharded prediction gives each part its own lock and manifest in the shared folder."""
+    ``part`` (K, N) of a sharded prediction gives each part its own lock and manifest in the shared folder.
+    ``config``: one configuration, several (an ensemble), or None for best.json's winner (or the only trained
+    configuration)."""
     ws.require_plans()
     check_step(step)
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
-    if config is None:
-        config = _best_or_only_config(ws, plans)
+    members, lcc = _chosen_members(ws, plans, config)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
+    if len(members) > 1:
+        from .ensemble import EnsemblePredictor, predict_ensemble
+
+        ens = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
+        return predict_ensemble(ens, inputs, Path(out_dir), save_probabilities, select)
+    config = members[0]
     if select is not None:
         inputs = select(inputs)
         if not inputs:
@@ -299,16 +325,52 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
     return written
 
 
-def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
-    best = ws.root / "best.json"
-    if best.is_file():
-        return str(load_json(best)["configuration"])
+def _chosen_members(ws: Workspace, plans: Plans, config: str | list[str] | None) -> tuple[list[str], list[int]]:
+    """(configurations to run, LCC labels of an ensemble); says what it runs when best.json chose it."""
+    from ..postprocessing.decide import read_best
+
+    if isinstance(config, str):
+        return [config], []
+    if config and len(config) == 1:
+        return list(config), []
+    best = read_best(ws)
+    if config:
+        members = list(dict.fromkeys(config))
+        same = best is not None and sorted(best["configurations"]) == sorted(members)
+        lcc = list(best["postprocessing"].get("lcc_labels", [])) if same else []
+        print(f"predict: ensemble of {' + '.join(members)}; postprocessing "
+              f"{lcc or 'none'}{'' if same else ' (best.json decided none for this ensemble: run find-best)'}",
+              flush=True)
+        return members, lcc
+    if best is None:
+        return [_only_trained(ws, plans)], []
+    members = best["configurations"]
+    print(f"predict: best.json's winner {best.get('name', '+'.join(members))} ({best.get('kind', 'configuration')}, "
+          f"cross-validation mean Dice {best.get('cv_mean_foreground_dice', float('nan')):.4f})", flush=True)
+    return members, list((best.get("postprocessing") or {}).get("lcc_labels", []))
+
+
+def _only_trained(ws: Workspace, plans: Plans) -> str:
     trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
     if not trained:
         raise AutosegError(f"{ws.root}: no trained configuration; run `autoseg train`")
     if len(trained) > 1:
-        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c")
+        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c, or run "
+                           f"`autoseg find-best {ws.root}`")
     return trained[0]
+
+
+def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
+    """One configuration (the Python Predictor loads one): best.json's single winner or the only trained one."""
+    from ..postprocessing.decide import read_best
+
+    best = read_best(ws)
+    if best is None:
+        return _only_trained(ws, plans)
+    if len(best["configurations"]) > 1:
+        raise AutosegError(f"{ws.best}: the best is the ensemble {'+'.join(best['configurations'])}; this loads "
+                           "one configuration: give it (or use `autoseg predict`, which runs ensembles)")
+    return best["configurations"][0]
 
 
 __all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]

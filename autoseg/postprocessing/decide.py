@@ -59,15 +59,20 @@ def validation_pairs(ws: Workspace, config: str, n_folds: int, ds: DatasetInfo) 
     return pairs
 
 
-def _lcc_rows(pairs: list[tuple], labels: dict[str, int]) -> list[list]:
-    # regions are judged by the values they write; voxels the reference marks ignore are not scored
+def _read_pairs(pairs: list[tuple]):
+    for case, pred_path, ref_path in pairs:
+        yield read_label(pred_path, case)[0], read_label(ref_path, case)[0]
+
+
+def lcc_rows(items, labels: dict[str, int]) -> list[list]:
+    """[label, Dice, Dice with LCC, apply] over (prediction, reference) label maps; the step is applied only where
+    the mean Dice of that label improves. Regions are judged by the values they write; voxels the reference marks
+    ignore are not scored."""
     fg = {n: v for n, v in labels.items() if isinstance(v, int) and v != 0 and n != "ignore"}
     ignore = labels.get("ignore")
     before: dict[str, list] = {n: [] for n in fg}
     after: dict[str, list] = {n: [] for n in fg}
-    for case, pred_path, ref_path in pairs:
-        pred, _ = read_label(pred_path, case)
-        ref, _ = read_label(ref_path, case)
+    for pred, ref in items:
         unlabelled = ref == ignore if ignore is not None else np.zeros(ref.shape, bool)
         for n, v in fg.items():
             kept = np.where(unlabelled, ref, keep_largest_component(pred, v))
@@ -81,6 +86,16 @@ def _lcc_rows(pairs: list[tuple], labels: dict[str, int]) -> list[list]:
     return rows
 
 
+def postprocessing_record(rows: list[list], labels: dict[str, int], num_cases: int) -> dict:
+    return {"lcc_labels": [labels[r[0]] for r in rows if r[3] == "yes"], "num_cases": num_cases,
+            "dice_before": {r[0]: r[1] for r in rows}, "dice_after": {r[0]: r[2] for r in rows}}
+
+
+def postprocessed_dice(pp: dict) -> float:
+    """Mean foreground Dice after the postprocessing decision (each label with or without its LCC step)."""
+    return float(np.mean([max(pp["dice_before"][n], pp["dice_after"][n]) for n in pp["dice_before"]]))
+
+
 def decide_postprocessing(ws: Workspace, config: str, n_folds: int, plans: Plans | None = None,
                           ds: DatasetInfo | None = None) -> dict:
     plans = plans or Plans.load(ws.plans)
@@ -88,9 +103,8 @@ def decide_postprocessing(ws: Workspace, config: str, n_folds: int, plans: Plans
     pairs = validation_pairs(ws, config, n_folds, ds)
     cv = evaluate_cases(pairs, plans.labels, CaseTable(ds.groups, ds.phases))
     write_summary(cv, ws.config_dir(config), stem="cv_summary")
-    rows = _lcc_rows(pairs, plans.labels)
-    result = {"lcc_labels": [plans.labels[r[0]] for r in rows if r[3] == "yes"], "num_cases": len(pairs),
-              "dice_before": {r[0]: r[1] for r in rows}, "dice_after": {r[0]: r[2] for r in rows}}
+    rows = lcc_rows(_read_pairs(pairs), plans.labels)
+    result = postprocessing_record(rows, plans.labels, len(pairs))
     save_json(result, ws.postprocessing(config))
     print(f"cross-validation of {config} ({len(pairs)} cases, {n_folds} folds): largest-component postprocessing")
     print(format_table(["label", "Dice", "Dice with LCC", "apply"], rows), flush=True)
@@ -100,17 +114,51 @@ def decide_postprocessing(ws: Workspace, config: str, n_folds: int, plans: Plans
 
 def choose_best_configuration(ws: Workspace, plans: Plans | None = None) -> dict | None:
     """Among the configurations with a complete cross-validation, the one with the best mean foreground Dice
-    (after its own postprocessing decision) goes to ``run/best.json``; ``predict`` uses it when no -c is given."""
+    (after its own postprocessing decision) goes to ``run/best.json``; ``predict`` uses it when no -c is given.
+    Ensembles are ranked by `autoseg find-best`, which writes the same record."""
     plans = plans or Plans.load(ws.plans)
-    scores = {}
-    for c in plans.configurations:
-        pp = ws.postprocessing(c)
-        if pp.is_file():
-            d = load_json(pp)
-            scores[c] = float(np.mean([max(d["dice_before"][n], d["dice_after"][n]) for n in d["dice_before"]]))
-    if not scores:
+    decisions = {c: load_json(ws.postprocessing(c)) for c in plans.configurations if ws.postprocessing(c).is_file()}
+    if not decisions:
         return None
+    scores = {c: postprocessed_dice(d) for c, d in decisions.items()}
     best = max(scores, key=scores.get)
-    result = {"configuration": best, "cv_mean_foreground_dice": scores[best], "candidates": scores}
-    save_json(result, ws.best)
-    return result
+    table = {c: {"members": [c], "dice": d["dice_before"], "mean": float(np.mean(list(d["dice_before"].values())))}
+             for c, d in decisions.items()}
+    earlier = load_json(ws.best) if ws.best.is_file() else {}
+    if isinstance(earlier, dict) and earlier.get("method") == "find-best":
+        print(f"note: {ws.best} (from find-best) now holds the best single configuration; run `autoseg find-best "
+              f"{ws.root}` again to rank ensembles too", flush=True)
+    return write_best(ws, [best], scores[best], table, decisions[best], "crossval")
+
+
+BEST_SCHEMA = 2
+
+
+def write_best(ws: Workspace, members: list[str], score: float, table: dict, postprocessing: dict,
+               method: str) -> dict:
+    """The one writer of ``best.json``: the winner (one configuration, or an ensemble whose probabilities are
+    averaged), its cross-validation Dice after postprocessing, every candidate's Dice table and the postprocessing
+    to apply. ``configuration`` is kept for a single winner (older readers)."""
+    record = {"schema_version": BEST_SCHEMA, "kind": "ensemble" if len(members) > 1 else "configuration",
+              "name": "+".join(members), "configurations": list(members), "cv_mean_foreground_dice": score,
+              "candidates": {n: t["mean"] for n, t in table.items()}, "dice_table": table,
+              "postprocessing": postprocessing, "method": method}
+    if len(members) == 1:
+        record["configuration"] = members[0]
+    save_json(record, ws.best)
+    return record
+
+
+def read_best(ws: Workspace) -> dict | None:
+    """best.json with ``configurations`` (its members) filled in for records written before ensembles; None when
+    there is none."""
+    if not ws.best.is_file():
+        return None
+    d = load_json(ws.best)
+    members = d.get("configurations") if isinstance(d, dict) else None
+    if members is None and isinstance(d, dict) and isinstance(d.get("configuration"), str):
+        members = [d["configuration"]]
+    if not (isinstance(members, list) and members and all(isinstance(m, str) for m in members)):
+        raise AutosegError(f"{ws.best}: no \"configurations\" list; run `autoseg find-best {ws.root}` again")
+    d["configurations"] = members
+    return d

@@ -47,10 +47,12 @@ def _trained_folds(ws: Workspace, config: str) -> list[str]:
 
 
 def _default_configurations(ws: Workspace) -> list[str]:
-    best = ws.root / "best.json"
-    chosen = load_json(best).get("configuration") if best.is_file() else None
-    if isinstance(chosen, str) and _trained_folds(ws, chosen):
-        return [chosen]
+    from ..postprocessing.decide import read_best
+
+    best = read_best(ws)
+    chosen = best["configurations"] if best else []
+    if chosen and all(_trained_folds(ws, c) for c in chosen):
+        return list(chosen)  # an ensemble's members all travel
     trained = sorted(p.parent.parent.name for p in ws.root.glob(f"*/fold_*/{CHECKPOINT}"))
     if not trained:
         raise AutosegError(f"{ws.root}: no trained fold (no */fold_*/{CHECKPOINT}); run `autoseg train` first")
@@ -72,9 +74,11 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
     files = {"plans.json": ws.plans}
     if ws.fingerprint.is_file():
         files["fingerprint.json"] = ws.fingerprint
-    best = ws.root / "best.json"
-    if best.is_file() and load_json(best).get("configuration") in configs:
-        files["best.json"] = best
+    from ..postprocessing.decide import read_best
+
+    best = read_best(ws)
+    if best and set(best["configurations"]) <= set(configs):
+        files["best.json"] = ws.best
     for c in configs:
         trained = _trained_folds(ws, c)
         chosen = trained if not folds or folds == ["all"] else [str(f) for f in folds]

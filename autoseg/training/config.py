@@ -42,6 +42,9 @@ class TrainConfig:
                                                check=">=0"))
     final_validation: bool = field(default=True, metadata=_opt(
         "skip the final full-resolution validation", "--no-validation", negate=True))
+    save_validation_probabilities: bool = field(default=False, metadata=_opt(
+        "keep each held-out case's class probabilities (validation/<case>.npz) so that `autoseg find-best` can rank "
+        "ensembles of configurations"))
     pretrained_weights: str | None = field(default=None, metadata=_opt(
         "checkpoint whose layers (matching names and shapes) initialise the network; the rest is initialised as "
         "usual and a report says which layers were loaded"))

@@ -22,7 +22,7 @@ from .loop import LoopState, fit
 from .parts import Parts, build_parts
 from .schedule import ClockSchedule, EpochSchedule, Schedule
 from .setup import FoldSetup
-from .validation import read_validation, summary_path, validate_fold, validation_reserve
+from .validation import probabilities_missing, read_validation, summary_path, validate_fold, validation_reserve
 
 LATEST, FINAL = "checkpoint_latest.pt", "checkpoint_final.pt"
 
@@ -34,7 +34,8 @@ def fold_status(setup: FoldSetup, tc: TrainConfig) -> str:
     if latest.is_file() and not (final.is_file() and final.stat().st_mtime_ns >= latest.stat().st_mtime_ns):
         return "resume"
     if final.is_file():
-        needs = bool(setup.val_cases) and tc.final_validation and not summary_path(setup).is_file()
+        needs = bool(setup.val_cases) and tc.final_validation and (not summary_path(setup).is_file() or (
+            tc.save_validation_probabilities and bool(probabilities_missing(setup))))
         return "validate" if needs else "finished"
     return "new"
 
@@ -96,7 +97,8 @@ def _finish_validation(setup: FoldSetup, tc: TrainConfig) -> dict:
     print(f"{setup.out}: trained; finishing the final validation that was interrupted", flush=True)
     net = network_from_checkpoint(load_checkpoint(setup.out / FINAL, device), device)
     with StopFlag() as stop:
-        summary = validate_fold(setup, net, device, skip_done=True, check_stop=_validation_stop(stop))
+        summary = validate_fold(setup, net, device, skip_done=True, check_stop=_validation_stop(stop),
+                                save_probabilities=tc.save_validation_probabilities)
     return {"validation": summary}
 
 
@@ -198,7 +200,8 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
         if not main:
             return result
         if setup.val_cases and tc.final_validation:
-            result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop))
+            result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop),
+                                                 save_probabilities=tc.save_validation_probabilities)
     if isinstance(schedule, ClockSchedule):
         print(schedule.report(state.epoch, sum(r.get("iterations", tc.iters_per_epoch) for r in state.log)),
               flush=True)

@@ -18,10 +18,16 @@ def read_validation(setup: FoldSetup) -> dict:
     return {"validation": load_json(p)} if p.is_file() else {}
 
 
+def probabilities_missing(setup: FoldSetup) -> list[str]:
+    """Held-out cases without ``validation/<case>.npz`` (the probabilities `find-best` ensembles)."""
+    return [c for c in setup.val_cases if not (setup.out / "validation" / f"{c}.npz").is_file()]
+
+
 def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, skip_done: bool = False,
-                  check_stop=lambda: None) -> dict:
+                  check_stop=lambda: None, save_probabilities: bool = False) -> dict:
     """Predict the held-out cases and evaluate them against their reference labels. ``skip_done`` keeps the
-    predictions a killed validation already wrote (each was written whole, under a temporary name first)."""
+    predictions a killed validation already wrote (each was written whole, under a temporary name first);
+    ``save_probabilities`` also keeps each case's probabilities on its original grid (``<case>.npz``)."""
     from ..evaluation.evaluate import CaseTable, evaluate_cases, summary_table, write_summary
     from ..inference.predictor import Predictor
 
@@ -34,8 +40,9 @@ def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, 
     pairs = []
     for case in setup.val_cases:
         out = vdir / f"{case}{ds.file_ending}"
-        if not (skip_done and out.is_file()):
-            pred.predict_files(ds.image_files(case), out)
+        done = out.is_file() and (not save_probabilities or (vdir / f"{case}.npz").is_file())
+        if not (skip_done and done):
+            pred.predict_files(ds.image_files(case), out, save_probabilities)
             fault_point("validation_case")
             check_stop()
         pairs.append((case, out, ds.label_file(case)))
