@@ -111,7 +111,13 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
                            parse_budget(budget), set(explicit or ())).validate()
     ds = load_dataset(plans.dataset_dir)
     setup = FoldSetup.load(ws, plans, ds, configuration, fold)
-    run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
+    if setup.cfg.previous_stage:  # the cascade trains on the first stage's cross-validation predictions
+        from .training.cascade import require_previous_stage
+        from .training.splits import read_splits
+
+        require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
+    data_config = setup.cfg.inherits_from or configuration
+    run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
     result = train_fold(setup, tc, resume, start_time=start)
     if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "

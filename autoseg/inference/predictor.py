@@ -38,6 +38,7 @@ class Predictor:
     step: float = 0.5
     mirror: bool = True
     tile_batch: int = 4
+    previous: "Predictor | None" = None  # the cascade's first stage, run before this one (its folds ensembled)
 
     @staticmethod
     def from_run(ws: Workspace, config: str, folds: list[str] | None = None, checkpoint: str = "checkpoint_final.pt",
@@ -56,12 +57,16 @@ class Predictor:
             ckpt = load_checkpoint(ws.fold_dir(config, f) / checkpoint)
             nets.append(network_from_checkpoint(ckpt, dev))
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
-        return Predictor(plans, config, nets, lcc, dev, step, mirror)
+        prev = plans.configuration(config).previous_stage
+        first = Predictor.from_run(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
+        return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first)
 
-    def probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
-        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties."""
+    def grid_probabilities(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, dict]:
+        """Class probabilities on the configuration's preprocessed grid (the folds' mean) and the properties."""
         cfg = self.plans.configuration(self.config)
         pre, _, props = preprocess_image(data, geom, self.plans, cfg)
+        if self.previous is not None:
+            pre = np.concatenate([pre, self._previous_stage_channels(data, geom, pre.shape[1:])])
         x = torch.from_numpy(pre)
         probs = None
         for net in self.networks:
@@ -69,16 +74,39 @@ class Predictor:
                                            self.tile_batch, self.device, amp=self.device.type == "cuda")
             p = torch.softmax(logits, 0)
             probs = p if probs is None else probs + p
-        probs = (probs / len(self.networks)).numpy()
+        return (probs / len(self.networks)).numpy(), props
+
+    def _previous_stage_channels(self, data: np.ndarray, geom: Geometry, shape) -> np.ndarray:
+        """The first stage's segmentation on this stage's grid, one-hot (the cascade's extra input channels)."""
+        from ..training.cascade import one_hot, to_next_stage
+
+        first = self.previous
+        grid, props = first.grid_probabilities(data, geom)
+        rp = first.plans.configuration(first.config).resampling_probabilities
+        seg = to_next_stage(grid, props, self.plans.configuration(self.config), rp)
+        if tuple(seg.shape) != tuple(shape):
+            raise AutosegError(f"{first.config} predicts on a grid {seg.shape} that does not resample to "
+                               f"{self.config}'s {tuple(shape)}; the plans of the two stages disagree")
+        return one_hot(seg, self.plans.num_classes)
+
+    def probabilities(self, data: np.ndarray, geom: Geometry,
+                      grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> tuple[np.ndarray, dict]:
+        """Class probabilities (K, *cropped original grid, transposed back) and the preprocessing properties;
+        ``grid_sink`` also receives them on the preprocessed grid (the cascade keeps them for its next stage)."""
+        cfg = self.plans.configuration(self.config)
+        probs, props = self.grid_probabilities(data, geom)
+        if grid_sink is not None:
+            grid_sink(probs, props)
         rp = cfg.resampling_probabilities
         probs = resample_probabilities(probs, props["shape_after_crop_transposed"], rp["order"], rp["separate_z"],
                                        rp["order_z"])
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
-    def segment(self, data: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray, dict]:
+    def segment(self, data: np.ndarray, geom: Geometry, grid_sink: Callable[[np.ndarray, dict], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(label map on the full original grid, probabilities on the cropped grid, preprocessing properties)."""
-        probs, props = self.probabilities(data, geom)
+        probs, props = self.probabilities(data, geom, grid_sink)
         values = np.array(sorted(self.plans.labels.values()))
         seg = values[np.argmax(probs, 0)].astype(np.int16)
         seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
@@ -86,13 +114,14 @@ class Predictor:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
+    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False,
+                      grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> None:
         case = out_file.name
         data, geom = read_case_images(image_files, case)
         if data.shape[0] != self.plans.num_input_channels:
             raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
                                f"{self.plans.num_input_channels} ({self.plans.channel_names})")
-        seg, probs, props = self.segment(data, geom)
+        seg, probs, props = self.segment(data, geom, grid_sink)
         write_label(seg, geom, out_file)
         if save_probabilities:
             stem = str(out_file)[: -len(ending_of(out_file))]
