@@ -1,0 +1,87 @@
+"""The cascade (3d_lowres -> 3d_cascade_fullres) from the CLI on generated isotropic volumes, and its data stream."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from autoseg.cli import main
+from autoseg.training.cascade import one_hot, to_next_stage
+from autoseg.training.data import BatchStream
+from autoseg.training.splits import grouped_kfold, save_splits
+
+FAST = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0"]
+
+
+def _balls(out, n: int = 5, size: int = 32, seed: int = 0):
+    """Isotropic 1 mm volumes with a two-label ball (shell 1 around core 2); the last case is the test case."""
+    rng = np.random.default_rng(seed)
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (out / sub).mkdir(parents=True)
+    zz, yy, xx = np.mgrid[:size, :size, :size]
+    for i in range(n):
+        c, r = rng.uniform(0.4, 0.6, 3) * size, rng.uniform(0.2, 0.25) * size
+        d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
+        lab = ((d < r).astype(np.uint8) + (d < r / 2)).astype(np.uint8)
+        img = (100 + 50 * lab + rng.normal(0, 5, lab.shape)).astype(np.float32)
+        tr = "Tr" if i < n - 1 else "Ts"
+        for arr, name in ((img, f"images{tr}/ball{i:03d}_0000.nii.gz"), (lab, f"labels{tr}/ball{i:03d}.nii.gz")):
+            im = sitk.GetImageFromArray(arr)
+            im.SetSpacing((1.0, 1.0, 1.0))
+            sitk.WriteImage(im, str(out / name))
+    (out / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MR"}, "labels": {"background": 0, "shell": 1, "core": 2}, "numTraining": n - 1,
+        "file_ending": ".nii.gz", "name": "Balls"}))
+    return out
+
+
+def _shrink(run):
+    """CI-sized networks: two stages of 8 and 16 features; one tile covers each stage's image."""
+    p = json.loads((run / "plans.json").read_text())
+    for name, c in p["configurations"].items():
+        if name != "2d":
+            c["patch_size"] = [24, 24, 24] if name == "3d_lowres" else [32, 32, 32]
+            c["architecture"]["arch_kwargs"]["features_per_stage"] = [8, 16]
+    (run / "plans.json").write_text(json.dumps(p, indent=1))
+
+
+@pytest.mark.slow
+def test_cascade_end_to_end(tmp_path, capsys):
+    data, run = _balls(tmp_path / "data"), tmp_path / "run"
+    # a small GPU-memory target shrinks the full-res patch until the planner adds a low-res stage
+    assert main(["plan", str(data), "--out", str(run), "--gpu-memory-gb", "0.01", "-j", "1"]) == 0
+    plans = json.loads((run / "plans.json").read_text())["configurations"]
+    assert plans["3d_lowres"]["next_stage"] == "3d_cascade_fullres"
+    assert plans["3d_cascade_fullres"]["previous_stage"] == "3d_lowres"
+    assert plans["3d_lowres"]["spacing"][0] > 1.2
+    _shrink(run)
+    cases = [f"ball{i:03d}" for i in range(4)]
+    save_splits(grouped_kfold(cases, {c: c for c in cases}, 2), run / "splits.json")
+
+    capsys.readouterr()
+    assert main(["train", str(run), "-c", "3d_cascade_fullres", "-f", "0"] + FAST) == 2
+    err = capsys.readouterr().err
+    assert "3d_lowres cross-validation prediction" in err and f"autoseg train {run} -c 3d_lowres -f K" in err
+
+    nxt = run / "3d_lowres" / "predicted_next_stage" / "3d_cascade_fullres"
+    for k in ("0", "1"):
+        assert main(["train", str(run), "-c", "3d_lowres", "-f", k] + FAST) == 0
+    for c in cases:  # every case's low-res CV prediction, on the full-res preprocessed grid
+        seg, img = np.load(nxt / f"{c}.npy"), np.load(run / "preprocessed" / "3d_fullres" / f"{c}.npy")
+        assert seg.shape == img.shape[1:] and seg.dtype == np.int8 and set(np.unique(seg)) <= {0, 1, 2}
+
+    assert main(["train", str(run), "-c", "3d_cascade_fullres", "-f", "0"] + FAST) == 0
+    fold = run / "3d_cascade_fullres" / "fold_0"
+    assert (fold / "validation" / "summary.json").is_file()
+    import torch
+
+    ck = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    assert ck["network_weights"]["encoder.0.0.0.weight"].shape[1] == 1 + 3  # image + one-hot
+
+    preds = tmp_path / "preds"
+    assert main(["predict", str(run), "-i", str(data / "imagesTs"), "-o", str(preds), "-c", "3d_cascade_fullres",
+                 "--no-tta"]) == 0
+    got = sitk.ReadImage(str(preds / "ball004.nii.gz"))
+    assert got.GetSize() == (32, 32, 32)
+    assert main(["evaluate", str(preds), str(data / "labelsTs"), "--dataset-json", str(data / "dataset.json")]) == 0
+    assert json.loads((preds / "summary.json").read_text())["num_cases"] == 1
