@@ -85,3 +85,64 @@ def test_cascade_end_to_end(tmp_path, capsys):
     assert got.GetSize() == (32, 32, 32)
     assert main(["evaluate", str(preds), str(data / "labelsTs"), "--dataset-json", str(data / "dataset.json")]) == 0
     assert json.loads((preds / "summary.json").read_text())["num_cases"] == 1
+
+
+def _preprocessed_case(folder, case: str, seg: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{case}.npy", (seg[None] * 10.0).astype(np.float32))
+    np.save(folder / f"{case}_seg.npy", seg.astype(np.int8))
+    locs = {str(k): [list(map(int, v)) for v in np.argwhere(seg == k)[:50]] for k in (1, 2)}
+    (folder / f"{case}.json").write_text(json.dumps({"class_locations": locs}))
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_previous_stage_becomes_one_hot_input_aligned_with_the_labels(tmp_path, augment):
+    """With the first stage's prediction equal to the reference, the extra channels (moved, rotated and mirrored
+    with the labels) must be the labels' one-hot encoding; the image channel stays first and the labels one channel."""
+    seg = np.zeros((20, 24, 24), np.int8)
+    seg[4:16, 6:18, 5:19] = 1
+    seg[8:12, 10:14, 9:15] = 2
+    _preprocessed_case(tmp_path / "pre", "c", seg)
+    (tmp_path / "prev").mkdir()
+    np.save(tmp_path / "prev" / "c.npy", seg)
+    stream = BatchStream(tmp_path / "pre", ["c"], [16, 16, 16], 2, False, augment, 0,
+                         previous_stage=tmp_path / "prev", num_classes=3)
+    it = iter(stream)
+    for _ in range(4):
+        x, y = next(it)
+        assert x.shape == (2, 4, 16, 16, 16) and y.shape == (2, 1, 16, 16, 16)
+        extra = x[:, 1:].numpy()
+        assert set(np.unique(extra)) <= {0.0, 1.0}
+        inside = extra.sum(1) == 1  # outside the image every channel is 0 (padding)
+        assert np.array_equal(extra.argmax(1)[inside], y[:, 0].numpy()[inside])
+        assert inside.mean() > 0.5
+
+
+def test_previous_stage_of_the_wrong_shape_is_refused(tmp_path):
+    from autoseg.utils import AutosegError
+
+    seg = np.zeros((20, 24, 24), np.int8)
+    seg[5:15, 5:15, 5:15] = 1
+    _preprocessed_case(tmp_path / "pre", "c", seg)
+    (tmp_path / "prev").mkdir()
+    np.save(tmp_path / "prev" / "c.npy", seg[:10])
+    with pytest.raises(AutosegError, match="c.npy: shape .* train its folds again"):
+        next(iter(BatchStream(tmp_path / "pre", ["c"], [16, 16, 16], 1, False, False, 0,
+                              previous_stage=tmp_path / "prev", num_classes=2)))
+
+
+def test_low_res_probabilities_resample_to_the_full_res_grid():
+    """A ball predicted at 2 mm comes back on the 1 mm grid of the same cropped box, as a label map."""
+    from types import SimpleNamespace
+
+    zz, yy, xx = np.mgrid[:10, :10, :10]
+    ball = (np.sqrt((zz - 4.5) ** 2 + (yy - 4.5) ** 2 + (xx - 4.5) ** 2) < 3).astype(np.float32)
+    probs = np.stack([1 - ball, ball])
+    props = {"shape_after_crop_transposed": [20, 20, 20], "spacing_transposed": [1.0, 1.0, 1.0]}
+    cfg = SimpleNamespace(dim=3, spacing=[1.0, 1.0, 1.0])
+    seg = to_next_stage(probs, props, cfg, {"order": 1, "separate_z": False, "order_z": 0})
+    assert seg.shape == (20, 20, 20) and seg.dtype == np.int8
+    z, y, x = np.mgrid[:20, :20, :20]
+    ref = np.sqrt((z - 9.5) ** 2 + (y - 9.5) ** 2 + (x - 9.5) ** 2) < 6
+    assert (seg.astype(bool) == ref).mean() > 0.97
+    assert np.array_equal(one_hot(seg, 2).argmax(0), seg)
