@@ -45,8 +45,8 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
 
         dev = resolve_device(device)
         plans = _without_cascade(plans)  # the budget keeps 2d and 3d_fullres only
-        plans = _budget_network_class(apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds,
-                                                   timer=step_timer(dev), only=configurations))
+        plans = apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds, timer=step_timer(dev),
+                             only=configurations)  # under a residual preset, residual candidates are timed
     plan_seconds = round(time.time() - t0, 2)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))
@@ -66,17 +66,6 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
 def _without_cascade(plans: Plans) -> Plans:
     confs = {k: dataclasses.replace(v, next_stage=None) for k, v in plans.configurations.items()
              if v.previous_stage is None}
-    return dataclasses.replace(plans, configurations=confs)
-
-
-def _budget_network_class(plans: Plans) -> Plans:
-    """The budget planner times plain U-Net candidates; under a residual preset, a configuration it re-chose says
-    that its network is the plain U-Net."""
-    if plans.preset == "default":
-        return plans
-    confs = {k: v if v.budget is None else dataclasses.replace(
-        v, reasons=v.reasons + [f"the budget timed plain U-Net candidates, so the {plans.preset} preset's residual "
-                                "encoder is not used"]) for k, v in plans.configurations.items()}
     return dataclasses.replace(plans, configurations=confs)
 
 
