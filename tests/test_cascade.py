@@ -86,6 +86,13 @@ def test_cascade_end_to_end(tmp_path, capsys):
     assert main(["evaluate", str(preds), str(data / "labelsTs"), "--dataset-json", str(data / "dataset.json")]) == 0
     assert json.loads((preds / "summary.json").read_text())["num_cases"] == 1
 
+    from autoseg.sharing.model_zip import export_files
+
+    # a shared cascade model carries its first stage (all trained low-res folds), whatever -f says
+    names = export_files(run, ["3d_cascade_fullres"], ["0"])
+    assert {"3d_lowres/fold_0/checkpoint_final.pt", "3d_lowres/fold_1/checkpoint_final.pt",
+            "3d_cascade_fullres/fold_0/checkpoint_final.pt"} <= set(names)
+
 
 def _preprocessed_case(folder, case: str, seg: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
