@@ -76,6 +76,7 @@ def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num
     # 3d_lowres is preprocessed on request; 3d_cascade_fullres reads 3d_fullres's data
     configs = configurations or [c for c, v in plans.configurations.items()
                                  if c != "3d_lowres" and v.previous_stage is None]
+    configs = list(dict.fromkeys(plans.configuration(c).inherits_from or c for c in configs))
     for c in configs:
         t0 = time.time()
         run_preprocessing(ds, plans, c, ws.preprocessed(c), num_workers)

@@ -153,3 +153,16 @@ def test_low_res_probabilities_resample_to_the_full_res_grid():
     ref = np.sqrt((z - 9.5) ** 2 + (y - 9.5) ** 2 + (x - 9.5) ** 2) < 6
     assert (seg.astype(bool) == ref).mean() > 0.97
     assert np.array_equal(one_hot(seg, 2).argmax(0), seg)
+
+
+def test_submit_orders_the_cascade_after_every_first_stage_fold(tmp_path):
+    from autoseg.cluster.graph import train_jobs
+    from autoseg.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    confs = {"3d_lowres": {"next_stage": "3d_cascade_fullres"},
+             "3d_cascade_fullres": {"previous_stage": "3d_lowres", "inherits_from": "3d_fullres"}}
+    (tmp_path / "plans.json").write_text(json.dumps({"configurations": confs}))
+    jobs = {j.name: j for j in train_jobs(ws, ["3d_lowres", "3d_cascade_fullres"], ["0", "1"], [], None, False)}
+    assert jobs["train_3d_cascade_fullres_fold1"].depends_on == ["train_3d_lowres_fold0", "train_3d_lowres_fold1"]
+    assert jobs["train_3d_lowres_fold0"].depends_on == []
