@@ -86,6 +86,8 @@ def _first_stage_jobs(ws: Workspace, configs: list[str], folds: list[str]) -> di
     of that stage submitted alongside."""
     from ..utils import load_json
 
+    if not ws.plans.is_file():  # `train` itself reports a run without plans
+        return {}
     plans = load_json(ws.plans).get("configurations", {})
     out = {}
     for c in configs:
