@@ -50,8 +50,8 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
 
         dev = resolve_device(device)
         plans = _without_cascade(plans)  # the budget keeps 2d and 3d_fullres only
-        plans = _budget_network_class(apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds,
-                                                   timer=step_timer(dev), only=configurations))
+        plans = apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds, timer=step_timer(dev),
+                             only=configurations)  # under a residual preset, residual candidates are timed
     plan_seconds = round(time.time() - t0, 2)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))
@@ -74,17 +74,6 @@ def _without_cascade(plans: Plans) -> Plans:
     return dataclasses.replace(plans, configurations=confs)
 
 
-def _budget_network_class(plans: Plans) -> Plans:
-    """The budget planner times plain U-Net candidates; under a residual preset, a configuration it re-chose says
-    that its network is the plain U-Net."""
-    if plans.preset == "default":
-        return plans
-    confs = {k: v if v.budget is None else dataclasses.replace(
-        v, reasons=v.reasons + [f"the budget timed plain U-Net candidates, so the {plans.preset} preset's residual "
-                                "encoder is not used"]) for k, v in plans.configurations.items()}
-    return dataclasses.replace(plans, configurations=confs)
-
-
 def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num_workers: int = 2) -> None:
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
@@ -92,6 +81,7 @@ def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num
     # 3d_lowres is preprocessed on request; 3d_cascade_fullres reads 3d_fullres's data
     configs = configurations or [c for c, v in plans.configurations.items()
                                  if c != "3d_lowres" and v.previous_stage is None]
+    configs = list(dict.fromkeys(plans.configuration(c).inherits_from or c for c in configs))
     for c in configs:
         t0 = time.time()
         run_preprocessing(ds, plans, c, ws.preprocessed(c), num_workers)
@@ -116,7 +106,13 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
                            parse_budget(budget), set(explicit or ())).validate()
     ds = load_dataset(plans.dataset_dir)
     setup = FoldSetup.load(ws, plans, ds, configuration, fold)
-    run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
+    if setup.cfg.previous_stage:  # the cascade trains on the first stage's cross-validation predictions
+        from .training.cascade import require_previous_stage
+        from .training.splits import read_splits
+
+        require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
+    data_config = setup.cfg.inherits_from or configuration
+    run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
     result = train_fold(setup, tc, resume, start_time=start)
     if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "

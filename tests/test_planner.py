@@ -231,16 +231,22 @@ def test_unknown_preset_is_an_autoseg_error(tmp_path):
 def test_budget_on_top_of_a_resenc_preset(tmp_path):
     import torch
 
-    from autoseg.api import _budget_network_class, _without_cascade
+    from autoseg.api import _without_cascade
     from autoseg.planner import budget as B
     from autoseg.planner.planner import make_plans
 
     plans = make_plans(_dataset(tmp_path, 20), _fingerprint((1.0, 0.8, 0.8), (300, 512, 512), 20), preset="resenc-m")
     assert "3d_cascade_fullres" in plans.configurations
-    out = _budget_network_class(B.apply_budget(_without_cascade(plans), 3600, torch.device("cpu"), 20,
-                                               timer=lambda c: 1e-3, verbose=False))
+    timed = []
+    out = B.apply_budget(_without_cascade(plans), 3600, torch.device("cpu"), 20,
+                         timer=lambda c: (timed.append(c), 1e-3)[1], verbose=False)
     assert sorted(out.configurations) == ["2d", "3d_fullres"] and out.preset == "resenc-m"
+    # the budget times the preset's network: residual encoders with its blocks per stage (1, 3, 4, 6, 6, ...)
+    assert timed and {c.network_class_name for c in timed} == {"ResidualEncoderUNet"}
+    for c in timed:
+        n = c.arch_kwargs.n_stages
+        assert c.arch_kwargs.n_blocks_per_stage == (1, 3, 4, 6, 6, 6, 6, 6)[:n]
+        assert c.arch_kwargs.n_conv_per_stage_decoder == (1,) * (n - 1)
     for cfg in out.configurations.values():
-        # the budget timed plain U-Net candidates: the plans say so instead of naming a network they do not describe
-        assert cfg.budget is not None and cfg.architecture.network_class_name == "PlainConvUNet"
-        assert "n_conv_per_stage" in cfg.architecture.arch_kwargs and "residual encoder" in cfg.reasons[-1]
+        assert cfg.budget is not None and cfg.architecture.network_class_name == "ResidualEncoderUNet"
+        assert "n_blocks_per_stage" in cfg.architecture.arch_kwargs

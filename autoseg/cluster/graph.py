@@ -66,6 +66,7 @@ def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: 
     if preprocess:
         jobs.append(Job("preprocess", autoseg_command() + ["preprocess", run, "-c", *configs], throttled=False))
         pre = ["preprocess"]
+    first_stage = _first_stage_jobs(ws, configs, folds)
     for c in configs:
         names = []
         for f in folds:
@@ -74,10 +75,26 @@ def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: 
             names.append(f"train_{c}_fold{f}")
             fold_dir = ws.fold_dir(c, f)
             cmd = with_resume_if_started(autoseg_command() + ["train", *args], fold_dir)
-            jobs.append(Job(names[-1], cmd, list(pre), fold_dir=str(fold_dir)))
+            jobs.append(Job(names[-1], cmd, list(pre) + first_stage.get(c, []), fold_dir=str(fold_dir)))
         if after_folds:
             jobs.append(Job(f"after_{c}", expand_template(after_folds, ws.root, c), names, throttled=False))
     return jobs
+
+
+def _first_stage_jobs(ws: Workspace, configs: list[str], folds: list[str]) -> dict[str, list[str]]:
+    """The cascade trains on its first stage's cross-validation predictions: its fold jobs wait for every fold job
+    of that stage submitted alongside."""
+    from ..utils import load_json
+
+    if not ws.plans.is_file():  # `train` itself reports a run without plans
+        return {}
+    plans = load_json(ws.plans).get("configurations", {})
+    out = {}
+    for c in configs:
+        prev = plans.get(c, {}).get("previous_stage")
+        if prev in configs:
+            out[c] = [f"train_{prev}_fold{f}" for f in folds]
+    return out
 
 
 def predict_jobs(ws: Workspace, inp: Path, out: Path, num_parts: int, predict_args: list[str]) -> list[Job]:
@@ -104,6 +121,7 @@ def preprocessing_done(ws: Workspace, configs: list[str]) -> bool:
     plans = Plans.load(ws.plans)
     ds = load_dataset(plans.dataset_dir)
     for c in configs:
+        c = plans.configuration(c).inherits_from or c  # the cascade reads 3d_fullres's data
         out = ws.preprocessed(c)
         sig = out / "plan_signature.json"
         if not sig.is_file() or json.loads(sig.read_text()) != json.loads(json.dumps(plan_signature(plans, c))):

@@ -49,6 +49,7 @@ class Predictor:
     step: float = 0.5
     mirror: bool = True
     tile_batch: int = 4
+    previous: "Predictor | None" = None  # the cascade's first stage, run before this one (its folds ensembled)
 
     @staticmethod
     def from_run(ws: Workspace, config: str, folds: list[str] | None = None, checkpoint: str = "checkpoint_final.pt",
@@ -73,17 +74,22 @@ class Predictor:
             except AutosegError as e:  # say which file
                 raise AutosegError(f"{path}: {e}") from None
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
-        return Predictor(plans, config, nets, lcc, dev, step, mirror)
+        prev = plans.configuration(config).previous_stage
+        first = Predictor.from_run(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
+        return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first)
 
     @torch.inference_mode()
     def target_probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[torch.Tensor, dict]:
         """Mean softmax of the folds on the preprocessed (target-spacing, transposed) grid, and the properties.
 
         ``data`` may be a one-element list holding the image: it is emptied once the image is preprocessed, so
-        that the original-resolution image is not kept through the sliding window (see predict_files)."""
+        that the original-resolution image is not kept through the sliding window (see predict_files). A cascade
+        stage adds the first stage's segmentation as one-hot channels."""
         cfg = self.plans.configuration(self.config)
         image = data.pop() if isinstance(data, list) else data
         pre, _, props = preprocess_image(image, geom, self.plans, cfg)
+        if self.previous is not None:
+            pre = np.concatenate([pre, self._previous_stage_channels(image, geom, pre.shape[1:])])
         del image
         x = torch.from_numpy(pre)
         spec = self.plans.label_spec
@@ -96,26 +102,44 @@ class Predictor:
         del x, pre
         return probs.div_(len(self.networks)), props
 
-    def probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[np.ndarray, dict]:
-        """Class (or region) probabilities (K, *cropped original grid, transposed back) and the properties."""
+    def _previous_stage_channels(self, data: np.ndarray, geom: Geometry, shape) -> np.ndarray:
+        """The first stage's segmentation on this stage's grid, one-hot (the cascade's extra input channels)."""
+        from ..training.cascade import one_hot, to_next_stage
+
+        first = self.previous
+        grid, props = first.target_probabilities(data, geom)
+        rp = first.plans.configuration(first.config).resampling_probabilities
+        seg = to_next_stage(grid.numpy(), props, self.plans.configuration(self.config), rp)
+        if tuple(seg.shape) != tuple(shape):
+            raise AutosegError(f"{first.config} predicts on a grid {seg.shape} that does not resample to "
+                               f"{self.config}'s {tuple(shape)}; the plans of the two stages disagree")
+        return one_hot(seg, self.plans.num_classes)
+
+    def probabilities(self, data: np.ndarray | list, geom: Geometry,
+                      grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> tuple[np.ndarray, dict]:
+        """Class (or region) probabilities (K, *cropped original grid, transposed back) and the properties;
+        ``grid_sink`` also receives them on the preprocessed grid (the cascade keeps them for its next stage)."""
         cfg = self.plans.configuration(self.config)
         probs, props = self.target_probabilities(data, geom)
+        if grid_sink is not None:
+            grid_sink(probs.numpy(), props)
         rp = cfg.resampling_probabilities
         probs = resample_probabilities(probs.numpy(), props["shape_after_crop_transposed"], rp["order"],
                                        rp["separate_z"], rp["order_z"], normalise=not self.plans.label_spec.has_regions)
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
-    def segment(self, data: np.ndarray | list, geom: Geometry,
-                keep_probabilities: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    def segment(self, data: np.ndarray | list, geom: Geometry, keep_probabilities: bool = True,
+                grid_sink: Callable[[np.ndarray, dict], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None, dict]:
         """(label map on the full original grid, probabilities on the cropped grid or None, properties).
 
         Without ``keep_probabilities`` the classes are resampled one at a time into a running argmax, so the
         probabilities are never held at the original resolution (K times the image); region outputs are
         thresholded, so they are always resampled whole."""
         spec = self.plans.label_spec
-        if keep_probabilities or spec.has_regions:
-            probs, props = self.probabilities(data, geom)
+        if keep_probabilities or spec.has_regions or grid_sink is not None:
+            probs, props = self.probabilities(data, geom, grid_sink)
             seg = spec.segment(probs)  # argmax, or regions over 0.5 in regions_class_order
         else:
             cfg = self.plans.configuration(self.config)
@@ -148,11 +172,12 @@ class Predictor:
                                "(it would be stretched into a volume); predict it with a 2d configuration")
         return data, geom
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
+    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False,
+                      grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> None:
         data, geom = self.read_checked(image_files, out_file.name)
         holder = [data]  # handed over, so the image can be freed after preprocessing
         del data
-        seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities)
+        seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities, grid_sink=grid_sink)
         write_label(seg, geom, out_file)
         if save_probabilities:
             full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)

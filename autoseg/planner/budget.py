@@ -41,7 +41,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..networks.unet import PlainConvUNetArgs
+from ..networks.resenc import ResidualEncoderUNetArgs
+from ..networks.unet import PlainConvUNetArgs, UNetArgs
 from ..tiling import window_starts
 from ..utils import AutosegError
 from . import heuristics as H
@@ -92,7 +93,7 @@ class Candidate:
     patch_size: tuple[int, ...]
     batch_size: int
     base_features: int
-    arch_kwargs: PlainConvUNetArgs
+    arch_kwargs: UNetArgs  # PlainConvUNetArgs, or ResidualEncoderUNetArgs under a residual preset
     macs: float  # multiply-accumulates of one forward pass of one sample (the network's own count)
     dummy_2d: bool = False
     network_class_name: str = "PlainConvUNet"
@@ -102,19 +103,29 @@ class Candidate:
                 f"{self.batch_size} features {self.base_features}")
 
 
-def _arch(dim: int, spacing, patch, base: int, num_channels: int,
-          num_classes: int) -> tuple[PlainConvUNetArgs, tuple]:
+def _arch(dim: int, spacing, patch, base: int, num_channels: int, num_classes: int,
+          preset: H.Preset | None = None) -> tuple[UNetArgs, tuple]:
+    """The preset's network for a candidate: the plain U-Net, or the residual encoder with the preset's blocks per
+    stage (so a ResEnc budget times the network it will train)."""
     topo = H.network_topology(spacing, patch)
-    feats = H.features_per_stage(topo.n_stages, dim, base=base, cap=H.MAX_FEATURES[dim] * base // H.BASE_FEATURES)
-    args = PlainConvUNetArgs(
-        dim=dim, input_channels=num_channels, num_classes=num_classes, n_stages=topo.n_stages,
-        features_per_stage=tuple(feats), kernel_sizes=tuple(topo.kernel_sizes), strides=tuple(topo.strides),
-        n_conv_per_stage=(2,) * topo.n_stages, n_conv_per_stage_decoder=(2,) * (topo.n_stages - 1))
+    n = topo.n_stages
+    feats = H.features_per_stage(n, dim, base=base, cap=H.MAX_FEATURES[dim] * base // H.BASE_FEATURES)
+    common = dict(dim=dim, input_channels=num_channels, num_classes=num_classes, n_stages=n,
+                  features_per_stage=tuple(feats), kernel_sizes=tuple(topo.kernel_sizes), strides=tuple(topo.strides))
+    if preset is not None and preset.residual:
+        return ResidualEncoderUNetArgs(n_blocks_per_stage=tuple(preset.encoder_blocks[:n]),
+                                       n_conv_per_stage_decoder=tuple(preset.decoder_convs[:n - 1]),
+                                       **common), topo.patch_size
+    args = PlainConvUNetArgs(n_conv_per_stage=(2,) * n, n_conv_per_stage_decoder=(2,) * (n - 1), **common)
     return args, topo.patch_size
 
 
+def _class_name(preset: H.Preset | None) -> str:
+    return preset.network_class_name if preset is not None else "PlainConvUNet"
+
+
 def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_classes: int,
-               coarsen_all: bool, dummy_2d: bool = False) -> list[Candidate]:
+               coarsen_all: bool, dummy_2d: bool = False, preset: H.Preset | None = None) -> list[Candidate]:
     """Candidate configurations, most detailed first: finest spacing, then widest, then the whole median image
     with the full batch, with half the batch, then 3/4 of the image per axis."""
     dim = len(spacing)
@@ -131,13 +142,13 @@ def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_cl
                 batch = max(H.MIN_BATCH_SIZE, int(round(full_batch * bfrac)))
                 patch = np.where(coarse, np.maximum(np.round(shape * frac), np.minimum(shape, MIN_PATCH_EDGE)),
                                  np.minimum(shape, H.initial_patch_size(sp, shape)))
-                kw, padded = _arch(dim, sp, [int(p) for p in patch], base, num_channels, num_classes)
+                kw, padded = _arch(dim, sp, [int(p) for p in patch], base, num_channels, num_classes, preset)
                 key = (tuple(np.round(sp, 4)), padded, base, batch)
                 if key in seen:
                     continue
                 seen.add(key)
                 out.append(Candidate(tuple(float(s) for s in sp), tuple(int(p) for p in padded), batch, base, kw,
-                                     kw.costs(padded).macs, dummy_2d))
+                                     kw.costs(padded).macs, dummy_2d, _class_name(preset)))
     return out
 
 
@@ -277,7 +288,8 @@ def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: f
     dim = cfg.dim
     anisotropic = cfg.resampling_data.separate_z
     cands = candidates(cfg.spacing, cfg.median_image_size_in_voxels, cfg.batch_size, plans.num_input_channels,
-                       plans.num_classes, coarsen_all=not anisotropic, dummy_2d=dim == 3 and anisotropic)
+                       plans.num_classes, coarsen_all=not anisotropic, dummy_2d=dim == 3 and anisotropic,
+                       preset=H.get_preset(plans.preset))
     n_slices = list(plans.original_median_shape_after_transp[:1])
 
     def shape_at(c: Candidate) -> list[float]:

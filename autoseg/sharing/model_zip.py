@@ -80,20 +80,32 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
     if best and set(best["configurations"]) <= set(configs):
         files["best.json"] = ws.best
     for c in configs:
-        trained = _trained_folds(ws, c)
-        chosen = trained if not folds or folds == ["all"] else [str(f) for f in folds]
-        missing = [f for f in chosen if f not in trained]
-        if not trained or missing:
-            raise AutosegError(f"{ws.config_dir(c)}: no {CHECKPOINT} for fold(s) {missing or chosen}; trained: "
-                               f"{trained or 'none'}")
-        for f in chosen:
-            for name in FOLD_FILES:
-                if (ws.fold_dir(c, f) / name).is_file():
-                    files[f"{c}/fold_{f}/{name}"] = ws.fold_dir(c, f) / name
-        for name in CONFIG_FILES:
-            if (ws.config_dir(c) / name).is_file():
-                files[f"{c}/{name}"] = ws.config_dir(c) / name
+        _add_configuration(ws, c, folds, files)
+    for c in _previous_stages(ws, configs):  # the cascade predicts with its first stage: all its trained folds
+        _add_configuration(ws, c, None, files)
     return files
+
+
+def _previous_stages(ws: Workspace, configs: list[str]) -> list[str]:
+    plans = load_json(ws.plans).get("configurations", {})
+    prev = [plans.get(c, {}).get("previous_stage") for c in configs]
+    return sorted({p for p in prev if isinstance(p, str) and p not in configs})
+
+
+def _add_configuration(ws: Workspace, c: str, folds: list[str] | None, files: dict[str, Path]) -> None:
+    trained = _trained_folds(ws, c)
+    chosen = trained if not folds or folds == ["all"] else [str(f) for f in folds]
+    missing = [f for f in chosen if f not in trained]
+    if not trained or missing:
+        raise AutosegError(f"{ws.config_dir(c)}: no {CHECKPOINT} for fold(s) {missing or chosen}; trained: "
+                           f"{trained or 'none'}")
+    for f in chosen:
+        for name in FOLD_FILES:
+            if (ws.fold_dir(c, f) / name).is_file():
+                files[f"{c}/fold_{f}/{name}"] = ws.fold_dir(c, f) / name
+    for name in CONFIG_FILES:
+        if (ws.config_dir(c) / name).is_file():
+            files[f"{c}/{name}"] = ws.config_dir(c) / name
 
 
 def export_model(run_dir: str | Path, out_zip: str | Path, configurations: list[str] | None = None,

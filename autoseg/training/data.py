@@ -23,9 +23,10 @@ from .augmentation import enlarged_patch_size, training_transforms
 class PreprocessedCases:
     """Read access to ``run/preprocessed/<config>/`` for a list of cases."""
 
-    def __init__(self, folder: Path, cases: list[str]):
+    def __init__(self, folder: Path, cases: list[str], previous_stage: Path | None = None):
         self.folder = Path(folder)
         self.cases = list(cases)
+        self.previous_stage = previous_stage  # the cascade's first-stage predictions (<case>.npy), on this grid
         missing = [c for c in self.cases if not (self.folder / f"{c}.json").is_file()]
         if missing:
             raise AutosegError(f"{self.folder}: cases {missing[:5]}{'...' if len(missing) > 5 else ''} are not "
@@ -42,6 +43,16 @@ class PreprocessedCases:
         data = np.load(self.folder / f"{case}.npy", mmap_mode="r")
         seg = np.load(self.folder / f"{case}_seg.npy", mmap_mode="r")
         return data, seg
+
+    def previous(self, case: str, shape) -> np.ndarray | None:
+        """The first stage's label map for the case (cascade only), checked against the image's grid."""
+        if self.previous_stage is None:
+            return None
+        from .cascade import check_next_stage_shape
+
+        prev = np.load(self.previous_stage / f"{case}.npy", mmap_mode="r")
+        check_next_stage_shape(prev, shape, case, self.previous_stage)
+        return prev
 
 
 def _crop_with_padding(arr: np.ndarray, lb: list[int], size: list[int]) -> np.ndarray:
@@ -90,6 +101,7 @@ class PatchSampler:
 
     def sample(self, case: str, force_fg: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         data, seg = self.cases.arrays(case)
+        prev = self.cases.previous(case, seg.shape)
         locs = self.cases.props(case)["class_locations"]
         center = None
         if force_fg:
@@ -107,15 +119,20 @@ class PatchSampler:
                 lb.append(int(np.clip(center[i] - sz // 2, lo, hi)))
             else:
                 lb.append(int(rng.integers(lo, hi + 1)))
-        return _crop_with_padding(data, lb, self.size), _crop_with_padding(seg, lb, self.size)
+        seg_out = _crop_with_padding(seg, lb, self.size)
+        if prev is not None:  # the cascade: the first stage's labels ride along as a second label channel
+            seg_out = np.stack([seg_out, _crop_with_padding(prev, lb, self.size)])
+        return _crop_with_padding(data, lb, self.size), seg_out
 
 
 class BatchStream(IterableDataset):
     """An endless stream of augmented batches. Each worker has its own seed derived from ``seed``."""
 
     def __init__(self, folder: Path, cases: list[str], patch_size: list[int], batch_size: int, dummy_2d: bool,
-                 augment: bool, seed: int, oversample_fg: float = 1 / 3):
+                 augment: bool, seed: int, oversample_fg: float = 1 / 3, previous_stage: Path | None = None,
+                 num_classes: int = 0):
         super().__init__()
+        self.previous_stage, self.num_classes = previous_stage, num_classes
         self.folder, self.cases, self.patch_size = folder, list(cases), list(patch_size)
         self.batch_size, self.dummy_2d, self.augment, self.seed = batch_size, dummy_2d, augment, seed
         self.oversample_fg = oversample_fg
@@ -129,7 +146,8 @@ class BatchStream(IterableDataset):
         np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
         dim = len(self.patch_size)
         cut = enlarged_patch_size(self.patch_size, dim, self.dummy_2d) if self.augment else self.patch_size
-        sampler = PatchSampler(PreprocessedCases(self.folder, self.cases), cut, dim, self.patch_size)
+        cases = PreprocessedCases(self.folder, self.cases, self.previous_stage)
+        sampler = PatchSampler(cases, cut, dim, self.patch_size)
         transforms = training_transforms(self.patch_size, dim, self.dummy_2d) if self.augment else None
         n_fg = int(round(self.batch_size * self.oversample_fg))
         while True:
@@ -138,12 +156,24 @@ class BatchStream(IterableDataset):
                 case = self.cases[rng.integers(len(self.cases))]
                 d, s = sampler.sample(case, force_fg=i >= self.batch_size - n_fg, rng=rng)
                 data.append(d)
-                seg.append(s[None])
+                seg.append(s if self.previous_stage is not None else s[None])
             batch = {"data": np.stack(data).astype(np.float32), "seg": np.stack(seg).astype(np.float32)}
             if transforms is not None:
                 batch = transforms(**batch)
+            if self.previous_stage is not None:
+                batch = previous_stage_as_input(batch, self.num_classes)
             yield (torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32)),
                    torch.from_numpy(np.ascontiguousarray(np.round(batch["seg"]), dtype=np.int64)))
+
+
+def previous_stage_as_input(batch: dict, num_classes: int) -> dict:
+    """The cascade: the first stage's labels (moved and mirrored with the reference, untouched by the intensity
+    transforms) leave the labels and join the image as one-hot channels, as nnU-Net's cascade data stream does."""
+    from .cascade import one_hot
+
+    prev = np.round(batch["seg"][:, 1]).astype(np.int64)
+    extra = np.stack([one_hot(p, num_classes) for p in prev])
+    return {**batch, "data": np.concatenate([batch["data"], extra], 1), "seg": batch["seg"][:, :1]}
 
 
 def _worker_init(worker_id: int) -> None:

@@ -160,12 +160,14 @@ def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int
     """Augmented training batches and plain validation batches; the seeds follow the config's seed, the epoch a
     resume starts at and the rank, so a resumed or distributed run does not replay the same patches."""
     cfg = setup.cfg
-    folder = setup.ws.preprocessed(setup.config)
+    folder = setup.data_folder
     aniso3d = cfg.dim == 3 and bool(cfg.resampling_data["separate_z"])
+    prev = setup.previous_stage_folder  # the cascade's extra input, or None
+    extra = {"previous_stage": prev, "num_classes": setup.num_classes}
     train = BatchStream(folder, setup.train_cases, cfg.patch_size, local_batch, aniso3d, True,
-                        (tc.seed * 1000 + start_epoch) * 64 + rank, tc.oversample_foreground)
+                        (tc.seed * 1000 + start_epoch) * 64 + rank, tc.oversample_foreground, **extra)
     val = BatchStream(folder, setup.val_cases or setup.train_cases, cfg.patch_size, local_batch, aniso3d, False,
-                      (tc.seed * 1000 + 999) * 64 + rank, tc.oversample_foreground)
+                      (tc.seed * 1000 + 999) * 64 + rank, tc.oversample_foreground, **extra)
     return iter(make_loader(train, workers, pin)), iter(make_loader(val, min(workers, 1), pin))
 
 

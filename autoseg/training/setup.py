@@ -51,4 +51,21 @@ class FoldSetup:
     @property
     def architecture(self) -> dict:
         arch = self.cfg.architecture
-        return {"network_class_name": arch.network_class_name, "arch_kwargs": dict(arch.arch_kwargs)}
+        kwargs = dict(arch.arch_kwargs)
+        if self.cfg.previous_stage:  # the cascade: the first stage's one-hot segmentation is extra input
+            kwargs["input_channels"] = int(kwargs["input_channels"]) + self.num_classes
+        return {"network_class_name": arch.network_class_name, "arch_kwargs": kwargs}
+
+    @property
+    def data_folder(self) -> Path:
+        """Preprocessed data; a configuration that inherits from another (3d_cascade_fullres) reads that one's."""
+        return self.ws.preprocessed(self.cfg.inherits_from or self.config)
+
+    @property
+    def previous_stage_folder(self) -> Path | None:
+        """The cascade's first-stage cross-validation predictions for this configuration (None otherwise)."""
+        if not self.cfg.previous_stage:
+            return None
+        from .cascade import next_stage_dir
+
+        return next_stage_dir(self.ws, self.cfg.previous_stage, self.config)

@@ -34,15 +34,15 @@ def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, 
     ds = setup.ds
     net.set_deep_supervision(False)
     net.eval()
-    pred = Predictor(setup.plans, setup.config, [net], [], device)
+    pred = Predictor(setup.plans, setup.config, [net], [], device, previous=_previous_stage(setup, device))
     vdir = setup.out / "validation"
     vdir.mkdir(parents=True, exist_ok=True)
     pairs = []
     for case in setup.val_cases:
         out = vdir / f"{case}{ds.file_ending}"
         done = out.is_file() and (not save_probabilities or (vdir / f"{case}.npz").is_file())
-        if not (skip_done and done):
-            pred.predict_files(ds.image_files(case), out, save_probabilities)
+        if not (skip_done and done and _next_stage_done(setup, case)):
+            pred.predict_files(ds.image_files(case), out, save_probabilities, grid_sink=_next_stage_sink(setup, case))
             fault_point("validation_case")
             check_stop()
         pairs.append((case, out, ds.label_file(case)))
@@ -52,6 +52,40 @@ def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, 
     print(f"validation of {setup.config} fold {setup.fold} ({len(pairs)} held-out cases, full resolution):")
     print(summary_table(summary), flush=True)
     return summary
+
+
+def _previous_stage(setup: FoldSetup, device: torch.device):
+    """The cascade validates fold k with the first stage's fold k, the model whose held-out cases these are (the
+    same prediction that fold kept in predicted_next_stage)."""
+    from ..inference.predictor import Predictor
+
+    prev = setup.cfg.previous_stage
+    if prev is None:
+        return None
+    return Predictor.from_run(setup.ws, prev, [setup.fold], device=str(device), use_postprocessing=False)
+
+
+def _next_stage_file(setup: FoldSetup, case: str):
+    from .cascade import next_stage_dir
+
+    return next_stage_dir(setup.ws, setup.config, setup.cfg.next_stage) / f"{case}.npy"
+
+
+def _next_stage_done(setup: FoldSetup, case: str) -> bool:
+    return setup.cfg.next_stage is None or _next_stage_file(setup, case).is_file()
+
+
+def _next_stage_sink(setup: FoldSetup, case: str):
+    """A first stage keeps each held-out case's prediction on the next stage's grid (nnU-Net's
+    predicted_next_stage), which trains the cascade."""
+    from .cascade import save_next_stage, to_next_stage
+
+    nxt = setup.cfg.next_stage
+    if nxt is None:
+        return None
+    rp = setup.cfg.resampling_probabilities
+    return lambda probs, props: save_next_stage(
+        _next_stage_file(setup, case), to_next_stage(probs, props, setup.plans.configuration(nxt), rp))
 
 
 def validation_reserve(setup: FoldSetup, val_iters: int, final_validation: bool, local_batch: int,
