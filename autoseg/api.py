@@ -101,6 +101,7 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
     last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
     from .postprocessing.decide import missing_folds
+    from .training.distributed import launch_env
     from .training.fold import train_fold
     from .training.setup import FoldSetup
 
@@ -111,9 +112,12 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
                            parse_budget(budget), set(explicit or ())).validate()
     ds = load_dataset(plans.dataset_dir)
     setup = FoldSetup.load(ws, plans, ds, configuration, fold)
-    run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
+    env = launch_env()  # under torchrun, rank 0 alone preprocesses and cross-validates
+    main = env is None or env.rank == 0
+    if main:
+        run_preprocessing(ds, plans, configuration, ws.preprocessed(configuration), 2)  # a check when all are done
     result = train_fold(setup, tc, resume, start_time=start)
-    if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
+    if main and setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "
               f"{configuration}`", flush=True)
         _crossval(ws, configuration, plans, ds, setup.n_folds)
