@@ -101,9 +101,10 @@ def test_two_nodes_train_one_fold_with_identical_weights(run, tmp_path):
 
 def test_two_nodes_loss_curve_matches_one_process(run, planned, tmp_path):
     """Same seed, same initial weights, same global batch (4 = 2 ranks x 2). The ranks sample other patches than
-    the single process (each rank's stream is seeded by its rank), so the curves agree in distribution, not
-    bit for bit: per epoch within 0.15 of each other (Dice+CE starts near 1.3 here; the epoch-to-epoch spread of
-    one seed on this phantom is about 0.05)."""
+    the single process (each rank's stream is seeded by its rank), so the curves agree in distribution, not bit
+    for bit. Tolerance 0.15 per epoch: Dice+CE starts near 2.5 here; with the same seed the two curves were
+    0.03-0.05 apart when measured, while a different seed (other initial weights) moves the curve by 0.2-0.5, so the
+    bound tells "the same training, other samples" from "another training"."""
     single = run.parent / "single"
     shutil.copytree(planned, single)
     from autoseg.cli import main

@@ -66,6 +66,9 @@ def train_fold(setup: FoldSetup, tc: TrainConfig, resume: bool = False, start_ti
     torchrun every process calls this; ``--num-gpus N`` starts N such processes with torch's elastic launcher."""
     start_time = start_time if start_time is not None else time.time()
     env = launch_env()
+    if env is not None and tc.num_processes not in (1, env.world_size):
+        raise AutosegError(f"--num-gpus {tc.num_processes} under torchrun (WORLD_SIZE={env.world_size}): torchrun "
+                           "starts the processes; leave --num-gpus out and set torchrun's --nproc-per-node instead")
     if env is not None and env.world_size > 1:
         return _train_fold_ranked(setup, tc, resume, start_time, env)
     if tc.num_processes > 1:
