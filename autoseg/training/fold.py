@@ -276,8 +276,9 @@ def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: 
     except TrainingInterrupted as e:
         if parts.sync.is_main:
             ckpts.save(state, LATEST)
-        msg = (f"interrupted by {_signame(e.signum)}: {setup.out / LATEST} saved after epoch {state.epoch}; run the "
-               "same command with --resume to continue")
+        saver = "" if parts.sync.is_main else f" (rank {parts.sync.rank}; rank 0 saves)"
+        msg = (f"interrupted by {_signame(e.signum)}{saver}: {setup.out / LATEST} saved after epoch {state.epoch}; "
+               "run the same command with --resume to continue")
         raise TrainingInterrupted(e.signum, msg) from None
 
 
