@@ -18,7 +18,8 @@ def fault_point(name: str) -> None:
     spec = os.environ.get("AUTOSEG_FAULT")
     if not spec:
         return
-    point, sig, nth, rank = (spec.split(":") + ["KILL", "1", ""])[:4]
+    fields = spec.split(":")
+    point, sig, nth, rank = (fields + ["KILL", "1", ""][len(fields) - 1:]) if len(fields) < 4 else fields[:4]
     if point != name or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
         return
     if rank and os.environ.get("RANK", "0") != rank:
