@@ -96,6 +96,7 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
     last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
     from .postprocessing.decide import missing_folds
+    from .training.distributed import launch_env
     from .training.fold import train_fold
     from .training.setup import FoldSetup
 
@@ -111,10 +112,13 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
         from .training.splits import read_splits
 
         require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
-    data_config = setup.cfg.inherits_from or configuration
-    run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
+    env = launch_env()  # under torchrun, rank 0 alone preprocesses and cross-validates
+    main = env is None or env.rank == 0
+    if main:
+        data_config = setup.cfg.inherits_from or configuration
+        run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
     result = train_fold(setup, tc, resume, start_time=start)
-    if setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
+    if main and setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "
               f"{configuration}`", flush=True)
         _crossval(ws, configuration, plans, ds, setup.n_folds)

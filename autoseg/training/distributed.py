@@ -1,12 +1,18 @@
 """Everything DistributedDataParallel needs, in one place: the per-rank agreement and reductions the loop calls
-(``Sync``: a no-op for one process), wrapping the network, and starting the processes (``mp.spawn``; a torchrun
-launcher would be another ``launch`` beside this one)."""
+(``Sync``: a no-op for one process), wrapping the network, joining the process group from the environment torchrun
+sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT), and ``--num-gpus``, which starts the processes on one node
+with torch's own elastic launcher (the engine of torchrun) so that both take one path."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+from ..utils import AutosegError
 
 
 class Sync:
@@ -67,34 +73,89 @@ class DDPSync(Sync):
         return DistributedDataParallel(net, device_ids=[self.rank] if device.type == "cuda" else None)
 
 
-def rank_device(device: torch.device, rank: int, world_size: int) -> torch.device:
+def rank_device(device: torch.device, local_rank: int, world_size: int) -> torch.device:
+    """A CUDA process uses the GPU of its rank on its own node (LOCAL_RANK), not its global rank."""
     if world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", rank)
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     return device
 
 
-def _free_port() -> int:
-    import socket
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What torchrun (or torch's elastic launcher behind ``--num-gpus``) tells each process it starts."""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    rank: int
+    local_rank: int
+    world_size: int
+    restart: int  # 0 on the first attempt; n after the group was restarted n times (--max-restarts)
 
 
-def _worker(rank: int, world_size: int, port: int, use_cuda: bool, fn: Callable, args: tuple) -> None:
+def launch_env() -> LaunchEnv | None:
+    """The torchrun environment of this process, or None when it was not started by a torch launcher."""
+    env = os.environ
+    if "RANK" not in env or "WORLD_SIZE" not in env or "MASTER_ADDR" not in env:
+        return None
+    try:
+        return LaunchEnv(int(env["RANK"]), int(env.get("LOCAL_RANK", env["RANK"])), int(env["WORLD_SIZE"]),
+                         int(env.get("TORCHELASTIC_RESTART_COUNT", "0")))
+    except ValueError as e:
+        raise AutosegError(f"torchrun environment: RANK/LOCAL_RANK/WORLD_SIZE must be integers ({e})") from None
+
+
+def init_group(use_cuda: bool) -> None:
+    """Join the process group from the launcher's environment (env://: MASTER_ADDR/PORT, RANK, WORLD_SIZE)."""
     import torch.distributed as dist
 
-    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size)
-    try:
-        fn(*args, rank=rank, world_size=world_size)
-    finally:
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+
+
+def close_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def spawn(fn: Callable, args: tuple, world_size: int, use_cuda: bool) -> None:
-    """Run ``fn(*args, rank=r, world_size=n)`` in ``world_size`` processes joined in one process group."""
-    import torch.multiprocessing as mp
+def share(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank (a decision made once, under the fold lock)."""
+    import torch.distributed as dist
 
-    mp.spawn(_worker, args=(world_size, _free_port(), use_cuda, fn, args), nprocs=world_size, join=True)
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def elastic_run(fn: Callable, args: tuple, nprocs: int) -> None:
+    """``--num-gpus N``: start ``fn(*args)`` in N processes on this node with torch's elastic launcher, exactly
+    as ``torchrun --standalone --nproc-per-node N`` would (a c10d rendezvous on a port the store picks itself);
+    each process then finds its rank in the environment, as under torchrun."""
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    cfg = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"autoseg-{uuid.uuid4().hex[:8]}",
+                       rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    try:
+        elastic_launch(cfg, fn)(*args)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        raise AutosegError(f"--num-gpus {nprocs}: training process of rank {rank} failed (exit code "
+                           f"{failure.exitcode}); see its error above") from None
+
+
+def write_state_digest(net: torch.nn.Module, rank: int) -> None:
+    """Checks only: with ``AUTOSEG_STATE_DIGEST_DIR`` set, each rank writes the SHA-256 of its final weights to
+    ``rank<R>.sha256`` there, so a test can see that every rank ended with the same network."""
+    folder = os.environ.get("AUTOSEG_STATE_DIGEST_DIR")
+    if not folder:
+        return
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    Path(folder, f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")

@@ -4,10 +4,12 @@ the assembly of parts, schedule and callbacks, the final checkpoint and the held
 A fold is finished only when ``validation/summary.json`` exists (or no validation was asked for): a run killed
 during the final validation is completed by ``--resume``, keeping the cases already predicted. SIGTERM/Ctrl-C save
 ``checkpoint_latest.pt`` (the completed epochs' count with the current weights) and end with one line; under DDP
-(``--num-gpus``) the processes are not signalled individually and the last periodic checkpoint is what remains."""
+(torchrun, ``--num-gpus``) the ranks agree after every step whether any was signalled, so all stop at the same step
+and rank 0 saves."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -15,7 +17,18 @@ from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..utils import AutosegError, save_json
 from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot
 from .config import TrainConfig
-from .distributed import DDPSync, Sync, rank_device, spawn
+from .distributed import (
+    DDPSync,
+    LaunchEnv,
+    Sync,
+    close_group,
+    elastic_run,
+    init_group,
+    launch_env,
+    rank_device,
+    share,
+    write_state_digest,
+)
 from .interrupt import StopFlag, TrainingInterrupted
 from .lock import fold_lock
 from .loop import LoopState, fit
@@ -50,27 +63,69 @@ def remove_temp_files(folder: Path) -> None:
 
 
 def train_fold(setup: FoldSetup, tc: TrainConfig, resume: bool = False, start_time: float | None = None) -> dict:
-    """Train (or with ``resume`` continue or finish) one fold; returns its epochs and validation summary."""
+    """Train (or with ``resume`` continue or finish) one fold; returns its epochs and validation summary. Under
+    torchrun every process calls this; ``--num-gpus N`` starts N such processes with torch's elastic launcher."""
     start_time = start_time if start_time is not None else time.time()
+    env = launch_env()
+    if env is not None and tc.num_processes not in (1, env.world_size):
+        raise AutosegError(f"--num-gpus {tc.num_processes} under torchrun (WORLD_SIZE={env.world_size}): torchrun "
+                           "starts the processes; leave --num-gpus out and set torchrun's --nproc-per-node instead")
+    if env is not None and env.world_size > 1:
+        return _train_fold_ranked(setup, tc, resume, start_time, env)
+    if tc.num_processes > 1:
+        elastic_run(train_fold, (setup, tc, resume, start_time), tc.num_processes)
+        return read_validation(setup)
     with fold_lock(setup.out):
-        remove_temp_files(setup.out)
-        status = fold_status(setup, tc)
-        if resume and status == "finished":
-            (setup.out / LATEST).unlink(missing_ok=True)  # a kill between writing final and removing latest
-            print(f"{setup.out}: already finished ({FINAL}); nothing to resume", flush=True)
-            return read_validation(setup)
-        if resume and status == "validate":
-            return _finish_validation(setup, tc)
-        if resume and status != "resume":
-            raise AutosegError(f"{setup.out}: --resume, but there is no {LATEST} to resume from; run the same "
-                               "command without --resume to start this fold")
-        if not resume and status != "new":
-            _start_over(setup)
-        latest = setup.out / LATEST if resume else None
-        if tc.num_processes > 1:
-            spawn(run_training, (setup, tc, latest, start_time), tc.num_processes, _uses_cuda(tc))
-            return read_validation(setup)
-        return run_training(setup, tc, latest, start_time)
+        kind, value = _prepare(setup, tc, resume)
+        if kind == "done":
+            return value
+        return run_training(setup, tc, value, start_time)
+
+
+def _prepare(setup: FoldSetup, tc: TrainConfig, resume: bool, restarted: bool = False) -> tuple[str, object]:
+    """Under the fold lock: ('done', result) when nothing is left to train, else ('train', the checkpoint to
+    resume from or None). A group restarted by torchrun (``--max-restarts``) resumes whatever its first attempt
+    left, without --resume."""
+    remove_temp_files(setup.out)
+    status = fold_status(setup, tc)
+    resume = resume or (restarted and status != "new")
+    if resume and status == "finished":
+        (setup.out / LATEST).unlink(missing_ok=True)  # a kill between writing final and removing latest
+        print(f"{setup.out}: already finished ({FINAL}); nothing to resume", flush=True)
+        return "done", read_validation(setup)
+    if resume and status == "validate":
+        return "done", _finish_validation(setup, tc)
+    if resume and status != "resume":
+        raise AutosegError(f"{setup.out}: --resume, but there is no {LATEST} to resume from; run the same "
+                           "command without --resume to start this fold")
+    if not resume and status != "new":
+        _start_over(setup)
+    return "train", (setup.out / LATEST if resume else None)
+
+
+def _train_fold_ranked(setup: FoldSetup, tc: TrainConfig, resume: bool, start_time: float, env: LaunchEnv) -> dict:
+    """One process of a torchrun group: rank 0 takes the fold lock and decides (start, resume, nothing left) for
+    all; every rank then trains; rank 0 alone writes. The output folder must be one folder that every node sees."""
+    init_group(_uses_cuda(tc))
+    try:
+        if env.rank != 0:
+            decision = share(None)
+            if decision[0] == "error":
+                raise AutosegError(decision[1])
+            return {} if decision[0] == "done" else run_training(setup, tc, decision[1], start_time, env.rank,
+                                                                   env.world_size)
+        with fold_lock(setup.out):
+            try:
+                decision = _prepare(setup, tc, resume, restarted=env.restart > 0)
+            except AutosegError as e:
+                share(("error", str(e)))
+                raise
+            share((decision[0], decision[1] if decision[0] == "train" else None))
+            if decision[0] == "done":
+                return decision[1]
+            return run_training(setup, tc, decision[1], start_time, env.rank, env.world_size)
+    finally:
+        close_group()
 
 
 def _start_over(setup: FoldSetup) -> None:
@@ -165,7 +220,8 @@ def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start
               world_size: int) -> tuple[Parts, Schedule, LoopState]:
     from ..inference.predictor import resolve_device
 
-    device = rank_device(resolve_device(tc.device), rank, world_size)
+    local_rank = launch_env().local_rank if world_size > 1 else 0
+    device = rank_device(resolve_device(tc.device), local_rank, world_size)
     sync = DDPSync(rank, world_size, device) if world_size > 1 else Sync()
     ck = load_checkpoint(resume_from, device) if resume_from else None
     say = print if sync.is_main else (lambda *a, **k: None)
@@ -196,6 +252,7 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
     with StopFlag() as stop:
         _fit_or_save(parts, schedule, state, callbacks, tc, setup, stop, ckpts)
         parts.close()
+        write_state_digest(parts.net, rank)
         result = {"epochs": state.epoch, "best_ema_pseudo_dice": state.best_ema}
         if not main:
             return result
@@ -212,8 +269,9 @@ def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: 
                  setup: FoldSetup, stop: StopFlag, ckpts: Checkpoints) -> None:
     """Run the loop; on a signal, save checkpoint_latest.pt and end with a one-line message."""
     def check() -> None:
-        if stop.requested and parts.sync.world_size == 1:
-            raise TrainingInterrupted(stop.signum)
+        # under DDP a signal may reach some ranks only: all stop at the same step when any was signalled
+        if parts.sync.any(stop.requested):
+            raise TrainingInterrupted(stop.signum or signal.SIGTERM)
 
     try:
         fit(parts, schedule, state, callbacks, tc.iters_per_epoch, tc.val_iters, tc.ema_alpha,
@@ -221,12 +279,11 @@ def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: 
     except TrainingInterrupted as e:
         if parts.sync.is_main:
             ckpts.save(state, LATEST)
-        msg = (f"interrupted by {_signame(e.signum)}: {setup.out / LATEST} saved after epoch {state.epoch}; run the "
-               "same command with --resume to continue")
+        saver = "" if parts.sync.is_main else f" (rank {parts.sync.rank}; rank 0 saves)"
+        msg = (f"interrupted by {_signame(e.signum)}{saver}: {setup.out / LATEST} saved after epoch {state.epoch}; "
+               "run the same command with --resume to continue")
         raise TrainingInterrupted(e.signum, msg) from None
 
 
 def _signame(signum: int) -> str:
-    import signal
-
     return signal.Signals(signum).name
