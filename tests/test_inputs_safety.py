@@ -117,8 +117,8 @@ def test_odd_but_usable_cases_give_warnings(tiny_phantom, tmp_path, capsys):
 
 @pytest.mark.parametrize("change,match", [
     ({"numTraining": "six"}, "numTraining"), ({"channel_names": ["MRI"]}, "channel_names"),
-    ({"labels": {"background": 0, "a": 1, "b": 1}}, "share one value"), ({"labels": {"background": 0, "a": -3}},
-                                                                           "0 to 32767"),
+    ({"labels": {"background": 0, "a": 1, "b": 1}}, "values must be distinct"), ({"labels": {"background": 0, "a": -3}},
+                                                                           "non-negative integer"),
 ])
 def test_dataset_json_values(tiny_phantom, tmp_path, change, match):
     import shutil
