@@ -6,7 +6,13 @@ from autoseg.planner.fingerprint import extract_fingerprint
 from autoseg.planner.planner import make_plans
 from autoseg.preprocessing.cropping import bbox_of, crop_to_nonzero, uncrop
 from autoseg.preprocessing.preprocessor import preprocess_image
-from autoseg.preprocessing.resampling import resample_data, resample_probabilities, resample_seg
+from autoseg.preprocessing.resampling import (
+    case_resampling,
+    resample_array,
+    resample_data,
+    resample_probabilities,
+    resample_seg,
+)
 
 
 def test_constant_image_stays_constant():
@@ -62,3 +68,28 @@ def test_preprocess_then_export_round_trip(tiny_phantom, config):
     for v in values[1:]:
         inter = np.logical_and(back == v, seg == v).sum()
         assert 2 * inter / ((back == v).sum() + (seg == v).sum()) > 0.93
+
+
+def test_separate_axis_other_than_the_first():
+    """A coarse last axis (e.g. spacing (1, 1, 4) after transposition) is resampled with order_z along it, exactly as
+    the same array with that axis moved first."""
+    rng = np.random.default_rng(0)
+    x = rng.random((9, 10, 4)).astype(np.float32)
+    got = resample_array(x, (12, 14, 7), order=3, separate_z=True, order_z=0, axis=2)
+    moved = resample_array(np.moveaxis(x, 2, 0), (7, 12, 14), order=3, separate_z=True, order_z=0)
+    np.testing.assert_array_equal(got, np.moveaxis(moved, 0, 2))
+    # nearest along the coarse axis: every output slice is an in-plane resampling of one input slice
+    for k in range(7):
+        assert any(np.allclose(got[..., k], resample_array(x[..., j], (12, 14), order=3), atol=1e-5)
+                   for j in range(4))
+
+
+@pytest.mark.parametrize("spacing, target, expect", [
+    ((10.0, 1.5, 1.5), (10.0, 1.5, 1.5), {"separate_z": True, "axis": 0}),   # the case is anisotropic
+    ((1.0, 1.0, 4.0), (2.0, 2.0, 2.0), {"separate_z": True, "axis": 2}),     # coarse axis last, for this case
+    ((2.0, 2.0, 2.0), (1.0, 1.0, 5.0), {"separate_z": True, "axis": 2}),     # isotropic case, anisotropic target
+    ((1.0, 1.0, 1.0), (1.5, 1.5, 1.5), {"separate_z": False, "axis": 0}),    # neither
+    ((4.0, 4.0, 1.0), (4.0, 4.0, 1.0), {"separate_z": False, "axis": 0}),    # two coarse axes tie: jointly
+])
+def test_case_resampling_is_decided_per_case(spacing, target, expect):
+    assert case_resampling(spacing, target) == expect

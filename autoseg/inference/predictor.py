@@ -23,7 +23,7 @@ from ..planner.plans import Plans
 from ..postprocessing.components import apply_postprocessing, load_postprocessing
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
-from ..preprocessing.resampling import resample_probabilities, resampled_argmax
+from ..preprocessing.resampling import case_resampling, resample_probabilities, resampled_argmax
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
@@ -125,7 +125,8 @@ class Predictor:
             grid_sink(probs.numpy(), props)
         rp = cfg.resampling_probabilities
         probs = resample_probabilities(probs.numpy(), props["shape_after_crop_transposed"], rp["order"],
-                                       rp["separate_z"], rp["order_z"], normalise=not self.plans.label_spec.has_regions)
+                                       order_z=rp["order_z"], normalise=not self.plans.label_spec.has_regions,
+                                       **_back_to_case(props))
         bwd = self.plans.transpose_backward
         return probs.transpose([0] + [a + 1 for a in bwd]), props
 
@@ -146,7 +147,8 @@ class Predictor:
             tprobs, props = self.target_probabilities(data, geom)
             rp = cfg.resampling_probabilities
             idx = resampled_argmax(tprobs.numpy(), props["shape_after_crop_transposed"], rp["order"],
-                                   rp["separate_z"], rp["order_z"]).transpose(self.plans.transpose_backward)
+                                   order_z=rp["order_z"], **_back_to_case(props)
+                                   ).transpose(self.plans.transpose_backward)
             values = np.array([v for v in spec.label_values if v != spec.ignore_label], dtype=np.int16)
             seg, probs = values[idx], None
         seg = uncrop(seg, props["bbox"], geom.shape, fill=0)
@@ -202,6 +204,11 @@ def save_probabilities_npz(full: np.ndarray, labels: list[int], out_file: Path) 
             np.savez_compressed(f, probabilities=full, labels=np.array(labels))
 
     atomic_write_bytes(stem + ".npz", _w)
+
+
+def _back_to_case(props: dict) -> dict:
+    """Resampling from the target grid back to the case's: decided per case, the target spacing looked at first."""
+    return case_resampling(props["target_spacing"], props["spacing_transposed"])
 
 
 def _softmax_(logits: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,10 @@ def _set(obj: Any, **values: Any) -> None:
 
 @dataclass(frozen=True)
 class ResamplingSettings(Record):
-    """Spline order in-plane, and whether the coarse (first) axis is resampled separately with ``order_z``."""
+    """Spline order in-plane and ``order_z`` along a coarse axis resampled on its own. Whether a case's coarse axis
+    is resampled on its own is decided per case (``heuristics.separate_z_decision``, nnU-Net's rule);
+    ``separate_z`` records whether the configuration's target spacing is anisotropic (training augments slice by
+    slice, the budget planner counts tiles so)."""
     order: int
     separate_z: bool
     order_z: int

@@ -20,7 +20,7 @@ from ..planner.plans import ConfigurationPlan, Plans
 from ..utils import drill_point, folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize
-from .resampling import new_shape_for, resample_data, resample_seg
+from .resampling import case_resampling, new_shape_for, resample_data, resample_seg
 
 MAX_LOCATIONS_PER_CLASS = 10_000
 
@@ -42,17 +42,18 @@ def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: Config
     spacing_t = [geom.spacing[a] for a in fwd]
     target = target_spacing_for(cfg, spacing_t)
     new_shape = new_shape_for(data_t.shape[1:], spacing_t, target)
+    per_case = case_resampling(spacing_t, target)  # separate coarse axis or not: this case's spacing decides
     seg_out = None
     if seg_c is not None:  # first, while the normalised copy of the image does not exist yet (lower peak memory)
         rl = cfg.resampling_label
         seg_out = resample_seg(seg_c.transpose(fwd), new_shape, plans.label_spec.label_values, rl["order"],
-                               rl["separate_z"], rl["order_z"])
+                               order_z=rl["order_z"], **per_case)
         del seg_c
     normed = normalize(data_t, cfg.normalization_schemes, cfg.use_mask_for_norm, mask_t,
                        plans.foreground_intensity_properties_per_channel)
     del mask, mask_t
     rd = cfg.resampling_data
-    out = resample_data(normed, new_shape, rd["order"], rd["separate_z"], rd["order_z"])
+    out = resample_data(normed, new_shape, rd["order"], order_z=rd["order_z"], **per_case)
     del normed
     props = {
         "geometry": geom.to_dict(),

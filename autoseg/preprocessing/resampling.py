@@ -2,8 +2,9 @@
 
 Images use cubic splines; label maps are resampled as one-hot masks with linear interpolation and re-labelled by
 argmax (avoids the jagged, shrinking structures of nearest-neighbour); probabilities are resampled, never labels.
-For anisotropic data the coarse axis (axis 0 after transposition) is handled separately with its own order
-(nearest by default), so that thick slices are not smeared into each other.
+For anisotropic data the coarse axis is handled separately with its own order (nearest by default), so that thick
+slices are not smeared into each other; which axis that is, and whether to, is decided per case from its spacing and
+the target's (``planner.heuristics.separate_z_decision``, nnU-Net's rule), usually axis 0 after transposition.
 """
 from __future__ import annotations
 
@@ -60,9 +61,17 @@ def _resample_axis0(x: np.ndarray, new_len: int, order: int, out: np.ndarray | N
 
 
 def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = False, order_z: int = 0,
-                   out: np.ndarray | None = None) -> np.ndarray:
-    """Resample a single spatial array (Z, Y, X) or (Y, X) to ``new_shape`` (into ``out`` when given)."""
+                   out: np.ndarray | None = None, axis: int = 0) -> np.ndarray:
+    """Resample a single spatial array (Z, Y, X) or (Y, X) to ``new_shape`` (into ``out`` when given); with
+    ``separate_z``, ``axis`` is the coarse axis resampled on its own."""
     new_shape = tuple(int(v) for v in new_shape)
+    if separate_z and x.ndim == 3 and axis != 0:  # the coarse axis first, then back in its place
+        moved = (new_shape[axis],) + tuple(s for i, s in enumerate(new_shape) if i != axis)
+        res = np.moveaxis(resample_array(np.moveaxis(x, axis, 0), moved, order, True, order_z), 0, axis)
+        if out is None:
+            return np.ascontiguousarray(res)
+        out[...] = res
+        return out
     if not separate_z or x.ndim == 2:
         return _resample_nd(x, new_shape, order, out)
     if x.shape[1:] != new_shape[1:]:
@@ -78,16 +87,16 @@ def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = Fals
 
 
 def resample_data(data: np.ndarray, new_shape, order: int = 3, separate_z: bool = False,
-                  order_z: int = 0) -> np.ndarray:
+                  order_z: int = 0, axis: int = 0) -> np.ndarray:
     """(C, Z, Y, X) float image -> (C, *new_shape), one channel at a time into one output array."""
     out = np.empty((data.shape[0],) + tuple(int(v) for v in new_shape), np.float32)
     for c in range(data.shape[0]):
-        resample_array(data[c], new_shape, order, separate_z, order_z, out[c])
+        resample_array(data[c], new_shape, order, separate_z, order_z, out[c], axis)
     return out
 
 
 def resampled_argmax(channels, new_shape, order: int = 1, separate_z: bool = False,
-                     order_z: int = 0) -> np.ndarray:
+                     order_z: int = 0, axis: int = 0) -> np.ndarray:
     """Index of the largest of the resampled channels (negative values count as 0; ties go to the first).
 
     Equal to ``argmax(resample(stack(channels)))`` while holding one resampled channel and the running maximum
@@ -95,7 +104,7 @@ def resampled_argmax(channels, new_shape, order: int = 1, separate_z: bool = Fal
     best = idx = None
     cur = None
     for k, ch in enumerate(channels):
-        cur = resample_array(ch, new_shape, order, separate_z, order_z, cur)
+        cur = resample_array(ch, new_shape, order, separate_z, order_z, cur, axis)
         np.maximum(cur, 0, out=cur)
         if best is None:
             best, idx = cur.copy(), np.zeros(cur.shape, np.uint8 if k < 255 else np.int16)
@@ -109,21 +118,21 @@ def resampled_argmax(channels, new_shape, order: int = 1, separate_z: bool = Fal
 
 
 def resample_seg(seg: np.ndarray, new_shape, labels, order: int = 1, separate_z: bool = False,
-                 order_z: int = 0) -> np.ndarray:
+                 order_z: int = 0, axis: int = 0) -> np.ndarray:
     """(Z, Y, X) label map -> new_shape via one-hot interpolation and argmax (one label's mask at a time)."""
     if tuple(seg.shape) == tuple(int(v) for v in new_shape):
         return seg.copy()
     labels = sorted(set(int(v) for v in labels) | {0})
     # boolean masks: the separate-z path casts them to float one slice at a time
-    idx = resampled_argmax(((seg == v) for v in labels), new_shape, order, separate_z, order_z)
+    idx = resampled_argmax(((seg == v) for v in labels), new_shape, order, separate_z, order_z, axis)
     return np.asarray(labels, dtype=seg.dtype)[idx]
 
 
 def resample_probabilities(probs: np.ndarray, new_shape, order: int = 1, separate_z: bool = False,
-                           order_z: int = 0, normalise: bool = True) -> np.ndarray:
+                           order_z: int = 0, normalise: bool = True, axis: int = 0) -> np.ndarray:
     """(K, Z, Y, X) class probabilities -> new_shape; renormalised so that they still sum to one (not for
     independent sigmoid region probabilities, ``normalise=False``, which are only clipped to [0, 1])."""
-    out = resample_data(probs, new_shape, order, separate_z, order_z)
+    out = resample_data(probs, new_shape, order, separate_z, order_z, axis)
     np.clip(out, 0, None if normalise else 1, out=out)
     if not normalise:
         return out
@@ -135,3 +144,12 @@ def resample_probabilities(probs: np.ndarray, new_shape, order: int = 1, separat
 
 def new_shape_for(shape, spacing, target_spacing) -> list[int]:
     return [max(1, int(round(s * sp / t))) for s, sp, t in zip(shape, spacing, target_spacing)]
+
+
+def case_resampling(current_spacing, new_spacing) -> dict:
+    """Keyword arguments ``separate_z`` and ``axis`` for resampling one case from ``current_spacing`` to
+    ``new_spacing``: decided per case, the current spacing looked at first (nnU-Net's rule)."""
+    from ..planner.heuristics import separate_z_decision
+
+    sep, axis = separate_z_decision(current_spacing, new_spacing)
+    return {"separate_z": sep, "axis": axis or 0}

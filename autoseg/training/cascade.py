@@ -13,7 +13,7 @@ import numpy as np
 
 from ..planner.plans import ConfigurationPlan, Plans
 from ..preprocessing.preprocessor import target_spacing_for
-from ..preprocessing.resampling import new_shape_for, resample_probabilities
+from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities
 from ..utils import AutosegError, atomic_write_bytes
 from ..workspace import Workspace
 
@@ -35,8 +35,9 @@ def to_next_stage(grid_probs: np.ndarray, props: dict, next_cfg: ConfigurationPl
                   rp: dict) -> np.ndarray:
     """(K, *low-res grid) probabilities -> class indices (int8) on the next stage's grid; probabilities are
     resampled before the argmax, so thin structures are not lost to nearest-neighbour label resampling."""
+    per_case = case_resampling(props["target_spacing"], target_spacing_for(next_cfg, props["spacing_transposed"]))
     probs = resample_probabilities(grid_probs.astype(np.float32), next_stage_shape(props, next_cfg), rp["order"],
-                                   rp["separate_z"], rp["order_z"])
+                                   order_z=rp["order_z"], **per_case)
     return np.argmax(probs, 0).astype(np.int8)
 
 
