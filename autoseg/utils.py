@@ -121,7 +121,8 @@ LOCK_NAME = ".autoseg.lock"
 _HELD: set[Path] = set()  # locks this process holds (a nested folder_lock on one of them is a no-op)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -131,7 +132,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _try_create_lock(lock: Path) -> bool:
+def try_create_lock(lock: Path) -> bool:
+    """Create ``lock`` holding our PID, atomically (O_EXCL); False when it exists already."""
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -158,13 +160,13 @@ def folder_lock(folder: str | os.PathLike, what: str = "autoseg", name: str = LO
         yield lock
         return
     for _ in range(3):
-        if _try_create_lock(lock):
+        if try_create_lock(lock):
             break
         try:
             pid = int(lock.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             pid = -1
-        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+        if pid > 0 and pid != os.getpid() and pid_alive(pid):
             raise AutosegError(f"{folder}: another {what} process (pid {pid}) is writing here; wait for it to "
                                f"finish, or remove {lock} if that process is not autoseg")
         print(f"note: {folder}: taking over the lock of a process that is no longer running (pid {pid})",

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+from ..utils import pid_alive
 from .jobs import ACTIVE, Job, JobSet, apply_exit_status, read_exit_status
 
 
@@ -102,7 +103,7 @@ def refresh(js: JobSet) -> None:
         if j.state not in ACTIVE:
             continue
         pid = int(j.job_id.split()[-1]) if j.job_id and j.job_id.startswith("pid ") else None
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             continue
         rc = read_exit_status(js, j)
         if rc is not None:
@@ -110,16 +111,6 @@ def refresh(js: JobSet) -> None:
         else:
             j.state = "failed" if pid is not None else "cancelled"
             j.note = "the local pool that ran it was stopped"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stop(js: JobSet, running: dict[str, tuple[subprocess.Popen, int]]) -> None:

@@ -7,19 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..utils import AutosegError
+from ..utils import AutosegError, pid_alive, try_create_lock
 
 LOCK_NAME = "train.lock"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def _holder(path: Path) -> int | None:
@@ -29,29 +19,19 @@ def _holder(path: Path) -> int | None:
         return None  # being written, or garbage: treated as stale
 
 
-def _try_create(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    return True
-
-
 @contextmanager
 def fold_lock(folder: Path) -> Iterator[Path]:
     """Hold ``folder/train.lock`` for the duration; refuse (AutosegError) while a live process holds it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    if not _try_create(path):
+    if not try_create_lock(path):
         pid = _holder(path)
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+        if pid is not None and pid != os.getpid() and pid_alive(pid):
             raise AutosegError(f"{folder}: another `autoseg train` (PID {pid}) is training this fold; wait for it "
                                f"or stop it (lock file {path})")
         print(f"note: {path}: taking over the lock of PID {pid}, which is no longer running", flush=True)
         path.unlink(missing_ok=True)
-        if not _try_create(path):
+        if not try_create_lock(path):
             raise AutosegError(f"{folder}: another `autoseg train` took the lock just now ({path})")
     try:
         yield path
