@@ -145,7 +145,8 @@ def test_low_res_probabilities_resample_to_the_full_res_grid():
     zz, yy, xx = np.mgrid[:10, :10, :10]
     ball = (np.sqrt((zz - 4.5) ** 2 + (yy - 4.5) ** 2 + (xx - 4.5) ** 2) < 3).astype(np.float32)
     probs = np.stack([1 - ball, ball])
-    props = {"shape_after_crop_transposed": [20, 20, 20], "spacing_transposed": [1.0, 1.0, 1.0]}
+    props = {"shape_after_crop_transposed": [20, 20, 20], "spacing_transposed": [1.0, 1.0, 1.0],
+             "target_spacing": [2.0, 2.0, 2.0]}  # as preprocess_image records them
     cfg = SimpleNamespace(dim=3, spacing=[1.0, 1.0, 1.0])
     seg = to_next_stage(probs, props, cfg, {"order": 1, "separate_z": False, "order_z": 0})
     assert seg.shape == (20, 20, 20) and seg.dtype == np.int8
