@@ -147,6 +147,7 @@ def test_tiles_per_case_counts_the_sliding_window():
     assert B.tiles_per_case([10, 60, 60], [64, 64], 2) == 10
 
 
+@pytest.mark.flaky(reruns=2)  # follows the wall clock: a heavily loaded machine can starve an epoch
 def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     from autoseg.cli import main
 

@@ -135,6 +135,7 @@ def test_preprocess_workers_die_with_their_parent(base, tmp_path):
             os.kill(w, signal.SIGKILL)
 
 
+@pytest.mark.flaky(reruns=2)  # timed out once in a full run under load; passes alone (see stop 8 notes)
 def test_ctrl_c_on_a_parallel_preprocess_is_one_clean_message(base, tmp_path):
     run = fresh_run(base, tmp_path)
     argv = ["preprocess", str(run), "-c", "2d", "-j", "2"]
