@@ -33,7 +33,14 @@ def start(argv: list[str], drill: str | None) -> subprocess.Popen:
     if drill:
         env["AUTOSEG_DRILL"] = drill
     return subprocess.Popen([sys.executable, "-m", "autoseg.cli", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background by a non-interactive shell inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler in the command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_to_drill_and_signal(argv: list[str], drill: str, sig: int) -> tuple[int, str]:
