@@ -23,3 +23,29 @@ def tiny_phantom(tmp_path_factory) -> Path:
 
     return make_phantom_dataset(tmp_path_factory.mktemp("phantom") / "data", n_train_patients=5,
                                 n_test_patients=1, seed=1, size=48)
+
+
+@pytest.fixture(scope="session")
+def small_planned_run(tiny_phantom, tmp_path_factory) -> Path:
+    """A planned and preprocessed run whose 2d network is made small (features 4..16), so a fold takes seconds
+    (the train drills and the torchrun tests)."""
+    import json
+
+    from autoseg.cli import main
+
+    run = tmp_path_factory.mktemp("small_run") / "run"
+    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1"]) == 0
+    plans = json.loads((run / "plans.json").read_text())
+    plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 8, 16, 16]
+    (run / "plans.json").write_text(json.dumps(plans))
+    return run
+
+
+@pytest.fixture
+def small_run(small_planned_run, tmp_path) -> Path:
+    """A fresh copy of ``small_planned_run`` for one test to change."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(small_planned_run, dst)
+    return dst

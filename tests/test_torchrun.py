@@ -21,24 +21,9 @@ ARGS = ["-c", "2d", "-f", "0", "--epochs", str(EPOCHS), "--iters-per-epoch", "3"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def planned(tiny_phantom, tmp_path_factory):
-    """A planned, preprocessed run whose 2d network is small (features 4..16) so a fold takes seconds."""
-    from autoseg.cli import main
-
-    run = tmp_path_factory.mktemp("torchrun") / "run"
-    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1"]) == 0
-    plans = json.loads((run / "plans.json").read_text())
-    plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 8, 16, 16]
-    (run / "plans.json").write_text(json.dumps(plans))
-    return run
-
-
 @pytest.fixture
-def run(planned, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(planned, dst)
-    return dst
+def run(small_run):  # a copy of the small planned run (tests/conftest.py)
+    return small_run
 
 
 def free_port() -> int:
@@ -99,14 +84,14 @@ def test_two_nodes_train_one_fold_with_identical_weights(run, tmp_path):
     assert "training 2d fold 0" not in results[1][1]  # rank 1 neither prints nor writes
 
 
-def test_two_nodes_loss_curve_matches_one_process(run, planned, tmp_path):
+def test_two_nodes_loss_curve_matches_one_process(run, small_planned_run, tmp_path):
     """Same seed, same initial weights, same global batch (4 = 2 ranks x 2). The ranks sample other patches than
     the single process (each rank's stream is seeded by its rank), so the curves agree in distribution, not bit
     for bit. Tolerance 0.15 per epoch: Dice+CE starts near 2.5 here; with the same seed the two curves were
     0.03-0.05 apart when measured, while a different seed (other initial weights) moves the curve by 0.2-0.5, so the
     bound tells "the same training, other samples" from "another training"."""
     single = run.parent / "single"
-    shutil.copytree(planned, single)
+    shutil.copytree(small_planned_run, single)
     from autoseg.cli import main
 
     assert main(["train", str(single), *ARGS]) == 0

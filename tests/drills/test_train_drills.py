@@ -5,7 +5,6 @@ are not trained again (nothing redone); log.jsonl has one line per epoch; no tem
 SIGTERM ends with one line, no traceback and exit status 143."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,24 +20,9 @@ ARGS = ["-c", "2d", "-f", "0", "--epochs", str(EPOCHS), "--iters-per-epoch", "2"
         "--batch-size", "2", "--num-workers", "0", "--save-every", "1"]
 
 
-@pytest.fixture(scope="module")
-def planned(tiny_phantom, tmp_path_factory):
-    """A planned and preprocessed run whose 2d network is made small (features 4..16) so each drill is quick."""
-    from autoseg.cli import main
-
-    run = tmp_path_factory.mktemp("drills") / "run"
-    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "-j", "1"]) == 0
-    plans = json.loads((run / "plans.json").read_text())
-    plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 8, 16, 16]
-    (run / "plans.json").write_text(json.dumps(plans))
-    return run
-
-
 @pytest.fixture
-def run(planned, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(planned, dst)
-    return dst
+def run(small_run):  # a copy of the small planned run (tests/conftest.py)
+    return small_run
 
 
 def train(run: Path, *extra: str, fault: str | None = None, wait: bool = True):
