@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -78,3 +80,31 @@ def test_tiles_run_in_bounded_batches():
     assert out.shape == (3, 40, 200, 200)
     assert max(seen) == 4 and sum(seen) == n_tiles * 4  # 4 mirrored passes per tile in 2D
     assert len(seen) == -(-n_tiles // 4) * 4
+
+
+def _reference_logits(net, data, window, step):
+    """Gaussian-weighted average with an explicit weight volume, tile by tile, no mirroring (3D network)."""
+    spatial = data.shape[1:]
+    starts = [window_starts(s, w, step) for s, w in zip(spatial, window)]
+    g = gaussian_importance(window).double()
+    acc = torch.zeros((2, *spatial), dtype=torch.float64)
+    weight = torch.zeros(spatial, dtype=torch.float64)
+    for t in itertools.product(*starts):
+        sl = tuple(slice(s, s + w) for s, w in zip(t, window))
+        acc[(slice(None),) + sl] += net(data[(slice(None),) + sl][None])[0].double() * g
+        weight[sl] += g
+    return (acc / weight).float()
+
+
+def test_separable_weights_equal_a_weight_volume():
+    """The normalisation by per-axis weight sums gives the same average as summing a weight volume over the tiles
+    (a convolution, so neighbouring tiles disagree and the weights matter)."""
+    torch.manual_seed(0)
+    net = nn.Conv3d(1, 2, 3, padding=1)
+    x = torch.randn(1, 13, 41, 30)
+    with torch.no_grad():
+        out = sliding_window_logits(net, x, (6, 16, 12), 2, step=0.5, mirror=False)
+        ref = _reference_logits(net, x, (6, 16, 12), 0.5)
+    assert torch.allclose(out, ref, atol=1e-5)
+    # and the tiles do disagree: an unweighted mean would differ
+    assert not torch.allclose(out, net(x[None])[0], atol=1e-3)

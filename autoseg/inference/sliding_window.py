@@ -3,6 +3,10 @@
 Works on a (C, Z, Y, X) volume for both 3D networks (patch (pz, py, px)) and 2D networks (patch (py, px): the
 window is (1, py, px) and the slice axis is squeezed before the network). Tiles are run ``tile_batch`` at a time
 and added into one output accumulator, so memory holds the output plus at most one batch of tiles' logits.
+
+The Gaussian is a product of one Gaussian per axis and the tiles are a Cartesian product of starts per axis, so the
+sum of the weights over all tiles is a product of per-axis sums too: the final normalisation divides by three short
+vectors instead of a weight volume the size of the image (one image's worth of memory less at the peak).
 """
 from __future__ import annotations
 
@@ -16,19 +20,35 @@ import torch.nn.functional as F
 from ..tiling import window_starts
 
 
+def _gaussian_1d(p: int, sigma_scale: float) -> np.ndarray:
+    """One axis of the importance map, 1 at its peak; at the border (4 sigma) it is exp(-8), never zero."""
+    x = np.arange(p) - (p - 1) / 2
+    g = np.exp(-0.5 * (x / max(p * sigma_scale, 1e-6)) ** 2)
+    return g / g.max()
+
+
 @lru_cache(maxsize=8)
 def _gaussian_np(patch_size: tuple[int, ...], sigma_scale: float) -> np.ndarray:
-    grids = np.meshgrid(*[np.arange(p) - (p - 1) / 2 for p in patch_size], indexing="ij")
-    sig = [max(p * sigma_scale, 1e-6) for p in patch_size]
-    g = np.exp(-0.5 * sum((x / s) ** 2 for x, s in zip(grids, sig)))
-    g = g / g.max()
-    g[g == 0] = g[g > 0].min()  # no zero weights at the borders
+    g = np.ones((), dtype=np.float64)
+    for p in patch_size:
+        g = np.multiply.outer(g, _gaussian_1d(p, sigma_scale))
     return g.astype(np.float32)
 
 
 def gaussian_importance(patch_size, sigma_scale: float = 1 / 8) -> torch.Tensor:
-    """Weights that trust the centre of a tile more than its borders (sigma = patch / 8)."""
+    """Weights that trust the centre of a tile more than its borders (sigma = patch / 8): the outer product of
+    one Gaussian per axis."""
     return torch.from_numpy(_gaussian_np(tuple(int(p) for p in patch_size), sigma_scale))
+
+
+def summed_weights(size: int, window: int, starts: list[int], sigma_scale: float = 1 / 8) -> np.ndarray:
+    """Sum over the tiles' starts along one axis of that axis's Gaussian (a window of 1, the slice axis of a 2D
+    network, has weight 1): the weight volume of a Cartesian grid of tiles is the outer product of these."""
+    g = _gaussian_1d(window, sigma_scale) if window > 1 else np.ones(1)
+    w = np.zeros(size, dtype=np.float64)
+    for s in starts:
+        w[s:s + window] += g
+    return w
 
 
 def mirror_combinations(axes: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -55,7 +75,6 @@ def sliding_window_logits(net: torch.nn.Module, data: torch.Tensor, patch_size, 
     tiles = list(itertools.product(*starts))
     gauss = gaussian_importance(patch_size).to(device)
     acc = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
-    weight = torch.zeros(padded, dtype=torch.float32, device=device)
     # network input axes: (B, C, *patch); mirror the spatial axes of the network input
     net_axes = tuple(range(2, 2 + len(patch_size)))
     combos = mirror_combinations(net_axes) if mirror else [()]
@@ -79,8 +98,10 @@ def sliding_window_logits(net: torch.nn.Module, data: torch.Tensor, patch_size, 
             out = out[:, :, None]
         for o, sl in zip(out, sls):
             acc[(slice(None),) + sl] += o * gauss_w
-            weight[sl] += gauss_w
-    acc /= weight
+    for axis, (size, w, st) in enumerate(zip(padded, window, starts)):  # in place, one axis at a time
+        shape = [1] * (len(padded) + 1)
+        shape[axis + 1] = size
+        acc /= torch.from_numpy(summed_weights(size, w, st).astype(np.float32)).to(device).view(shape)
     if any(pad):
         acc = acc[(slice(None),) + tuple(slice(p // 2, p // 2 + s) for p, s in zip(pad, spatial))]
     return acc.cpu()
