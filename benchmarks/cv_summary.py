@@ -24,7 +24,8 @@ def fold_row(folder: Path) -> dict | None:
         lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
         steps = sum(int(x.get("iterations") or 0) for x in lines)
     dice = {k: v["dice"]["mean"] for k, v in s["mean"].items()}
-    return {"fold": folder.name, "spacing": round(cfg["spacing"][-1], 3), "patch": "x".join(map(str, cfg["patch_size"])),
+    return {"fold": folder.name, "spacing": round(cfg["spacing"][-1], 3),
+            "patch": "x".join(map(str, cfg["patch_size"])),
             "batch": cfg["batch_size"], "features": cfg["architecture"]["arch_kwargs"]["features_per_stage"][0],
             "steps": steps, "planned": cfg["budget"]["expected_steps"], **dice, "mean": s["foreground_mean_dice"],
             "cases": [c for c in s["per_case"]]}
