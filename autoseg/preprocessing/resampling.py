@@ -9,22 +9,29 @@ the target's (``planner.heuristics.separate_z_decision``, nnU-Net's rule), usual
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import affine_transform, spline_filter
+from scipy.ndimage import affine_transform, spline_filter, spline_filter1d
 
 SPLINE_PAD = 12  # edge padding before the spline prefilter, as scipy does for mode="nearest"
+SEPARABLE_ORDERS = (1, 3)
 
 
 def _resample_nd(x: np.ndarray, new_shape, order: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Resample one spatial array with pixel-centre alignment (as for physical resampling).
-
-    The spline prefilter runs in float32 on an edge-padded copy (scipy's own prefilter makes a float64 copy,
-    twice the memory of the image), and the result goes straight into ``out`` when given."""
+    """Resample one spatial array with pixel-centre alignment (as for physical resampling), into ``out`` when
+    given. Linear and cubic resampling go axis by axis (``_resample_separable``); other orders through scipy."""
     new_shape = tuple(int(v) for v in new_shape)
     if out is None:
         out = np.empty(new_shape, np.float32)
     if tuple(x.shape) == new_shape:
         out[...] = x
         return out
+    if order in SEPARABLE_ORDERS and x.ndim in (2, 3):
+        return _resample_separable(x, new_shape, order, out)
+    return _resample_scipy(x, new_shape, order, out)
+
+
+def _resample_scipy(x: np.ndarray, new_shape: tuple, order: int, out: np.ndarray) -> np.ndarray:
+    """scipy's spline resampling of the whole array (any order). The spline prefilter runs in float32 on an
+    edge-padded copy (scipy's own prefilter makes a float64 copy, twice the memory of the image)."""
     scale = np.array(x.shape, float) / np.array(new_shape, float)
     offset = 0.5 * scale - 0.5
     x = x.astype(np.float32, copy=False)
@@ -34,6 +41,80 @@ def _resample_nd(x: np.ndarray, new_shape, order: int, out: np.ndarray | None = 
         offset = offset + SPLINE_PAD
     affine_transform(x, scale, offset=offset, output_shape=new_shape, output=out, order=order, mode="nearest",
                      prefilter=False)
+    return out
+
+
+def _taps(old_len: int, new_len: int, order: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights (taps x new_len) of linear or cubic B-spline interpolation along one axis, at
+    the same pixel-centre positions as ``_resample_scipy``; indices are clamped to the (padded) axis, which is
+    scipy's mode="nearest" for linear interpolation (the cubic's edge padding keeps its taps inside)."""
+    pos = (np.arange(new_len) + 0.5) * (old_len / new_len) - 0.5 + pad
+    f = np.floor(pos)
+    t = pos - f
+    if order == 1:
+        idx, w = np.stack([f, f + 1]), np.stack([1 - t, t])
+    else:  # cubic B-spline basis at offsets -1, 0, 1, 2
+        idx = np.stack([f - 1, f, f + 1, f + 2])
+        w = np.stack([(1 - t) ** 3, 3 * t ** 3 - 6 * t ** 2 + 4, -3 * t ** 3 + 3 * t ** 2 + 3 * t + 1, t ** 3]) / 6
+    return np.clip(idx, 0, old_len + 2 * pad - 1).astype(np.intp), w.astype(np.float32)
+
+
+def _along(x: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """One axis interpolated with its taps (None: the axis keeps its length and is left as it is)."""
+    if taps is None:
+        return x
+    idx, w = taps
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    acc = np.take(x, idx[0], axis=axis)
+    acc *= w[0].reshape(shape)
+    for i, wi in zip(idx[1:], w[1:]):
+        tmp = np.take(x, i, axis=axis)
+        tmp *= wi.reshape(shape)
+        acc += tmp
+    return acc
+
+
+def _resample_separable(x: np.ndarray, new_shape: tuple, order: int, out: np.ndarray) -> np.ndarray:
+    """Linear or cubic resampling as a sequence of 1D interpolations, one axis at a time.
+
+    A tensor-product spline sampled on a grid is separable, so this equals scipy's N-D resampling (to float32
+    rounding; tests/test_resampling.py) at 2 or 4 taps per axis instead of 2^N or 4^N per voxel. Only the axes that
+    change length are padded, prefiltered and interpolated. In 3D the output is made one slice at a time from the
+    few input slices it needs, each resampled in-plane once, so the only large arrays are the input's padded copy
+    and ``out``."""
+    changed = [a != b for a, b in zip(x.shape, new_shape)]
+    pad = SPLINE_PAD if order == 3 else 0
+    x = x.astype(np.float32, copy=False)
+    if pad:
+        x = np.pad(x, [(pad, pad) if c else (0, 0) for c in changed], mode="edge")
+        for axis, c in enumerate(changed):
+            if c:
+                spline_filter1d(x, order, axis=axis, output=x, mode="nearest")
+    taps = [_taps(o, n, order, pad) if c else None for o, n, c in zip(
+        (s - 2 * pad if c else s for s, c in zip(x.shape, changed)), new_shape, changed)]
+    if x.ndim == 2:
+        out[...] = _along(_along(x, 1, taps[1]), 0, taps[0])
+        return out
+    cache: dict[int, np.ndarray] = {}
+
+    def plane(j: int) -> np.ndarray:
+        if j not in cache:
+            cache[j] = _along(_along(x[j], 1, taps[2]), 0, taps[1])
+        return cache[j]
+
+    if taps[0] is None:
+        for k in range(new_shape[0]):
+            out[k] = plane(k)
+            cache.clear()
+        return out
+    idx, w = taps[0]
+    for k in range(new_shape[0]):
+        for j in [j for j in cache if j < idx[0, k]]:  # slices no later output needs (indices only grow)
+            del cache[j]
+        np.multiply(plane(int(idx[0, k])), w[0, k], out=out[k])
+        for i, wi in zip(idx[1:, k], w[1:, k]):
+            out[k] += plane(int(i)) * wi
     return out
 
 
