@@ -124,3 +124,30 @@ def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_
     ws.best.write_text(json.dumps({"configurations": "2d"}))
     with pytest.raises(AutosegError, match="find-best"):
         read_best(ws)
+
+
+@pytest.mark.slow
+def test_ensemble_prediction_is_locked_resumable_and_never_replaces_inputs(trained_run, small_phantom, tmp_path,
+                                                                          capsys):
+    """An ensemble goes through the same gate as one configuration: an output that would replace an input is
+    refused before anything is written, and a rerun keeps the cases its manifest records."""
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    scan = src / "scan.nii.gz"  # a file without the _0000 suffix, predicted into its own folder
+    shutil.copy(sorted((small_phantom / "imagesTs").glob("*_0000.nii.gz"))[0], scan)
+    before = scan.read_bytes()
+    ens = ["-c", *CONFIGS, "--no-tta"]
+    assert main(["predict", str(trained_run), "-i", str(scan), "-o", str(src), *ens]) == 2
+    assert "scan.nii.gz" in capsys.readouterr().err and scan.read_bytes() == before
+    out = tmp_path / "out"
+    cmd = ["predict", str(trained_run), "-i", str(small_phantom / "imagesTs"), "-o", str(out), *ens]
+    assert main(cmd) == 0
+    manifest = json.loads((out / "predict_manifest.json").read_text())
+    assert manifest["signature"]["config"] == "2d+3d_fullres" and len(manifest["done"]) == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")}
+    capsys.readouterr()
+    assert main(cmd) == 0
+    assert "2 case(s) already predicted" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")} == stamps

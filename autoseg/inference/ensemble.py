@@ -1,17 +1,15 @@
 """Predict with an ensemble of configurations: each member's folds are ensembled first (its Predictor), the
 members' probabilities meet on the image's own grid and are averaged, then argmax and the ensemble's
-postprocessing (decided by `autoseg find-best`)."""
+postprocessing (decided by `autoseg find-best`). ``autoseg.inference.predictor.predict`` runs it like a single
+configuration: the same input checks, output-folder lock and manifest (a rerun keeps finished cases)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..io.images import ending_of, write_label
+from ..io.images import write_label
 from ..postprocessing.components import apply_postprocessing
-from ..utils import format_table, progress
 from ..workspace import Workspace
 from .predictor import Predictor, save_probabilities_npz
 
@@ -20,6 +18,11 @@ class EnsemblePredictor:
     def __init__(self, members: list[Predictor], lcc_labels: list[int]) -> None:
         self.members, self.lcc_labels = members, list(lcc_labels)
         self.values = np.array(sorted(members[0].plans.labels.values()))
+        self.configs = [m.config for m in members]
+        self.config = "+".join(self.configs)
+        self.networks = [n for m in members for n in m.networks]
+        self.step, self.mirror = members[0].step, members[0].mirror
+        self.folds_text = "/".join(str(len(m.networks)) for m in members)
 
     @staticmethod
     def from_run(ws: Workspace, configs: list[str], folds: list[str] | None, checkpoint: str, device: str,
@@ -42,23 +45,3 @@ class EnsemblePredictor:
         if save_probabilities:
             save_probabilities_npz(probs.astype(np.float16), self.values.tolist(), out_file)
 
-
-def predict_ensemble(pred: EnsemblePredictor, inputs: list[tuple[str, list[Path]]], out_dir: Path,
-                     save_probabilities: bool, select: Callable | None = None) -> list[Path]:
-    if select is not None:
-        inputs = select(inputs)
-        if not inputs:
-            return []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = "+".join(m.config for m in pred.members)
-    written, timings = [], []
-    for case, files in progress(inputs, desc=f"predict ensemble {names}"):
-        t0 = time.time()
-        out = out_dir / f"{case}{ending_of(files[0])}"
-        pred.predict_files(files, out, save_probabilities)
-        written.append(out)
-        timings.append(time.time() - t0)
-    print(format_table(["cases", "ensemble", "folds", "postprocessing (LCC labels)", "s/case (median)"],
-                       [[len(written), names, "/".join(str(len(m.networks)) for m in pred.members),
-                         pred.lcc_labels or "none", f"{np.median(timings):.2f}"]]), flush=True)
-    return written

@@ -51,6 +51,14 @@ class Predictor:
     tile_batch: int = 4
     previous: "Predictor | None" = None  # the cascade's first stage, run before this one (its folds ensembled)
 
+    @property
+    def configs(self) -> list[str]:
+        return [self.config]
+
+    @property
+    def folds_text(self) -> str:
+        return str(len(self.networks))
+
     @staticmethod
     def from_run(ws: Workspace, config: str, folds: list[str] | None = None, checkpoint: str = "checkpoint_final.pt",
                  device: str = "auto", step: float = 0.5, mirror: bool = True,
@@ -271,7 +279,7 @@ MANIFEST = "predict_manifest.json"
 
 def _signature(ws: Workspace, pred: "Predictor", checkpoint: str, save_probabilities: bool) -> dict:
     """What the predictions depend on besides the input files: a rerun with the same one keeps finished cases."""
-    ck = sorted(_file_key(p) for p in ws.config_dir(pred.config).glob(f"fold_*/{checkpoint}"))
+    ck = sorted(_file_key(p) for c in pred.configs for p in ws.config_dir(c).glob(f"fold_*/{checkpoint}"))
     return {"run": str(ws.root), "config": pred.config, "checkpoints": ck, "folds": len(pred.networks),
             "step": pred.step, "mirror": pred.mirror, "lcc": pred.lcc_labels, "probabilities": save_probabilities}
 
@@ -297,12 +305,6 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
     members, lcc = _chosen_members(ws, plans, config)
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
-    if len(members) > 1:
-        from .ensemble import EnsemblePredictor, predict_ensemble
-
-        ens = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
-        return predict_ensemble(ens, inputs, Path(out_dir), save_probabilities, select)
-    config = members[0]
     if select is not None:
         inputs = select(inputs)
         if not inputs:
@@ -313,8 +315,14 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
     manifest = out_dir / MANIFEST.replace(".json", f"{tag}.json")
     refuse_overwriting_inputs([o for outs in planned.values() for o in outs] + [manifest],
                               [f for _, files in inputs for f in files])
-    _refuse_2d_inputs_for_3d(plans, config, inputs)
-    pred = Predictor.from_run(ws, config, folds, checkpoint, device, step, mirror)
+    for member in members:
+        _refuse_2d_inputs_for_3d(plans, member, inputs)
+    if len(members) > 1:
+        from .ensemble import EnsemblePredictor
+
+        pred = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
+    else:
+        pred = Predictor.from_run(ws, members[0], folds, checkpoint, device, step, mirror)
     with folder_lock(out_dir, "predict", name=f".autoseg{tag}.lock", clean_temps=not tag):
         return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities, manifest)
 
@@ -335,7 +343,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
     manifest = load_json(man_path) if man_path.is_file() else {}
     done = manifest.get("done", {}) if manifest.get("signature") == sig else {}
     written, timings, kept = [], [], 0
-    for case, files in progress(inputs, desc=f"predict {pred.config} ({len(pred.networks)} fold(s))"):
+    for case, files in progress(inputs, desc=f"predict {pred.config} ({pred.folds_text} fold(s))"):
         outs = planned[case]
         keys = [_file_key(f) for f in files]
         if done.get(case) == keys and all(o.is_file() for o in outs):
@@ -352,7 +360,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
     if kept:
         print(f"predict: {kept} case(s) already predicted with this model and settings were kept", flush=True)
     print(format_table(["cases", "config", "folds", "mirroring", "postprocessing (LCC labels)", "s/case (median)"],
-                       [[len(written), pred.config, len(pred.networks), pred.mirror, pred.lcc_labels or "none",
+                       [[len(written), pred.config, pred.folds_text, pred.mirror, pred.lcc_labels or "none",
                          f"{np.median(timings):.2f}" if timings else "-"]]), flush=True)
     return written
 
