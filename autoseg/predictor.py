@@ -20,18 +20,22 @@ from .utils import AutosegError
 
 
 class Predictor:
-    """A loaded model (one configuration, one or more folds) that segments arrays and SimpleITK images."""
+    """A loaded model (one configuration or an ensemble of them, one or more folds each) that segments arrays and
+    SimpleITK images."""
 
     def __init__(self, inner) -> None:
-        self._inner = inner  # autoseg.inference.predictor.Predictor: networks already in memory
+        # autoseg.inference.predictor.Predictor or .ensemble.EnsemblePredictor: networks already in memory
+        self._inner = inner
 
     @classmethod
     def from_run(cls, run_or_zip: str | Path, folds: Sequence[int | str] | None = None, device: str = "auto",
-                 configuration: str | None = None, mirror: bool = True, step: float = 0.5,
+                 configuration: str | Sequence[str] | None = None, mirror: bool = True, step: float = 0.5,
                  backend: str = "torch") -> "Predictor":
         """Load the folds (default: every trained one) of a run folder or a model zip made by `autoseg export`.
 
-        ``configuration`` defaults to best.json's, or the only trained one. A zip is unpacked into a temporary
+        ``configuration`` defaults to best.json's winner (an ensemble of configurations included, with the
+        postprocessing `autoseg find-best` decided for it), or the only trained one; a list of configurations is an
+        ensemble (the mean of their probabilities), as ``autoseg predict -c A B``. A zip is unpacked into a temporary
         folder that is removed once the networks are in memory. ``backend='onnxruntime'`` runs each fold's
         ``network.onnx`` (from `autoseg export --onnx`) instead of the torch network, on the CPU."""
         from .sharing.model_zip import extracted_model, is_model_zip
@@ -47,16 +51,23 @@ class Predictor:
         return cls._load(Path(run_or_zip), *args)
 
     @classmethod
-    def _load(cls, run_dir: Path, folds, device: str, configuration: str | None, mirror: bool,
+    def _load(cls, run_dir: Path, folds, device: str, configuration: str | Sequence[str] | None, mirror: bool,
               step: float, backend: str = "torch") -> "Predictor":
+        from .inference.ensemble import EnsemblePredictor
         from .inference.predictor import Predictor as _Inner
-        from .inference.predictor import _best_or_only_config
+        from .inference.predictor import _chosen_members
         from .planner.plans import Plans
         from .workspace import Workspace
 
         ws = Workspace.at(run_dir).require_plans()
-        config = configuration or _best_or_only_config(ws, Plans.load(ws.plans))
+        members, lcc = _chosen_members(ws, Plans.load(ws.plans), configuration)
         fold_names = None if not folds or list(folds) == ["all"] else [str(f) for f in folds]
+        if len(members) > 1:
+            if backend != "torch":
+                raise AutosegError(f"backend {backend!r} runs one configuration; {'+'.join(members)} is an ensemble")
+            return cls(EnsemblePredictor.from_run(ws, members, fold_names, "checkpoint_final.pt", device, step,
+                                                  mirror, lcc))
+        config = members[0]
         if backend == "onnxruntime":
             device = "cpu"
         inner = _Inner.from_run(ws, config, fold_names, device=device, step=step, mirror=mirror)
@@ -69,16 +80,22 @@ class Predictor:
         return cls(inner)
 
     @property
+    def _plans(self):
+        inner = self._inner
+        return inner.members[0].plans if hasattr(inner, "members") else inner.plans
+
+    @property
     def labels(self) -> dict[str, int]:
-        return dict(self._inner.plans.labels)
+        return dict(self._plans.labels)
 
     @property
     def configuration(self) -> str:
+        """The configuration's name, or the ensemble's members joined by '+'."""
         return self._inner.config
 
     @property
     def num_input_channels(self) -> int:
-        return self._inner.plans.num_input_channels
+        return self._plans.num_input_channels
 
     def predict(self, array: np.ndarray, spacing: Sequence[float], origin: Sequence[float] | None = None,
                 direction: Sequence[float] | None = None, return_probabilities: bool = False):
@@ -87,12 +104,16 @@ class Predictor:
         Returns the int16 label array of the image's shape, or (labels, probabilities (K, (Z,) Y, X) float32)
         with ``return_probabilities``; probabilities follow the sorted label values."""
         data, geom, spatial = self._as_internal(np.asarray(array), spacing, origin, direction)
-        seg, probs, props = self._inner.segment(data, geom)
+        if hasattr(self._inner, "members"):  # an ensemble: its probabilities are already on the full grid
+            seg, full = self._inner.segment(data, geom)
+        else:
+            seg, probs, props = self._inner.segment(data, geom)
+            if return_probabilities:
+                full = uncrop(probs.astype(np.float32), props["bbox"], geom.shape, fill=0)
+                full[0][full.sum(0) == 0] = 1  # outside the crop box: background
         seg = seg.reshape(spatial)
         if not return_probabilities:
             return seg
-        full = uncrop(probs.astype(np.float32), props["bbox"], geom.shape, fill=0)
-        full[0][full.sum(0) == 0] = 1  # outside the crop box: background
         return seg, full.reshape((full.shape[0],) + spatial)
 
     def predict_image(self, image: sitk.Image | Sequence[sitk.Image]) -> sitk.Image:

@@ -107,7 +107,7 @@ def test_save_validation_probabilities_is_a_train_flag():
 
 
 def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_path):
-    from autoseg.inference.predictor import _best_or_only_config
+    from autoseg.inference.predictor import _chosen_members
     from autoseg.postprocessing.decide import read_best, write_best
     from autoseg.utils import AutosegError
 
@@ -119,8 +119,7 @@ def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_
     rec = write_best(ws, ["2d", "3d_fullres"], 0.81, table, {"lcc_labels": [3]}, "find-best")
     assert rec["kind"] == "ensemble" and "configuration" not in rec
     assert read_best(ws)["postprocessing"]["lcc_labels"] == [3]
-    with pytest.raises(AutosegError, match="ensemble 2d\\+3d_fullres"):
-        _best_or_only_config(ws, None)
+    assert _chosen_members(ws, None, None) == (["2d", "3d_fullres"], [3])  # what predict and Predictor run
     ws.best.write_text(json.dumps({"configurations": "2d"}))
     with pytest.raises(AutosegError, match="find-best"):
         read_best(ws)
@@ -151,3 +150,33 @@ def test_ensemble_prediction_is_locked_resumable_and_never_replaces_inputs(train
     assert main(cmd) == 0
     assert "2 case(s) already predicted" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")} == stamps
+
+    from autoseg import Predictor  # the Python API runs the same ensemble
+
+    pred = Predictor.from_run(trained_run, configuration=CONFIGS, device="cpu", mirror=False)
+    assert pred.configuration == "2d+3d_fullres"
+    for f in sorted((small_phantom / "imagesTs").glob("*_0000.nii.gz")):
+        got = sitk.GetArrayFromImage(pred.predict_image(sitk.ReadImage(str(f))))
+        cli = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f.name.replace("_0000", ""))))
+        assert got.shape == cli.shape and (got == cli).all()
+
+
+@pytest.mark.slow
+def test_crossval_after_find_best_ranks_ensembles_again(trained_run, tmp_path, capsys):
+    """A configuration's crossval (run by itself after its last fold) keeps best.json a ranking of ensembles when
+    find-best wrote it; without the probabilities that needs, it writes the best single configuration and says so."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    ws = Workspace.at(run)
+    assert main(["find-best", str(run)]) == 0
+    assert main(["crossval", str(run), "-c", "2d"]) == 0
+    best = json.loads(ws.best.read_text())
+    assert best["method"] == "find-best" and "2d+3d_fullres" in best["dice_table"]
+    for p in ws.fold_dir("3d_fullres", 0).glob("validation/*.npz"):
+        p.unlink()
+    capsys.readouterr()
+    assert main(["crossval", str(run), "-c", "2d"]) == 0
+    assert "could not be redone" in capsys.readouterr().out
+    assert json.loads(ws.best.read_text())["method"] == "crossval"

@@ -35,12 +35,17 @@ class EnsemblePredictor:
         """The mean of the members' probabilities on the full original grid (float32)."""
         return np.mean([m.full_probabilities(data, geom).astype(np.float32) for m in self.members], axis=0)
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
-        data, geom = self.members[0].read_checked(image_files, out_file.name)
+    def segment(self, data: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:
+        """(label map, mean probabilities), both on the image's full grid."""
         probs = self.probabilities(data, geom)
         seg = self.values[np.argmax(probs, 0)].astype(np.int16)
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
+        return seg, probs
+
+    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
+        data, geom = self.members[0].read_checked(image_files, out_file.name)
+        seg, probs = self.segment(data, geom)
         write_label(seg, geom, out_file)
         if save_probabilities:
             save_probabilities_npz(probs.astype(np.float16), self.values.tolist(), out_file)

@@ -400,17 +400,4 @@ def _only_trained(ws: Workspace, plans: Plans) -> str:
     return trained[0]
 
 
-def _best_or_only_config(ws: Workspace, plans: Plans) -> str:
-    """One configuration (the Python Predictor loads one): best.json's single winner or the only trained one."""
-    from ..postprocessing.decide import read_best
-
-    best = read_best(ws)
-    if best is None:
-        return _only_trained(ws, plans)
-    if len(best["configurations"]) > 1:
-        raise AutosegError(f"{ws.best}: the best is the ensemble {'+'.join(best['configurations'])}; this loads "
-                           "one configuration: give it (or use `autoseg predict`, which runs ensembles)")
-    return best["configurations"][0]
-
-
 __all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]

@@ -126,8 +126,16 @@ def choose_best_configuration(ws: Workspace, plans: Plans | None = None) -> dict
              for c, d in decisions.items()}
     earlier = load_json(ws.best) if ws.best.is_file() else {}
     if isinstance(earlier, dict) and earlier.get("method") == "find-best":
-        print(f"note: {ws.best} (from find-best) now holds the best single configuration; run `autoseg find-best "
-              f"{ws.root}` again to rank ensembles too", flush=True)
+        # a ranking that included ensembles is redone with this fold's new results, not replaced by a narrower one
+        from .ensemble import find_best
+
+        try:
+            print(f"{ws.best} came from find-best: ranking configurations and their ensembles again", flush=True)
+            return find_best(ws, list(dict.fromkeys(m for n in earlier.get("dice_table", {}) for m in
+                                                     earlier["dice_table"][n].get("members", []))) or None)
+        except AutosegError as e:
+            print(f"note: find-best could not be redone ({e}); {ws.best} now holds the best single configuration",
+                  flush=True)
     return write_best(ws, [best], scores[best], table, decisions[best], "crossval")
 
 
