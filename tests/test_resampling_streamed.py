@@ -47,3 +47,18 @@ def test_seg_resampling_equals_one_hot_argmax():
     seg = rng.integers(0, 4, size=(9, 40, 37)).astype(np.int16)
     onehot = np.stack([_plain((seg == v).astype(np.float32), (9, 55, 30), 1) for v in range(4)])
     assert np.array_equal(resample_seg(seg, (9, 55, 30), [0, 1, 2, 3]), np.argmax(onehot, 0))
+
+
+@pytest.mark.parametrize("shape,new_shape", [((9, 40, 37), (23, 30, 50)), ((20, 32, 32), (7, 48, 40)),
+                                             ((6, 16, 16), (6, 20, 12)), ((5, 16, 16), (11, 16, 16))])
+@pytest.mark.parametrize("order_z", [0, 1])
+def test_separate_z_streamed_slice_by_slice_equals_whole_volume_passes(shape, new_shape, order_z):
+    """The coarse axis resampled one output slice at a time from in-plane-resampled input slices gives what
+    resampling every slice in-plane first, then the first axis, gives."""
+    from autoseg.preprocessing.resampling import _resample_axis0, _resample_nd
+
+    x = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    mid = np.stack([_resample_nd(s, new_shape[1:], 3) for s in x])
+    ref = _resample_axis0(mid, new_shape[0], order_z)
+    got = resample_array(x, new_shape, 3, separate_z=True, order_z=order_z)
+    assert got.shape == new_shape and np.abs(got - ref).max() < 1e-5

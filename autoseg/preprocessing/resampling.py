@@ -155,16 +155,44 @@ def resample_array(x: np.ndarray, new_shape, order: int, separate_z: bool = Fals
         return out
     if not separate_z or x.ndim == 2:
         return _resample_nd(x, new_shape, order, out)
+    if order_z <= 1:
+        return _resample_separate_z(x, new_shape, order, order_z, out)
     if x.shape[1:] != new_shape[1:]:
-        same_z = x.shape[0] == new_shape[0]  # then the slices go straight into the output
-        mid = (out if out is not None else np.empty(new_shape, np.float32)) if same_z else \
-            np.empty((x.shape[0],) + new_shape[1:], np.float32)
+        mid = np.empty((x.shape[0],) + new_shape[1:], np.float32)
         for z in range(x.shape[0]):
             _resample_nd(x[z], new_shape[1:], order, mid[z])
-        if same_z:
-            return mid
         x = mid
     return _resample_axis0(x, new_shape[0], order_z, out)
+
+
+def _resample_separate_z(x: np.ndarray, new_shape: tuple, order: int, order_z: int,
+                         out: np.ndarray | None) -> np.ndarray:
+    """In-plane resampling per slice, the first axis on its own (nearest or linear), one output slice at a time
+    from the one or two input slices it needs, each resampled in-plane once: no volume with the output's in-plane
+    size and the input's slice count (a thick-to-thin case would otherwise hold one several times the image)."""
+    if out is None:
+        out = np.empty(new_shape, np.float32)
+    old_len, new_len = x.shape[0], new_shape[0]
+    if order_z == 0 or old_len == new_len:
+        pos = (np.arange(new_len) + 0.5) * old_len / new_len - 0.5
+        idx, w = np.clip(np.round(pos), 0, old_len - 1).astype(np.intp)[None], np.ones((1, new_len), np.float32)
+    else:
+        idx, w = _taps(old_len, new_len, 1, 0)
+    cache: dict[int, np.ndarray] = {}
+
+    def plane(j: int) -> np.ndarray:
+        if j not in cache:
+            cache[j] = _resample_nd(x[j], new_shape[1:], order)
+        return cache[j]
+
+    for k in range(new_len):
+        for j in [j for j in cache if j < idx[0, k]]:  # no later output slice needs it (indices only grow)
+            del cache[j]
+        np.multiply(plane(int(idx[0, k])), w[0, k], out=out[k])
+        for i, wi in zip(idx[1:, k], w[1:, k]):
+            if wi:
+                out[k] += plane(int(i)) * wi
+    return out
 
 
 def resample_data(data: np.ndarray, new_shape, order: int = 3, separate_z: bool = False,
