@@ -207,3 +207,24 @@ def test_crossval_needs_every_fold(run, capsys):
     assert main(["crossval", str(run), "-c", "2d"]) == 2
     err = capsys.readouterr().err
     assert "fold(s) [0, 1, 2, 3, 4]" in err and "autoseg train" in err
+
+
+@pytest.mark.parametrize("step,said,fewer", [(0.11, False, False), (0.2, True, False), (1.0, True, True)])
+def test_clock_schedule_says_once_when_training_is_slower_than_planned(step, said, fewer):
+    """A machine busier during training than while it was planned: one line with the steps the budget will
+    really give, and whether that is under the plan's minimum; within the timing noise, nothing."""
+    import time
+
+    from autoseg.training.schedule import ClockSchedule
+
+    lines = []
+    sched = ClockSchedule(0.01, 1000.0, time.time(), lambda s: 0.0, planned=(0.1, 2000), say=lines.append)
+    sched.begin()
+    for _ in range(3):
+        sched.after_epoch({"train_seconds": step * 100, "iterations": 100})
+    assert len(lines) == int(said)
+    if said:
+        import re
+
+        assert abs(int(re.search(r"about (\d+) steps", lines[0]).group(1)) - 1000 / step) <= 2
+        assert ("fewer than the 2000" in lines[0]) == fewer

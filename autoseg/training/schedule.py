@@ -72,17 +72,23 @@ class EpochSchedule:
         pass
 
 
+SLOWER_THAN_PLANNED = 1.25  # the timing noise between plans is ~15%
+
+
 class ClockSchedule:
     """``start_time`` is when the train command started; a resumed run continues the budget where it stopped
     (``budget_used``, ``budget_loop_offset`` in the checkpoint). ``agree`` makes every DDP rank take rank 0's
     decision."""
 
     def __init__(self, initial_lr: float, budget_seconds: float, start_time: float,
-                 reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool):
+                 reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool,
+                 planned: tuple[float, int] | None = None, say: Callable[[str], None] | None = print):
         self.initial_lr, self.budget = initial_lr, budget_seconds
         self.start_time, self.reserve_for, self.agree = start_time, reserve_for, agree
         self.used, self.loop_offset, self.ended = 0.0, 0.0, False
         self.clock: BudgetClock | None = None
+        # (seconds per step the plan timed, steps it requires): the first epoch's speed is checked against it
+        self.planned, self.say, self.checked = planned, say, False
 
     def begin(self) -> None:
         self.start_time -= self.used  # a resumed run continues the same budget
@@ -109,9 +115,28 @@ class ClockSchedule:
         return self.ended  # a resume after the last epoch trains no further
 
     def after_epoch(self, record: dict) -> bool:
-        self.clock.reserve = self.reserve_for(record["train_seconds"] / max(record["iterations"], 1))
+        step = record["train_seconds"] / max(record["iterations"], 1)
+        self.clock.reserve = self.reserve_for(step)
         self.ended = self.agree(self.clock.fraction() >= 1)
+        if not self.checked and not self.ended:
+            self.checked = True
+            self._check_speed(step)
         return self.ended
+
+    def _check_speed(self, step: float) -> None:
+        """Say so once when training runs much slower than the plan's timing (a machine busier now than when it
+        was planned): the clock still ends training on time, with fewer steps than the plan counted on."""
+        if not self.planned or self.say is None or step <= self.planned[0] * SLOWER_THAN_PLANNED:
+            return
+        planned_step, min_steps = self.planned
+        steps = max(self.clock.deadline - self.clock.loop_start, 0.0) / step  # the deadline is net of the reserve
+        line = (f"note: steps take {step:.3f}s, {step / planned_step - 1:.0%} longer than the {planned_step:.3f}s "
+                f"the plan timed (is the machine busier than when it was planned?); the learning rate follows the "
+                f"clock, so training still ends on time, with about {steps:.0f} steps")
+        if steps < min_steps:
+            line += (f", fewer than the {min_steps} the plan requires: re-plan (`autoseg plan --budget`) while the "
+                     "machine is as busy as it will be during training")
+        self.say(line)
 
     def total_text(self, epochs_done: int, epoch_seconds: float) -> str:
         return f"~{self.clock.expected_epochs(epochs_done, epoch_seconds)}"
