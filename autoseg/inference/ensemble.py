@@ -17,7 +17,6 @@ from .predictor import Predictor, save_probabilities_npz
 class EnsemblePredictor:
     def __init__(self, members: list[Predictor], lcc_labels: list[int]) -> None:
         self.members, self.lcc_labels = members, list(lcc_labels)
-        self.values = np.array(sorted(members[0].plans.labels.values()))
         self.configs = [m.config for m in members]
         self.config = "+".join(self.configs)
         self.networks = [n for m in members for n in m.networks]
@@ -38,7 +37,7 @@ class EnsemblePredictor:
     def segment(self, data: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:
         """(label map, mean probabilities), both on the image's full grid."""
         probs = self.probabilities(data, geom)
-        seg = self.values[np.argmax(probs, 0)].astype(np.int16)
+        seg = self.members[0].plans.label_spec.segment(probs)  # argmax, or regions in regions_class_order
         if self.lcc_labels:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs
@@ -48,5 +47,5 @@ class EnsemblePredictor:
         seg, probs = self.segment(data, geom)
         write_label(seg, geom, out_file)
         if save_probabilities:
-            save_probabilities_npz(probs.astype(np.float16), self.values.tolist(), out_file)
+            save_probabilities_npz(probs.astype(np.float16), self.members[0].output_names(), out_file)
 

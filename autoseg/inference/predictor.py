@@ -165,11 +165,13 @@ class Predictor:
         return seg, probs, props
 
     def full_probabilities(self, data: np.ndarray, geom: Geometry) -> np.ndarray:
-        """Class probabilities on the image's own full grid (float16); outside the crop box the background has
-        probability 1. Configurations with other spacings meet here, so ensembles average these."""
+        """Class (or region) probabilities on the image's own full grid (float16); outside the crop box the
+        background has probability 1 (every region 0). Configurations with other spacings meet here, so ensembles
+        average these."""
         probs, props = self.probabilities(data, geom)
         full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
-        full[0][full.sum(0) == 0] = 1
+        if not self.plans.label_spec.has_regions:  # region probabilities are 0 outside the box, all of them
+            full[0][full.sum(0) == 0] = 1
         return full
 
     def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
