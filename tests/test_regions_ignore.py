@@ -209,3 +209,34 @@ def test_ignore_label_training_end_to_end_from_the_cli(tiny_phantom, tmp_path):
     assert main(["evaluate", str(preds), str(data / "labelsTs"), "--dataset-json", str(data / "dataset.json")]) == 0
     summary = json.loads((preds / "summary.json").read_text())
     assert set(summary["mean"]) == {"RV", "MYO", "LV"}
+
+
+def test_an_ensemble_of_region_models_thresholds_the_mean_region_probabilities():
+    """Averaged sigmoid outputs are thresholded region by region in regions_class_order (an argmax over regions
+    would give the wrong labels: every tumour voxel is in 'whole tumour')."""
+    from types import SimpleNamespace
+
+    from autoseg.inference.ensemble import EnsemblePredictor
+    from autoseg.labels import LabelSpec
+
+    spec = LabelSpec.parse({"background": 0, "whole": [1, 2, 3], "core": [1, 3], "enh": [3]}, [2, 1, 3], "test")
+    rng = np.random.default_rng(0)
+
+    class Member:  # a trained configuration's predictor, reduced to what the ensemble calls
+        def __init__(self, name):
+            self.config, self.networks, self.step, self.mirror = name, [None], 0.5, False
+            self.plans = SimpleNamespace(label_spec=spec)
+            self.probs = rng.random((3, 4, 6, 5)).astype(np.float16)
+
+        def full_probabilities(self, data, geom):
+            return self.probs
+
+        def output_names(self):
+            return ["whole", "core", "enh"]
+
+    a, b = Member("2d"), Member("3d_fullres")
+    seg, probs = EnsemblePredictor([a, b], []).segment(None, None)
+    mean = (a.probs.astype(np.float32) + b.probs.astype(np.float32)) / 2
+    assert np.allclose(probs, mean)
+    assert np.array_equal(seg, spec.label_map(mean))
+    assert set(np.unique(seg)) <= {0, 1, 2, 3} and (seg == 3).any()
