@@ -177,7 +177,7 @@ def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: f
     same_batch = b is not None and parts.batch_size * parts.sync.world_size == setup.cfg.batch_size
     planned = (float(b.seconds_per_step), int(b.min_steps)) if same_batch and b.seconds_per_step else None
     return ClockSchedule(tc.initial_lr, tc.budget_seconds, start_time, reserve, parts.sync.agree, planned,
-                         (lambda line: print(line, flush=True)) if parts.sync.is_main() else None)
+                         (lambda line: print(line, flush=True)) if parts.sync.is_main else None)
 
 
 def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: Schedule, state: LoopState) -> dict:
