@@ -88,7 +88,7 @@ class ClockSchedule:
         self.used, self.loop_offset, self.ended = 0.0, 0.0, False
         self.clock: BudgetClock | None = None
         # (seconds per step the plan timed, steps it requires): the first epoch's speed is checked against it
-        self.planned, self.say, self.checked = planned, say, False
+        self.planned, self.say, self.checked, self.epochs_seen = planned, say, False, 0
 
     def begin(self) -> None:
         self.start_time -= self.used  # a resumed run continues the same budget
@@ -118,13 +118,15 @@ class ClockSchedule:
         step = record["train_seconds"] / max(record["iterations"], 1)
         self.clock.reserve = self.reserve_for(step)
         self.ended = self.agree(self.clock.fraction() >= 1)
-        if not self.checked and not self.ended:
+        self.epochs_seen += 1
+        if not self.checked and not self.ended and self.epochs_seen == 2:  # the first epoch includes warm-up
             self.checked = True
             self._check_speed(step)
         return self.ended
 
     def _check_speed(self, step: float) -> None:
-        """Say so once when training runs much slower than the plan's timing (a machine busier now than when it
+        """Say so once (after the second epoch: the first includes the start-up of the data workers and the
+        first passes) when training runs much slower than the plan's timing (a machine busier now than when it
         was planned): the clock still ends training on time, with fewer steps than the plan counted on."""
         if not self.planned or self.say is None or step <= self.planned[0] * SLOWER_THAN_PLANNED:
             return
