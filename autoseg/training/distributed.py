@@ -104,18 +104,44 @@ def launch_env() -> LaunchEnv | None:
 
 
 def init_group(use_cuda: bool) -> None:
-    """Join the process group from the launcher's environment (env://: MASTER_ADDR/PORT, RANK, WORLD_SIZE)."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
-
-
-def close_group() -> None:
+    """Join the process group from the launcher's environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE), as env://
+    would, except that every attempt of the group gets its own key space in the store. torchrun's agent keeps
+    one store across the restarts of ``--max-restarts``; with env:// the restarted ranks then read the dead
+    ranks' addresses left in it and gloo failed to connect (or waited for its timeout) in about one restart of
+    three here."""
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.destroy_process_group()
+        return
+    env = launch_env()
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # the agent hosts the store
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.world_size,
+                          is_master=(not agent_store and env.rank == 0), multi_tenant=not agent_store)
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    store = dist.PrefixStore(f"autoseg/{run_id}/attempt_{env.restart}", store)
+    dist.init_process_group("nccl" if use_cuda else "gloo", store=store, rank=env.rank, world_size=env.world_size)
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def close_group(ok: bool) -> None:
+    """Leave the process group. After a successful run every rank first waits for the others: destroying the
+    group is collective, and a rank that tore it down while rank 0 was still evaluating the validation was aborted
+    by the C++ runtime. After a failure there is no waiting: the launcher stops the other ranks, and a barrier with
+    a dead peer fails anyway."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    if ok:
+        barrier()
+    dist.destroy_process_group()
 
 
 def share(obj: object) -> object:

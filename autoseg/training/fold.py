@@ -79,6 +79,8 @@ def train_fold(setup: FoldSetup, tc: TrainConfig, resume: bool = False, start_ti
         kind, value = _prepare(setup, tc, resume)
         if kind == "done":
             return value
+        if kind == "validate":
+            return _finish_validation(setup, tc)
         return run_training(setup, tc, value, start_time)
 
 
@@ -94,7 +96,7 @@ def _prepare(setup: FoldSetup, tc: TrainConfig, resume: bool, restarted: bool = 
         print(f"{setup.out}: already finished ({FINAL}); nothing to resume", flush=True)
         return "done", read_validation(setup)
     if resume and status == "validate":
-        return "done", _finish_validation(setup, tc)
+        return "validate", None
     if resume and status != "resume":
         raise AutosegError(f"{setup.out}: --resume, but there is no {LATEST} to resume from; run the same "
                            "command without --resume to start this fold")
@@ -107,25 +109,40 @@ def _train_fold_ranked(setup: FoldSetup, tc: TrainConfig, resume: bool, start_ti
     """One process of a torchrun group: rank 0 takes the fold lock and decides (start, resume, nothing left) for
     all; every rank then trains; rank 0 alone writes. The output folder must be one folder that every node sees."""
     init_group(_uses_cuda(tc))
+    ok = False
     try:
-        if env.rank != 0:
-            decision = share(None)
-            if decision[0] == "error":
-                raise AutosegError(decision[1])
-            return {} if decision[0] == "done" else run_training(setup, tc, decision[1], start_time, env.rank,
-                                                                   env.world_size)
-        with fold_lock(setup.out):
-            try:
-                decision = _prepare(setup, tc, resume, restarted=env.restart > 0)
-            except AutosegError as e:
-                share(("error", str(e)))
-                raise
-            share((decision[0], decision[1] if decision[0] == "train" else None))
-            if decision[0] == "done":
-                return decision[1]
-            return run_training(setup, tc, decision[1], start_time, env.rank, env.world_size)
+        result = _run_ranked(setup, tc, resume, start_time, env)
+        ok = True
+        return result
     finally:
-        close_group()
+        close_group(ok)
+
+
+def _run_ranked(setup: FoldSetup, tc: TrainConfig, resume: bool, start_time: float, env: LaunchEnv) -> dict:
+    if env.rank != 0:
+        decision = share(None)
+        if decision[0] == "error":
+            raise AutosegError(decision[1])
+        return _ranked_step(setup, tc, decision, start_time, env)
+    with fold_lock(setup.out):
+        try:
+            decision = _prepare(setup, tc, resume, restarted=env.restart > 0)
+        except AutosegError as e:
+            share(("error", str(e)))
+            raise
+        share((decision[0], decision[1] if decision[0] == "train" else None))
+        return _ranked_step(setup, tc, decision, start_time, env)
+
+
+def _ranked_step(setup: FoldSetup, tc: TrainConfig, decision: tuple, start_time: float, env: LaunchEnv) -> dict:
+    """What every rank does once rank 0 has decided: nothing, finish the interrupted validation (each rank its
+    share of the cases), or train."""
+    kind, value = decision
+    if kind == "done":
+        return value if env.rank == 0 else {}
+    if kind == "validate":
+        return _finish_validation(setup, tc, env.rank, env.world_size, env.local_rank)
+    return run_training(setup, tc, value, start_time, env.rank, env.world_size)
 
 
 def _start_over(setup: FoldSetup) -> None:
@@ -145,16 +162,19 @@ def _uses_cuda(tc: TrainConfig) -> bool:
     return tc.device != "cpu" and torch.cuda.is_available()
 
 
-def _finish_validation(setup: FoldSetup, tc: TrainConfig) -> dict:
+def _finish_validation(setup: FoldSetup, tc: TrainConfig, rank: int = 0, world_size: int = 1,
+                       local_rank: int = 0) -> dict:
     from ..inference.predictor import resolve_device
 
-    device = resolve_device(tc.device)
-    print(f"{setup.out}: trained; finishing the final validation that was interrupted", flush=True)
+    device = rank_device(resolve_device(tc.device), local_rank, world_size)
+    if rank == 0:
+        print(f"{setup.out}: trained; finishing the final validation that was interrupted", flush=True)
     net = network_from_checkpoint(load_checkpoint(setup.out / FINAL, device), device)
     with StopFlag() as stop:
         summary = validate_fold(setup, net, device, skip_done=True, check_stop=_validation_stop(stop),
-                                save_probabilities=tc.save_validation_probabilities)
-    return {"validation": summary}
+                                save_probabilities=tc.save_validation_probabilities, rank=rank,
+                                world_size=world_size)
+    return {"validation": summary} if rank == 0 else {}
 
 
 def _validation_stop(stop: StopFlag):
@@ -258,11 +278,14 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
         parts.close()
         write_state_digest(parts.net, rank)
         result = {"epochs": state.epoch, "best_ema_pseudo_dice": state.best_ema}
+        if setup.val_cases and tc.final_validation:
+            summary = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop),
+                                    save_probabilities=tc.save_validation_probabilities, rank=rank,
+                                    world_size=world_size)
+            if main:
+                result["validation"] = summary
         if not main:
             return result
-        if setup.val_cases and tc.final_validation:
-            result["validation"] = validate_fold(setup, parts.net, parts.device, check_stop=_validation_stop(stop),
-                                                 save_probabilities=tc.save_validation_probabilities)
     if isinstance(schedule, ClockSchedule):
         print(schedule.report(state.epoch, sum(r.get("iterations", tc.iters_per_epoch) for r in state.log)),
               flush=True)

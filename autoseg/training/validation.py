@@ -24,12 +24,16 @@ def probabilities_missing(setup: FoldSetup) -> list[str]:
 
 
 def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, skip_done: bool = False,
-                  check_stop=lambda: None, save_probabilities: bool = False) -> dict:
+                  check_stop=lambda: None, save_probabilities: bool = False, rank: int = 0,
+                  world_size: int = 1) -> dict:
     """Predict the held-out cases and evaluate them against their reference labels. ``skip_done`` keeps the
     predictions a killed validation already wrote (each was written whole, under a temporary name first);
-    ``save_probabilities`` also keeps each case's probabilities on its original grid (``<case>.npz``)."""
+    ``save_probabilities`` also keeps each case's probabilities on its original grid (``<case>.npz``). Under DDP
+    each rank predicts every ``world_size``-th case from its rank, all wait for each other, and rank 0 evaluates
+    the whole fold and returns the summary (the other ranks return an empty dict)."""
     from ..evaluation.evaluate import CaseTable, evaluate_cases, summary_table, write_summary
     from ..inference.predictor import Predictor
+    from .distributed import barrier
 
     ds = setup.ds
     net.set_deep_supervision(False)
@@ -38,15 +42,21 @@ def validate_fold(setup: FoldSetup, net: torch.nn.Module, device: torch.device, 
     vdir = setup.out / "validation"
     vdir.mkdir(parents=True, exist_ok=True)
     pairs = []
-    for case in setup.val_cases:
+    for i, case in enumerate(setup.val_cases):
         out = vdir / f"{case}{ds.file_ending}"
+        pairs.append((case, out, ds.label_file(case)))
+        if i % world_size != rank:
+            continue
         done = out.is_file() and (not save_probabilities or (vdir / f"{case}.npz").is_file())
         if not (skip_done and done and _next_stage_done(setup, case)):
             pred.predict_files(ds.image_files(case), out, save_probabilities, grid_sink=_next_stage_sink(setup, case))
             fault_point("validation_case")
             check_stop()
-        pairs.append((case, out, ds.label_file(case)))
     net.set_deep_supervision(True)
+    if world_size > 1:
+        barrier()
+    if rank != 0:
+        return {}
     summary = evaluate_cases(pairs, setup.plans.labels, CaseTable(ds.groups, ds.phases))
     write_summary(summary, vdir)
     print(f"validation of {setup.config} fold {setup.fold} ({len(pairs)} held-out cases, full resolution):")
