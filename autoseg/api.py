@@ -190,7 +190,7 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
             configuration: str | list[str] | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto", num_parts: int = 1, part_id: int = 0,
-            skip_done: bool = False) -> list[Path]:
+            skip_done: bool = False, postprocessing: bool = True) -> list[Path]:
     """Segment a file or folder. ``num_parts``/``part_id`` predict one round-robin share of the sorted cases (parts
     may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose output is complete."""
     from .cluster.shard import case_selector
@@ -204,9 +204,10 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
     if is_model_zip(run_dir):  # a model made by `autoseg export`: unpacked (checked) into a temporary folder
         with extracted_model(run_dir) as model_dir:
             return _predict(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
-                            save_probabilities, device, select=select, part=(part_id, num_parts))
+                            save_probabilities, device, select=select, part=(part_id, num_parts),
+                            use_postprocessing=postprocessing)
     return _predict(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
-                    device, select=select, part=(part_id, num_parts))
+                    device, select=select, part=(part_id, num_parts), use_postprocessing=postprocessing)
 
 
 def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,

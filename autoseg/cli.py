@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                                                           "mean of their probabilities); default: best.json's")
     s.add_argument("-f", "--folds", nargs="+", help="fold numbers, or all (default: every trained fold)")
     s.add_argument("--no-tta", action="store_true", help="no test-time mirroring")
+    s.add_argument("--no-postprocessing", action="store_true",
+                   help="no largest-component step (default: what cross-validation decided or, for fold 'all', the "
+                        "labels that are one piece in the training references)")
     s.add_argument("--step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
     s.add_argument("--save-probabilities", action="store_true")
     s.add_argument("--device", default="auto")
@@ -209,7 +212,8 @@ def _run(args: argparse.Namespace) -> None:
         api.find_best(args.run_dir, args.configurations)
     elif c == "predict":
         api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
-                    args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done)
+                    args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done,
+                    not args.no_postprocessing)
     elif c == "evaluate":
         api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
                      args.images)

@@ -140,3 +140,37 @@ def test_preprocessing_resumes_and_redoes_after_replanning(tiny_phantom, tmp_pat
     assert main(["preprocess", str(run), "-c", "2d", "-j", "1"]) == 0
     assert "plans changed" in capsys.readouterr().out
     assert np.load(folder / "phantom000_frame01.npy").shape[-1] < 48
+
+
+@pytest.mark.slow
+def test_fold_all_keeps_the_largest_piece_of_labels_that_are_one_piece_in_training(run, tiny_phantom, tmp_path,
+                                                                                     capsys):
+    """-f all has no cross-validation to decide postprocessing from: the labels that are one piece in the training
+    references (the fingerprint counts them) keep their largest component.
+    An almost untrained network scatters islands, so without the rule the labels would come in several pieces."""
+    import cc3d
+
+    from autoseg.postprocessing.components import single_piece_labels
+
+    fp = json.loads((run / "fingerprint.json").read_text())
+    assert all(c["components_per_label"]["2"] == c["components_per_label"]["3"] == 1 for c in fp["cases"])
+    chosen = single_piece_labels(fp, {"background": 0, "RV": 1, "MYO": 2, "LV": 3})
+    assert chosen[-2:] == [2, 3]  # the phantom's RV is cut in pieces in a few cases; MYO and LV never
+    assert main(["train", str(run), "-c", "2d", "-f", "all", "--epochs", "1", "--iters-per-epoch", "2",
+                 "--val-iters", "1", "--batch-size", "2", "--num-workers", "0"]) == 0
+    capsys.readouterr()
+    raw, kept = tmp_path / "raw", tmp_path / "kept"
+    args = ["-i", str(tiny_phantom / "imagesTs"), "-c", "2d", "-f", "all", "--no-tta"]
+    assert main(["predict", str(run), *args, "-o", str(raw), "--no-postprocessing"]) == 0
+    assert "keeping the largest component" not in capsys.readouterr().out
+    assert main(["predict", str(run), *args, "-o", str(kept)]) == 0
+    assert f"keeping the largest component of label(s) {chosen}" in capsys.readouterr().out
+    pieces = {}
+    for name, folder in (("raw", raw), ("kept", kept)):
+        for f in sorted(folder.glob("*.nii.gz")):
+            seg = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
+            for v in chosen:
+                if (seg == v).any():
+                    pieces.setdefault(name, []).append(cc3d.connected_components(seg == v, return_N=True)[1])
+    assert pieces["kept"] and set(pieces["kept"]) == {1}
+    assert max(pieces["raw"]) > 1  # the rule changed something

@@ -20,7 +20,12 @@ from ..io.dataset import case_ids_in, dimension_of
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
-from ..postprocessing.components import apply_postprocessing, load_postprocessing
+from ..postprocessing.components import (
+    SINGLE_PIECE_SHARE,
+    apply_postprocessing,
+    load_postprocessing,
+    single_piece_labels,
+)
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
 from ..preprocessing.resampling import case_resampling, resample_probabilities, resampled_argmax
@@ -82,6 +87,8 @@ class Predictor:
             except AutosegError as e:  # say which file
                 raise AutosegError(f"{path}: {e}") from None
         lcc = load_postprocessing(ws.postprocessing(config)) if use_postprocessing else []
+        if use_postprocessing and not ws.postprocessing(config).is_file() and folds == ["all"]:
+            lcc = _prior_postprocessing(ws, plans)
         prev = plans.configuration(config).previous_stage
         first = Predictor.from_run(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
         return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first)
@@ -291,20 +298,21 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt",
             select: Callable[[list[tuple[str, list[Path]]]], list[tuple[str, list[Path]]]] | None = None,
-            part: tuple[int, int] = (0, 1)) -> list[Path]:
+            part: tuple[int, int] = (0, 1), use_postprocessing: bool = True) -> list[Path]:
     """Predict every case; outputs never replace inputs, the output folder is locked, and a rerun after an
     interruption keeps the cases already predicted with the same model and settings (recorded in
     predict_manifest.json after each case: a kill between a case's file and that record redoes only that case).
     ``select`` picks the cases to predict from the discovered inputs (sharding, --continue; autoseg.cluster);
     ``part`` (K, N) of a sharded prediction gives each part its own lock and manifest in the shared folder.
     ``config``: one configuration, several (an ensemble), or None for best.json's winner (or the only trained
-    configuration)."""
+    configuration). ``use_postprocessing`` False: no largest-component step, whatever was decided."""
     ws.require_plans()
     check_step(step)
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
     members, lcc = _chosen_members(ws, plans, config)
+    lcc = lcc if use_postprocessing else []
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels)
     if select is not None:
@@ -324,7 +332,7 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
 
         pred = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
     else:
-        pred = Predictor.from_run(ws, members[0], folds, checkpoint, device, step, mirror)
+        pred = Predictor.from_run(ws, members[0], folds, checkpoint, device, step, mirror, use_postprocessing)
     with folder_lock(out_dir, "predict", name=f".autoseg{tag}.lock", clean_temps=not tag):
         return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities, manifest)
 
@@ -403,3 +411,16 @@ def _only_trained(ws: Workspace, plans: Plans) -> str:
 
 
 __all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]
+
+
+def _prior_postprocessing(ws: Workspace, plans: Plans) -> list[int]:
+    """A model trained on every case (-f all) has no cross-validation to decide its postprocessing from: keep the
+    largest component of the labels that are one piece in the training references (the fingerprint counted them)."""
+    if not ws.fingerprint.is_file():
+        return []
+    lcc = single_piece_labels(load_json(ws.fingerprint), plans.labels)
+    if lcc:
+        print(f"postprocessing: no cross-validation for fold 'all'; keeping the largest component of label(s) "
+              f"{lcc}, one piece in at least {SINGLE_PIECE_SHARE:.0%} of the training references", flush=True)
+    return lcc
+

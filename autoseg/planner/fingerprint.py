@@ -35,8 +35,25 @@ def case_fingerprint(ds: DatasetInfo, case: str, seed: int = 0) -> dict:
         "shape_after_crop": list(seg_c.shape),
         "relative_size_after_crop": float(np.prod(seg_c.shape) / np.prod(geom.shape)),
         "labels_present": sorted(int(v) for v in np.unique(seg)),
+        "components_per_label": components_per_label(seg),
         "_samples": samples,
     }
+
+
+def components_per_label(seg: np.ndarray) -> dict[str, int]:
+    """How many connected pieces (26-connected in 3D, 8 in 2D) each foreground value of a label map forms (one
+    multi-label pass: cc3d numbers the pieces of every value separately)."""
+    import cc3d
+
+    seg = np.squeeze(seg) if seg.ndim > 3 else seg
+    if not seg.any():
+        return {}
+    pieces, n = cc3d.connected_components(np.ascontiguousarray(seg), connectivity=26 if seg.ndim == 3 else 8,
+                                          return_N=True)
+    value_of = np.zeros(n + 1, dtype=np.int64)
+    value_of[pieces.ravel()] = seg.ravel()
+    counts = np.bincount(value_of[1:])
+    return {str(v): int(c) for v, c in enumerate(counts) if v > 0 and c > 0}
 
 
 def _weighted_percentile(sorted_values: np.ndarray, cum_weights: np.ndarray, q: float) -> float:
