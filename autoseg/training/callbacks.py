@@ -1,5 +1,6 @@
 """What happens after each epoch besides training: the printed line, log.jsonl, progress.png and the best and
-latest checkpoints. Each is a callback of ``autoseg.training.loop.fit``, run on rank 0 only."""
+latest checkpoints (callbacks of ``autoseg.training.loop.fit`` run on rank 0 only), and, on every rank, the CPU
+thread count following the load of other processes."""
 from __future__ import annotations
 
 import json
@@ -114,3 +115,24 @@ def plot_progress(log: list[dict], path: Path) -> None:
     fig.tight_layout()
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
     plt.close(fig)
+
+
+class ThreadsFollowLoad(Callback):
+    """On a CPU, compute with the cores other processes leave free, re-measured over each epoch: two processes
+    that each compute with every core of a small machine slow each other far more than twofold."""
+
+    def __init__(self, share, say: Callable[[str], None]):
+        self.share, self.say = share, say
+
+    def on_epoch_end(self, state: LoopState, rec: dict, improved: bool, last: bool) -> None:
+        import torch
+
+        from .cpu_share import threads_beside
+
+        others = self.share.others()
+        threads = threads_beside(others, self.share.cores)
+        if threads != torch.get_num_threads() and not last:
+            self.say(f"note: other processes kept {others:.1f} of {self.share.cores} cores busy during epoch "
+                     f"{rec['epoch']}; computing with {threads} thread(s) from now on")
+            torch.set_num_threads(threads)
+

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..utils import AutosegError, save_json
-from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot
+from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot, ThreadsFollowLoad
 from .config import TrainConfig
+from .cpu_share import CpuShare
 from .distributed import (
     DDPSync,
     LaunchEnv,
@@ -270,6 +271,9 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
     ckpts = Checkpoints(setup.out, state_fn, tc.save_every)
     callbacks = [EpochPrinter(schedule), JsonLog(setup.out / "log.jsonl"), ckpts,
                  ProgressPlot(setup.out / "progress.png")] if main else []
+    if parts.device.type == "cpu":
+        say = (lambda s: print(s, flush=True)) if main else (lambda s: None)
+        callbacks.append(ThreadsFollowLoad(CpuShare(), say))
     if main:
         _write_config(setup, tc, parts)
         print(_header(setup, tc, parts), flush=True)

@@ -171,10 +171,21 @@ def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int
     return iter(make_loader(train, workers, pin)), iter(make_loader(val, min(workers, 1), pin))
 
 
-def set_compute_threads(device: torch.device) -> None:
-    """The training process computes with every core on a CPU (data workers set their own to one thread)."""
-    if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+def set_compute_threads(device: torch.device, log: Callable[[str], None] | None = None) -> int:
+    """On a CPU the training process computes with the cores that other processes leave free (measured over
+    half a second; every core on an idle machine; data workers set their own to one thread). Returns the count."""
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    from .cpu_share import others_now, threads_beside
+
+    cores = os.cpu_count() or 1
+    others = others_now(0.5) if cores > 1 else None
+    threads = threads_beside(others, cores)
+    torch.set_num_threads(threads)
+    if threads < cores and log is not None:
+        log(f"note: other processes keep {others:.1f} of {cores} cores busy; training computes with {threads} "
+            "thread(s) (re-measured every epoch)")
+    return threads
 
 
 def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.device, start_epoch: int,
@@ -189,6 +200,6 @@ def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.dev
     batch = tc.batch_size or setup.cfg.batch_size
     local = max(1, -(-batch // sync.world_size))
     workers = tc.num_workers if tc.num_workers is not None else default_workers(device)
-    set_compute_threads(device)
+    set_compute_threads(device, log)
     train, val = build_streams(setup, tc, local, sync.rank, start_epoch, workers, device.type == "cuda")
     return Parts(net, stepper, train, val, build_metric(setup), sync, device, batch, local, workers)

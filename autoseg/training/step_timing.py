@@ -85,7 +85,13 @@ def time_augmentation(c: Any, repeats: int = 3) -> float:
 
 def step_timer(device: torch.device) -> Callable[[Any], float]:
     """Seconds per training step on ``device``. On a CPU the data-loading workers share the cores with the
-    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap."""
+    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap. On a CPU the
+    steps are timed with the thread count training will use: the cores other processes leave free."""
+    if device.type == "cpu":
+        from .cpu_share import others_now, threads_beside
+
+        torch.set_num_threads(threads_beside(others_now(0.5)))
+
     def timer(c: Any) -> float:
         t = time_training_step(c, device)
         if device.type == "cpu":
