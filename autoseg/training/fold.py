@@ -108,7 +108,8 @@ def _prepare(setup: FoldSetup, tc: TrainConfig, resume: bool, restarted: bool = 
 
 def _train_fold_ranked(setup: FoldSetup, tc: TrainConfig, resume: bool, start_time: float, env: LaunchEnv) -> dict:
     """One process of a torchrun group: rank 0 takes the fold lock and decides (start, resume, nothing left) for
-    all; every rank then trains; rank 0 alone writes. The output folder must be one folder that every node sees."""
+    all; every rank then trains (rank 0 alone writes checkpoints and logs) and predicts its share of the final
+    validation. The output folder must be one folder that every node sees."""
     init_group(_uses_cuda(tc))
     ok = False
     try:
@@ -261,7 +262,8 @@ def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start
 
 def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_time: float, rank: int = 0,
                  world_size: int = 1) -> dict:
-    """The training of one process (rank); rank 0 writes every file."""
+    """The training of one process (rank): rank 0 writes the checkpoints and logs; every rank predicts its share
+    of the final validation cases, and rank 0 evaluates them."""
     parts, schedule, state = _assemble(setup, tc, resume_from, start_time, rank, world_size)
     main = parts.sync.is_main
 
