@@ -143,12 +143,15 @@ def test_preprocessing_resumes_and_redoes_after_replanning(tiny_phantom, tmp_pat
 
 
 @pytest.mark.slow
-def test_fold_all_keeps_the_largest_piece_of_labels_that_are_one_piece_in_training(run, tiny_phantom, tmp_path,
-                                                                                     capsys):
+def test_fold_all_keeps_the_largest_piece_of_labels_that_are_one_piece_in_training(small_run, tiny_phantom,
+                                                                                     tmp_path, capsys):
     """-f all has no cross-validation to decide postprocessing from: the labels that are one piece in the training
     references (the fingerprint counts them) keep their largest component.
-    An almost untrained network scatters islands, so without the rule the labels would come in several pieces."""
+    An almost untrained network scatters islands, so without the rule the labels would come in several pieces.
+    A fresh run: with other folds trained, predict ensembles them all, and the rule is for fold 'all' alone."""
     import cc3d
+
+    run = small_run
 
     from autoseg.postprocessing.components import single_piece_labels
 
