@@ -83,3 +83,16 @@ def threads_beside(others: float | None, cores: int | None = None) -> int:
     if others is None:
         return cores
     return max(1, min(cores, round(cores - others)))
+
+
+def use_free_cores(seconds: float = 0.5) -> tuple[int, float | None]:
+    """Set torch's compute threads to the cores other processes leave free (measured over ``seconds``; one core:
+    nothing to measure). Returns (threads, cores the others keep busy or None)."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    others = others_now(seconds) if cores > 1 else None
+    threads = threads_beside(others, cores)
+    torch.set_num_threads(threads)
+    return threads, others
+

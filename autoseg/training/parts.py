@@ -176,12 +176,10 @@ def set_compute_threads(device: torch.device, log: Callable[[str], None] | None 
     half a second; every core on an idle machine; data workers set their own to one thread). Returns the count."""
     if device.type != "cpu":
         return torch.get_num_threads()
-    from .cpu_share import others_now, threads_beside
+    from .cpu_share import use_free_cores
 
+    threads, others = use_free_cores()
     cores = os.cpu_count() or 1
-    others = others_now(0.5) if cores > 1 else None
-    threads = threads_beside(others, cores)
-    torch.set_num_threads(threads)
     if threads < cores and log is not None:
         log(f"note: other processes keep {others:.1f} of {cores} cores busy; training computes with {threads} "
             "thread(s) (re-measured every epoch)")

@@ -88,9 +88,9 @@ def step_timer(device: torch.device) -> Callable[[Any], float]:
     network, so the time to augment a batch is added; on a GPU they run on other cores and overlap. On a CPU the
     steps are timed with the thread count training will use: the cores other processes leave free."""
     if device.type == "cpu":
-        from .cpu_share import others_now, threads_beside
+        from .cpu_share import use_free_cores
 
-        torch.set_num_threads(threads_beside(others_now(0.5)))
+        use_free_cores()
 
     def timer(c: Any) -> float:
         t = time_training_step(c, device)
