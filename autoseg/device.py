@@ -16,3 +16,17 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise AutosegError(f"--device {name!r} is not a device torch knows; use auto, cpu, cuda or cuda:N") from None
+
+
+def autocast_dtype(device: torch.device, precision: str = "fp32") -> torch.dtype | None:
+    """The autocast type of training steps and inference passes: on CUDA bf16 (fp16 where the GPU lacks bf16), as
+    nnU-Net does; on a CPU bf16 only when the plan's ``precision`` says the timed steps ran faster in it (a CPU with
+    native bf16 arithmetic, e.g. AVX-512 BF16 or AMX; elsewhere bf16 is emulated and many times slower)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and precision == "bf16" else None
+
+
+def plan_precision(cfg) -> str:
+    """A configuration's precision: what its budget record chose, fp32 for plans made without a budget."""
+    return cfg.budget.precision if getattr(cfg, "budget", None) is not None else "fp32"

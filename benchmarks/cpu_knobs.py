@@ -34,15 +34,17 @@ def main() -> None:
     base = None
     for name, kw in (("eager (default)", {}),
                      ("channels-last", {"channels_last": True}), ("bf16 autocast", {"autocast_dtype": torch.bfloat16}),
-                     ("torch.compile", {"compile_network": True})):
+                     ("torch.compile", {"compile_network": True}),
+                     ("bf16 + channels-last", {"autocast_dtype": torch.bfloat16, "channels_last": True}),
+                     ("bf16 + compile", {"autocast_dtype": torch.bfloat16, "compile_network": True})):
         torch.manual_seed(0)
         try:
             t, first = median_seconds(training_step(c, dev, cfg["batch_dice"], **kw), dev, a.steps, warmup=2)
         except Exception as e:  # e.g. no compiler toolchain for torch.compile
-            print(f"{name:15s} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            print(f"{name:20s} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             continue
         base = base or t
-        print(f"{name:15s} {t:.3f} s/step  ratio {t / base:.2f}  (first step {first:.1f} s)", flush=True)
+        print(f"{name:20s} {t:.3f} s/step  ratio {t / base:.2f}  (first step {first:.1f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,13 @@ ADDED_CFG = {"previous_stage": None, "next_stage": None, "inherits_from": None} 
 
 def _without_removed(d: dict) -> dict:
     """Main's version-1 plans as version 2 writes them: less the keys nothing read, plus the keys added since
-    (the preset and the cascade wiring) at their defaults."""
+    (the preset, the cascade wiring, the budget's precision) at their defaults."""
     d = {k: v for k, v in d.items() if k not in REMOVED_TOP}
     d["configurations"] = {n: {**{k: v for k, v in c.items() if k not in REMOVED_CFG}, **ADDED_CFG}
                            for n, c in d["configurations"].items()}
+    for c in d["configurations"].values():  # a budget record from before the precision field: timed in fp32
+        if c.get("budget") is not None:
+            c["budget"] = {**c["budget"], "precision": "fp32"}
     d["plans_version"] = PLANS_VERSION
     d["preset"] = "default"
     return d

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..device import resolve_device
+from ..device import autocast_dtype, plan_precision, resolve_device
 from ..io.dataset import case_ids_in, dimension_of
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
@@ -111,7 +111,8 @@ class Predictor:
         probs = None
         for net in self.networks:
             logits = sliding_window_logits(net, x, cfg.patch_size, self.plans.num_classes, self.step, self.mirror,
-                                           self.tile_batch, self.device, amp=self.device.type == "cuda")
+                                           self.tile_batch, self.device,
+                                           autocast=autocast_dtype(self.device, plan_precision(cfg)))
             p = _softmax_(logits) if not spec.has_regions else spec.probabilities(logits)  # sigmoid per region
             probs = p if probs is None else probs.add_(p)
         del x, pre

@@ -58,8 +58,9 @@ def mirror_combinations(axes: tuple[int, ...]) -> list[tuple[int, ...]]:
 @torch.inference_mode()
 def sliding_window_logits(net: torch.nn.Module, data: torch.Tensor, patch_size, num_classes: int,
                           step: float = 0.5, mirror: bool = True, tile_batch: int = 4,
-                          device: torch.device | str = "cpu", amp: bool = False) -> torch.Tensor:
-    """Return averaged logits (K, Z, Y, X) on the CPU for a (C, Z, Y, X) float tensor."""
+                          device: torch.device | str = "cpu", autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Return averaged logits (K, Z, Y, X) on the CPU for a (C, Z, Y, X) float tensor; the network runs under
+    ``autocast`` (a dtype) when given, and its outputs are summed in fp32."""
     device = torch.device(device)
     is2d = len(patch_size) == 2
     window = (1, *patch_size) if is2d else tuple(patch_size)
@@ -87,7 +88,7 @@ def sliding_window_logits(net: torch.nn.Module, data: torch.Tensor, patch_size, 
         if is2d:
             x = x[:, :, 0]
         out = None
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             for axes in combos:
                 xi = torch.flip(x, axes) if axes else x
                 yi = net(xi)

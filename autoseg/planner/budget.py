@@ -278,7 +278,7 @@ def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int,
             b = cfg.budget
             print(f"budget {name}: chose spacing {[round(s, 3) for s in cfg.spacing]} patch {cfg.patch_size} batch "
                   f"{cfg.batch_size} features {cfg.architecture.arch_kwargs.features_per_stage[0]} "
-                  f"({b.seconds_per_step:.3f}s/step, ~{b.expected_steps} steps)", flush=True)
+                  f"({b.seconds_per_step:.3f}s/step in {b.precision}, ~{b.expected_steps} steps)", flush=True)
     return dataclasses.replace(plans, configurations=configs)
 
 
@@ -310,12 +310,21 @@ def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: f
         budget_seconds=float(budget_seconds), device=device, seconds_per_step=round(step_s, 4),
         train_seconds=round(train_s, 1), final_validation_seconds=round(val_s, 1),
         expected_steps=int(train_s / step_s), schedule=Schedule(**schedule(step_s, train_s)),
-        min_steps=MIN_STEPS[dim], candidates=[CandidateRecord(**r) for r in log])
+        min_steps=MIN_STEPS[dim], candidates=[CandidateRecord(**r) for r in log],
+        precision=getattr(timer, "precision", None) or "fp32")
     return dataclasses.replace(
         cfg, spacing=[float(s) for s in c.spacing], patch_size=list(c.patch_size), batch_size=c.batch_size,
         median_image_size_in_voxels=[float(round(s, 2)) for s in shape_at(c)],
         architecture=Architecture(c.network_class_name, c.arch_kwargs),
-        reasons=list(cfg.reasons) + _budget_reasons(record, c, len(cands), time.time() - t0, n_val), budget=record)
+        reasons=list(cfg.reasons) + _budget_reasons(record, c, len(cands), time.time() - t0, n_val)
+        + _precision_reasons(record, timer), budget=record)
+
+
+def _precision_reasons(b: BudgetRecord, timer: StepTimer) -> list[str]:
+    compared = timer.comparison() if hasattr(timer, "comparison") else ""
+    if not compared:
+        return []
+    return [f"precision {b.precision}: {compared}"]
 
 
 def _budget_reasons(b: BudgetRecord, c: Candidate, n_cands: int, seconds: float, n_val: int) -> list[str]:

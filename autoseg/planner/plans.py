@@ -27,6 +27,7 @@ LEGACY_KEYS = {1: {"plans": ("planning_seconds", "budget_seconds", "budget_devic
                    "configuration": ("data_identifier", "feature_map_estimate")}}
 NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization",
                          "RescaleTo01Normalization")
+PRECISIONS = ("fp32", "bf16")
 PRESETS = ("default", "resenc-m", "resenc-l", "resenc-xl")
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 """Configuration names become folder names (run/<configuration>/, preprocessed/<configuration>/): no separators,
@@ -139,6 +140,9 @@ class BudgetRecord(Record):
     schedule: Schedule
     min_steps: int
     candidates: list[CandidateRecord]
+    # the arithmetic the steps were timed in, and training and inference on a CPU then use: "bf16" (autocast) where
+    # this CPU ran the timed step faster in it, else "fp32" (plans from before this field: "fp32")
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if isinstance(self.schedule, Mapping) and not isinstance(self.schedule, Schedule):
@@ -154,14 +158,16 @@ class BudgetRecord(Record):
         kw.update(device=as_str(d["device"], w + "device"), schedule=Schedule.from_dict(d["schedule"], w + "schedule"),
                   expected_steps=as_int(d["expected_steps"], w + "expected_steps", 0),
                   min_steps=as_int(d["min_steps"], w + "min_steps", 0),
+                  precision=as_str(d.get("precision", "fp32"), w + "precision", list(PRECISIONS)),
                   candidates=[CandidateRecord.from_dict(c, f"{w}candidates[{i}]")
                               for i, c in enumerate(as_list(d["candidates"], w + "candidates"))])
         return kw
 
     def summary(self) -> str:
         timed = sum(c.measured for c in self.candidates)
-        return (f"budget {self.budget_seconds:.0f}s on {self.device}: {self.seconds_per_step:.3f}s/step "
-                f"({timed} of {len(self.candidates)} candidates timed), ~{self.expected_steps} steps (at least "
+        return (f"budget {self.budget_seconds:.0f}s on {self.device}: {self.seconds_per_step:.3f}s/step in "
+                f"{self.precision} ({timed} of {len(self.candidates)} candidates timed), ~{self.expected_steps} steps "
+                f"(at least "
                 f"{self.min_steps} wanted) in {self.train_seconds:.0f}s, {self.final_validation_seconds:.0f}s for the "
                 f"final validation; schedule {self.schedule.epochs} x {self.schedule.iters_per_epoch}")
 

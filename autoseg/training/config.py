@@ -37,7 +37,8 @@ class TrainConfig:
     num_processes: int = field(default=1, metadata=_opt(
         "train with DistributedDataParallel on N GPUs (the batch is split over them; gloo on a CPU)", "--num-gpus",
         ">=1"))
-    amp: bool = field(default=True, metadata=_opt("no mixed precision on a GPU", "--no-amp", negate=True))
+    amp: bool = field(default=True, metadata=_opt(
+        "no mixed precision: fp32 on a GPU, and on a CPU whose plan chose bf16", "--no-amp", negate=True))
     seed: int = field(default=0, metadata=_opt("seed of the network's initial weights and of data sampling",
                                                check=">=0"))
     final_validation: bool = field(default=True, metadata=_opt(

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..device import autocast_dtype, plan_precision
 from ..networks import build_network
 from ..networks.checkpoint import load_matching_weights
 from .config import TrainConfig
@@ -26,12 +27,6 @@ def default_workers(device: torch.device) -> int:
     if device.type == "cuda":
         return max(1, min(cores - 1, 12))
     return 1 if cores >= 2 else 0
-
-
-def _autocast_dtype(device: torch.device):
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def seeded_network(architecture: dict, seed: int) -> torch.nn.Module:
@@ -84,13 +79,18 @@ def build_metric(setup: FoldSetup) -> Callable[[torch.Tensor, torch.Tensor], np.
     return lambda out, y: pseudo_dice_counts(out, y, k, spec.ignore_label)
 
 
+def as_float(out):
+    """Network outputs (a tensor, or the deep-supervision list) in fp32."""
+    return [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+
+
 class Stepper:
     """Forward pass under autocast, loss, backward, gradient clipping and the optimiser step."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.nn.Module,
-                 device: torch.device, amp: bool, grad_clip: float):
+                 device: torch.device, amp: bool, grad_clip: float, precision: str = "fp32"):
         self.model, self.optimizer, self.loss, self.device = model, optimizer, loss, device
-        self.amp_dtype = _autocast_dtype(device) if amp else None
+        self.amp_dtype = autocast_dtype(device, precision) if amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.grad_clip = grad_clip
 
@@ -98,7 +98,8 @@ class Stepper:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.model(x)
-            return out, self.loss(out, y)
+        out = as_float(out)  # softmax, Dice and cross-entropy in fp32 whatever the network ran in
+        return out, self.loss(out, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -194,7 +195,10 @@ def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.dev
         log(pretrained_report(loaded, skipped, tc.pretrained_weights))
     net = net.to(device)
     stepper = Stepper(sync.wrap(net, device), build_optimizer(net, tc), build_loss(setup), device, tc.amp,
-                      tc.grad_clip)
+                      tc.grad_clip, plan_precision(setup.cfg))
+    if stepper.amp_dtype is not None and device.type == "cpu":
+        log("training steps run in bf16 autocast on this CPU (the plan timed them faster than fp32; --no-amp for "
+            "fp32)")
     batch = tc.batch_size or setup.cfg.batch_size
     local = max(1, -(-batch // sync.world_size))
     workers = tc.num_workers if tc.num_workers is not None else default_workers(device)

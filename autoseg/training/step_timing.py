@@ -16,6 +16,7 @@ import torch
 from ..networks import build_network
 from .augmentation import enlarged_patch_size, training_transforms
 from .losses import DeepSupervisionLoss, DiceCELoss
+from .parts import as_float
 
 TIMED_STEPS = 6
 
@@ -40,7 +41,8 @@ def training_step(c: Any, device: torch.device, batch_dice: bool = False, channe
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            loss = loss_fn(model(x), y)
+            out = model(x)
+        loss = loss_fn(as_float(out), y)  # as training computes it
         loss.backward()
         opt.step()
     return step
@@ -83,18 +85,52 @@ def time_augmentation(c: Any, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def step_timer(device: torch.device) -> Callable[[Any], float]:
-    """Seconds per training step on ``device``. On a CPU the data-loading workers share the cores with the
-    network, so the time to augment a batch is added; on a GPU they run on other cores and overlap. On a CPU the
-    steps are timed with the thread count training will use: the cores other processes leave free."""
-    if device.type == "cpu":
-        from .cpu_share import use_free_cores
+BF16_GAIN = 0.85  # bf16 is used on a CPU only when its timed step takes at most this share of the fp32 step
 
-        use_free_cores()
 
-    def timer(c: Any) -> float:
-        t = time_training_step(c, device)
+class StepTimer:
+    """Seconds per training step on ``device`` (``timer(candidate)``). On a CPU the data-loading workers share the
+    cores with the network, so the time to augment a batch is added; on a GPU they run on other cores and overlap.
+    On a CPU the steps are timed with the thread count training will use (the cores other processes leave free),
+    and the first candidate timed (the planner's cheapest) is timed in fp32 and in bf16 autocast: where bf16 takes
+    at most ``BF16_GAIN`` of the fp32 time (a CPU with native bf16, e.g. AVX-512 BF16 or AMX), every step is timed,
+    trained and predicted in bf16; elsewhere (where bf16 is emulated, 15x slower on an AVX2 CPU) in fp32.
+    ``precision`` says which, once a candidate was timed."""
+
+    def __init__(self, device: torch.device, precision: str | None = None):
+        self.device = device
+        self.precision = precision or ("bf16" if device.type == "cuda" else None)  # CUDA: bf16 autocast, as nnU-Net
+        self.fp32_seconds: float | None = None  # the comparison, when it was made
+        self.bf16_seconds: float | None = None
         if device.type == "cpu":
+            from .cpu_share import use_free_cores
+
+            use_free_cores()
+
+    def __call__(self, c: Any) -> float:
+        if self.precision is None:
+            self.fp32_seconds = self._step(c, None)
+            self.bf16_seconds = self._step(c, torch.bfloat16)
+            self.precision = "bf16" if self.bf16_seconds <= BF16_GAIN * self.fp32_seconds else "fp32"
+            t = min(self.fp32_seconds, self.bf16_seconds) if self.precision == "bf16" else self.fp32_seconds
+        else:
+            t = self._step(c, torch.bfloat16 if self.precision == "bf16" and self.device.type == "cpu" else None)
+        if self.device.type == "cpu":
             t += time_augmentation(c)
         return t
-    return timer
+
+    def _step(self, c: Any, dtype: torch.dtype | None) -> float:
+        torch.manual_seed(0)
+        return median_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, TIMED_STEPS)[0]
+
+    def comparison(self) -> str:
+        if self.fp32_seconds is None:
+            return ""
+        return (f"the cheapest candidate's step took {self.bf16_seconds:.3f}s in bf16 autocast and "
+                f"{self.fp32_seconds:.3f}s in fp32 ({self.bf16_seconds / self.fp32_seconds:.2f}x; bf16 is used at "
+                f"{BF16_GAIN:.2f}x or less)")
+
+
+def step_timer(device: torch.device) -> StepTimer:
+    """The planner's timer for ``device`` (see ``StepTimer``)."""
+    return StepTimer(device)
