@@ -6,6 +6,7 @@ cropped original grid -> argmax -> uncrop -> postprocess -> write with the input
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -334,8 +335,22 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
         pred = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
     else:
         pred = Predictor.from_run(ws, members[0], folds, checkpoint, device, step, mirror, use_postprocessing)
+    if resolve_device(device).type == "cpu":
+        _threads_beside_other_work()
     with folder_lock(out_dir, "predict", name=f".autoseg{tag}.lock", clean_temps=not tag):
         return _predict_locked(ws, pred, inputs, out_dir, planned, checkpoint, save_probabilities, manifest)
+
+
+def _threads_beside_other_work() -> None:
+    """On a CPU, compute with the cores other processes leave free: beside a process that keeps both cores of a
+    2-core machine busy, two threads run a network 3x slower than on an idle machine, one thread 1.3x
+    (benchmarks/busy_threads.py)."""
+    from ..training.cpu_share import use_free_cores
+
+    threads, others = use_free_cores(0.3)
+    if others is not None and threads < (os.cpu_count() or 1):
+        print(f"note: other processes keep {others:.1f} of {os.cpu_count()} cores busy; predicting with {threads} "
+              f"thread(s)", flush=True)
 
 
 def _refuse_2d_inputs_for_3d(plans: Plans, config: str, inputs: list) -> None:
