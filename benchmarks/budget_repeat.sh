@@ -14,6 +14,6 @@ c = json.load(open(sys.argv[1]))["configurations"]["2d"]
 b = c["budget"]
 print(f"plan {sys.argv[2]}: spacing {c['spacing'][-1]:.3f} patch {'x'.join(map(str, c['patch_size']))} batch "
       f"{c['batch_size']} features {c['architecture']['arch_kwargs']['features_per_stage'][0]}  "
-      f"{b['seconds_per_step']:.3f} s/step, ~{b['expected_steps']} steps")
+      f"{b['seconds_per_step']:.3f} s/step in {b.get('precision', 'fp32')}, ~{b['expected_steps']} steps")
 PY
 done
