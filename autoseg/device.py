@@ -28,5 +28,7 @@ def autocast_dtype(device: torch.device, precision: str = "fp32") -> torch.dtype
 
 
 def plan_precision(cfg) -> str:
-    """A configuration's precision: what its budget record chose, fp32 for plans made without a budget."""
-    return cfg.budget.precision if getattr(cfg, "budget", None) is not None else "fp32"
+    """A configuration's precision on a CPU: what its budget record chose when the plan was timed on a CPU; fp32
+    for plans made without a budget or timed on a GPU (whose bf16 says nothing about this CPU)."""
+    b = getattr(cfg, "budget", None)
+    return b.precision if b is not None and b.device.startswith("cpu") else "fp32"

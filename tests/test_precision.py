@@ -66,6 +66,11 @@ def test_budget_record_keeps_the_precision_and_rejects_others(small_run):
     bf.save(small_run / "plans.json")
     assert Plans.load(small_run / "plans.json").configuration("2d").budget.precision == "bf16"
     assert plan_precision(plans.configuration("2d")) == "fp32"  # no budget: fp32
+    import dataclasses
+
+    gpu = B.apply_budget(plans, 600, "cuda:0", 10, timer=_FakeTimer("bf16"), verbose=False).configurations["2d"]
+    assert gpu.budget.precision == "bf16" and plan_precision(gpu) == "fp32"  # a GPU's bf16 says nothing of a CPU
+    assert plan_precision(dataclasses.replace(gpu, budget=dataclasses.replace(gpu.budget, device="cpu"))) == "bf16"
     d = json.loads((small_run / "plans.json").read_text())
     d["configurations"]["2d"]["budget"]["precision"] = "fp16"
     with pytest.raises(AutosegError, match=r"budget\.precision"):

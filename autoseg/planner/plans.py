@@ -167,9 +167,9 @@ class BudgetRecord(Record):
         timed = sum(c.measured for c in self.candidates)
         return (f"budget {self.budget_seconds:.0f}s on {self.device}: {self.seconds_per_step:.3f}s/step in "
                 f"{self.precision} ({timed} of {len(self.candidates)} candidates timed), ~{self.expected_steps} steps "
-                f"(at least "
-                f"{self.min_steps} wanted) in {self.train_seconds:.0f}s, {self.final_validation_seconds:.0f}s for the "
-                f"final validation; schedule {self.schedule.epochs} x {self.schedule.iters_per_epoch}")
+                f"(at least {self.min_steps} wanted) in {self.train_seconds:.0f}s, "
+                f"{self.final_validation_seconds:.0f}s for the final validation; schedule {self.schedule.epochs} x "
+                f"{self.schedule.iters_per_epoch}")
 
 
 @dataclass(frozen=True)

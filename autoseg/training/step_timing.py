@@ -63,11 +63,6 @@ def median_seconds(fn: Callable[[], None], device: torch.device, steps: int, war
     return float(np.median(times[warmup:])), times[0]
 
 
-def time_training_step(c: Any, device: torch.device, steps: int = TIMED_STEPS, batch_dice: bool = False) -> float:
-    """Median seconds of ``steps`` forward/backward/optimiser steps after one warm-up, on random data."""
-    return median_seconds(training_step(c, device, batch_dice), device, steps)[0]
-
-
 def time_augmentation(c: Any, repeats: int = 3) -> float:
     """Median seconds to augment one batch of ``c`` (random data of the enlarged patch that training cuts)."""
     dim = len(c.patch_size)
@@ -112,7 +107,7 @@ class StepTimer:
             self.fp32_seconds = self._step(c, None)
             self.bf16_seconds = self._step(c, torch.bfloat16)
             self.precision = "bf16" if self.bf16_seconds <= BF16_GAIN * self.fp32_seconds else "fp32"
-            t = min(self.fp32_seconds, self.bf16_seconds) if self.precision == "bf16" else self.fp32_seconds
+            t = self.bf16_seconds if self.precision == "bf16" else self.fp32_seconds
         else:
             t = self._step(c, torch.bfloat16 if self.precision == "bf16" and self.device.type == "cpu" else None)
         if self.device.type == "cpu":
