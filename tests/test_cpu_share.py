@@ -37,3 +37,22 @@ def test_threads_use_the_cores_the_others_leave():
     assert threads_beside(1.0, 2) == 1
     assert threads_beside(1.9, 2) == 1  # never fewer than one
     assert threads_beside(2.6, 8) == 5
+
+
+def test_use_free_cores_says_when_it_takes_fewer_than_all(monkeypatch):
+    """Training and predict share the note: said only when other processes leave fewer than all cores."""
+    import torch
+
+    from autoseg.training import cpu_share as S
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(S.os, "cpu_count", lambda: 4)
+    try:
+        for others, threads, said in ((3.0, 1, ["note: other processes keep 3.0 of 4 cores busy; predicting with "
+                                                "1 thread(s)"]), (0.1, 4, [])):
+            monkeypatch.setattr(S, "others_now", lambda seconds, o=others: o)
+            lines = []
+            assert S.use_free_cores(say=lines.append, doing="predicting") == (threads, others)
+            assert lines == said and torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -6,7 +6,6 @@ cropped original grid -> argmax -> uncrop -> postprocess -> write with the input
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -347,10 +346,7 @@ def _threads_beside_other_work() -> None:
     (benchmarks/busy_threads.py)."""
     from ..training.cpu_share import use_free_cores
 
-    threads, others = use_free_cores(0.3)
-    if others is not None and threads < (os.cpu_count() or 1):
-        print(f"note: other processes keep {others:.1f} of {os.cpu_count()} cores busy; predicting with {threads} "
-              f"thread(s)", flush=True)
+    use_free_cores(0.3, say=lambda line: print(line, flush=True), doing="predicting")
 
 
 def _refuse_2d_inputs_for_3d(plans: Plans, config: str, inputs: list) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 PROC = Path("/proc")
 
@@ -85,14 +86,18 @@ def threads_beside(others: float | None, cores: int | None = None) -> int:
     return max(1, min(cores, round(cores - others)))
 
 
-def use_free_cores(seconds: float = 0.5) -> tuple[int, float | None]:
+def use_free_cores(seconds: float = 0.5, say: Callable[[str], None] | None = None,
+                   doing: str = "computing") -> tuple[int, float | None]:
     """Set torch's compute threads to the cores other processes leave free (measured over ``seconds``; one core:
-    nothing to measure). Returns (threads, cores the others keep busy or None)."""
+    nothing to measure) and, with ``say``, tell when that is fewer than all (``doing``: what the threads are for).
+    Returns (threads, cores the others keep busy or None)."""
     import torch
 
     cores = os.cpu_count() or 1
     others = others_now(seconds) if cores > 1 else None
     threads = threads_beside(others, cores)
     torch.set_num_threads(threads)
+    if say is not None and others is not None and threads < cores:
+        say(f"note: other processes keep {others:.1f} of {cores} cores busy; {doing} with {threads} thread(s)")
     return threads, others
 

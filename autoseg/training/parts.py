@@ -179,12 +179,8 @@ def set_compute_threads(device: torch.device, log: Callable[[str], None] | None 
         return torch.get_num_threads()
     from .cpu_share import use_free_cores
 
-    threads, others = use_free_cores()
-    cores = os.cpu_count() or 1
-    if threads < cores and log is not None:
-        log(f"note: other processes keep {others:.1f} of {cores} cores busy; training computes with {threads} "
-            "thread(s) (re-measured every epoch)")
-    return threads
+    say = (lambda line: log(line + " (re-measured every epoch)")) if log is not None else None
+    return use_free_cores(say=say, doing="training computes")[0]
 
 
 def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.device, start_epoch: int,

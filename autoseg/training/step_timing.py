@@ -92,9 +92,9 @@ class StepTimer:
     trained and predicted in bf16; elsewhere (where bf16 is emulated, 15x slower on an AVX2 CPU) in fp32.
     ``precision`` says which, once a candidate was timed."""
 
-    def __init__(self, device: torch.device, precision: str | None = None):
+    def __init__(self, device: torch.device):
         self.device = device
-        self.precision = precision or ("bf16" if device.type == "cuda" else None)  # CUDA: bf16 autocast, as nnU-Net
+        self.precision: str | None = "bf16" if device.type == "cuda" else None  # CUDA: bf16 autocast, as nnU-Net
         self.fp32_seconds: float | None = None  # the comparison, when it was made
         self.bf16_seconds: float | None = None
         if device.type == "cpu":
@@ -109,7 +109,7 @@ class StepTimer:
             self.precision = "bf16" if self.bf16_seconds <= BF16_GAIN * self.fp32_seconds else "fp32"
             t = self.bf16_seconds if self.precision == "bf16" else self.fp32_seconds
         else:
-            t = self._step(c, torch.bfloat16 if self.precision == "bf16" and self.device.type == "cpu" else None)
+            t = self._step(c, torch.bfloat16 if self.precision == "bf16" else None)
         if self.device.type == "cpu":
             t += time_augmentation(c)
         return t
