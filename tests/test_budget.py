@@ -180,6 +180,8 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     fold = run / "2d" / "fold_0"
     cfg = json.loads((fold / "config.json").read_text())
     assert cfg["train_config"]["budget_seconds"] == 20
+    # a budget trains with AdamW from its own default learning rate unless told otherwise
+    assert (cfg["train_config"]["optimizer"], cfg["train_config"]["initial_lr"]) == ("adamw", 1e-3)
     log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in log]
     # the LR starts at its initial value and follows the clock down (re-estimates of the reserve may nudge it)
@@ -190,7 +192,7 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     assert (fold / "checkpoint_final.pt").is_file() and not (fold / "checkpoint_latest.pt").exists()
     assert (fold / "validation" / "summary.json").is_file()
     out = capsys.readouterr().out
-    assert "budget 20s: training ended after" in out
+    assert "budget 20s: training ended after" in out and "adamw from lr 0.001" in out
 
 
 def test_timing_noise_rule_does_not_trade_batch_for_context():

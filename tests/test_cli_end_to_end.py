@@ -42,9 +42,11 @@ def test_train_predict_evaluate_2d(run, tiny_phantom, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "epoch    2/2" in out and "data wait" in out
 
-    # resume: extend the schedule from a latest checkpoint
+    # resume: extend the schedule from a latest checkpoint, with the optimiser it was trained with
     ck["epoch"] = 1
     torch.save(ck, fold / "checkpoint_latest.pt")
+    assert main(args[:-4] + ["--resume", "--no-validation", "--optimizer", "adamw"]) == 2
+    assert "trained with the sgd optimiser; resume it with --optimizer sgd" in capsys.readouterr().err
     assert main(args[:-4] + ["--resume", "--no-validation"]) == 0
     assert "resuming 2d fold 0 at epoch 1" in capsys.readouterr().out
 

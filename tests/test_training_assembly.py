@@ -69,6 +69,30 @@ def test_bad_values_are_refused(field, value):
         TrainConfig(**{field: value}).validate()
 
 
+def test_an_unknown_optimiser_is_refused_by_name():
+    with pytest.raises(AutosegError, match=r"--optimizer 'adam' is out of range: it must be one of sgd, adamw"):
+        TrainConfig(optimizer="adam").validate()
+
+
+@pytest.mark.parametrize("budget, given, want", [
+    (None, {}, ("sgd", 1e-2)),  # nnU-Net's schedule
+    (1200.0, {}, ("adamw", 1e-3)),  # a budget: AdamW from its own default
+    (1200.0, {"optimizer": "sgd"}, ("sgd", 1e-2)),  # the user's choice stands
+    (None, {"optimizer": "adamw"}, ("adamw", 1e-3)),  # the learning rate follows the optimiser
+    (1200.0, {"initial_lr": 3e-4}, ("adamw", 3e-4)),  # a chosen learning rate stays
+    (None, {"initial_lr": 0.05}, ("sgd", 0.05))])
+def test_the_optimiser_and_its_learning_rate_are_resolved(budget, given, want):
+    from autoseg.api import _resolve_optimizer
+    from autoseg.training.parts import make_optimizer
+
+    tc = _resolve_optimizer(TrainConfig(budget_seconds=budget, **given), set(given)).validate()
+    assert (tc.optimizer, tc.initial_lr) == want
+    opt = make_optimizer([torch.nn.Parameter(torch.zeros(2))], tc.optimizer, tc.initial_lr)
+    assert type(opt) is {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[tc.optimizer]
+    assert opt.param_groups[0]["lr"] == tc.initial_lr
+    assert opt.param_groups[0].get("amsgrad", True) and opt.param_groups[0].get("nesterov", True)
+
+
 def test_defaults_are_valid():
     TrainConfig().validate()
     TrainConfig(batch_size=None, num_workers=0, oversample_foreground=0.0, val_iters=0).validate()
@@ -170,7 +194,7 @@ def run(tiny_phantom, tmp_path_factory):
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--iters-per-epoch", "0"), ("--lr", "-5"),
-                                         ("--batch-size", "-1"), ("--momentum", "2")])
+                                         ("--batch-size", "-1"), ("--momentum", "2"), ("--optimizer", "adam")])
 def test_train_refuses_bad_values_in_one_line(run, capsys, flag, value):
     assert main(["train", str(run), "-c", "2d", "-f", "0", flag, value]) == 2
     err = capsys.readouterr().err

@@ -21,9 +21,13 @@ class TrainConfig:
     iters_per_epoch: int = field(default=250, metadata=_opt("optimiser steps per epoch", check=">=1"))
     val_iters: int = field(default=50, metadata=_opt("validation-patch batches per epoch (pseudo-Dice)", check=">=0"))
     batch_size: int | None = field(default=None, metadata=_opt("global batch size (default: the plan's)", check=">=1"))
-    initial_lr: float = field(default=1e-2, metadata=_opt("initial learning rate (poly schedule)", "--lr", ">0"))
+    optimizer: str = field(default="sgd", metadata=_opt(
+        "sgd (nnU-Net's: Nesterov momentum) or adamw (AdamW with amsgrad, faster in short runs); training under a "
+        "budget uses adamw unless this is given", check="sgd|adamw"))
+    initial_lr: float = field(default=1e-2, metadata=_opt(
+        "initial learning rate of the poly schedule (default 0.01 for sgd, 0.001 for adamw)", "--lr", ">0"))
     momentum: float = field(default=0.99, metadata=_opt("SGD Nesterov momentum", check="[0,1)"))
-    weight_decay: float = field(default=3e-5, metadata=_opt("SGD weight decay", check=">=0"))
+    weight_decay: float = field(default=3e-5, metadata=_opt("weight decay (decoupled for adamw)", check=">=0"))
     grad_clip: float = field(default=12.0, metadata=_opt("gradient-norm clipping threshold", check=">0"))
     oversample_foreground: float = field(default=1 / 3, metadata=_opt(
         "share of each batch centred on a foreground voxel", check="[0,1]"))
@@ -71,7 +75,8 @@ class TrainConfig:
                 flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
                 if f.name == "budget_seconds":
                     flag = "--budget"
-                raise AutosegError(f"{flag} {value!r} is out of range: it must be {_RULE_TEXT[rule]}")
+                must = _RULE_TEXT.get(rule) or "one of " + ", ".join(rule.split("|"))
+                raise AutosegError(f"{flag} {value!r} is out of range: it must be {must}")
         return self
 
 
@@ -79,7 +84,14 @@ _RULE_TEXT = {">=1": "an integer of at least 1", ">=0": "at least 0", ">0": "a n
               "[0,1)": "in [0, 1)", "[0,1]": "in [0, 1]"}
 
 
+OPTIMIZERS = ("sgd", "adamw")
+DEFAULT_LR = {"sgd": 1e-2, "adamw": 1e-3}  # nnU-Net's SGD; AdamW as nnU-Net's Adam variants (amsgrad, 1e-3)
+BUDGET_OPTIMIZER = "adamw"  # see README's budget section: faster from the first steps, which a short run lacks
+
+
 def _satisfies(value, rule: str) -> bool:
+    if "|" in rule:
+        return value in rule.split("|")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     if rule == ">=1":

@@ -230,6 +230,7 @@ def _header(setup: FoldSetup, tc: TrainConfig, parts: Parts) -> str:
     sched = (f"a budget of {tc.budget_seconds:.0f}s (about {tc.epochs} epochs x {tc.iters_per_epoch} iterations; "
              f"the learning rate follows the clock)" if tc.budget_seconds else
              f"{tc.epochs} epochs x {tc.iters_per_epoch} iterations")
+    sched += f", {tc.optimizer} from lr {tc.initial_lr:g}"
     return (f"training {setup.config} fold {setup.fold}: {len(setup.train_cases)} train / {len(setup.val_cases)} "
             f"val cases, patch {setup.cfg.patch_size}, batch {parts.batch_size}, {sched}, device "
             f"{parts.device}{ddp}, {parts.workers} data worker(s)")
@@ -255,6 +256,10 @@ def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start
     schedule = make_schedule(setup, tc, parts, start_time)
     state = LoopState()
     if ck:
+        was = ck.get("train_config", {}).get("optimizer", "sgd")
+        if was != tc.optimizer:
+            raise AutosegError(f"{resume_from}: this run was trained with the {was} optimiser; resume it with "
+                               f"--optimizer {was} (its state cannot continue in {tc.optimizer})")
         state = restore(ck, parts, schedule)
         say(f"resuming {setup.config} fold {setup.fold} at epoch {state.epoch}", flush=True)
     return parts, schedule, state

@@ -143,8 +143,16 @@ class Parts:
 
 
 def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(net.parameters(), lr=tc.initial_lr, momentum=tc.momentum, weight_decay=tc.weight_decay,
-                           nesterov=True)
+    return make_optimizer(net.parameters(), tc.optimizer, tc.initial_lr, tc.momentum, tc.weight_decay)
+
+
+def make_optimizer(params, name: str, lr: float, momentum: float = 0.99,
+                   weight_decay: float = 3e-5) -> torch.optim.Optimizer:
+    """``sgd``: nnU-Net's SGD with Nesterov momentum. ``adamw``: AdamW with amsgrad, as nnU-Net's Adam trainer
+    variants (the momentum is not used)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, amsgrad=True)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
 
 
 def build_loss(setup: FoldSetup) -> torch.nn.Module:

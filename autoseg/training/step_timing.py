@@ -16,19 +16,20 @@ import torch
 from ..networks import build_network
 from .augmentation import enlarged_patch_size, training_transforms
 from .losses import DeepSupervisionLoss, DiceCELoss
-from .parts import as_float
+from .config import BUDGET_OPTIMIZER, DEFAULT_LR
+from .parts import as_float, make_optimizer
 
 TIMED_STEPS = 6
 
 
 def training_step(c: Any, device: torch.device, batch_dice: bool = False, channels_last: bool = False,
                   autocast_dtype: torch.dtype | None = None, compile_network: bool = False) -> Callable[[], None]:
-    """One forward/backward/SGD step of candidate ``c`` on fixed random data, as a function to time. Autocast
+    """One forward/backward/optimiser step of candidate ``c`` on fixed random data, as a function to time. Autocast
     defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them."""
     kw = dict(c.arch_kwargs)
     net = build_network(c.network_class_name, kw).to(device)
     loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=batch_dice), kw["n_stages"] - 1)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
+    opt = make_optimizer(net.parameters(), BUDGET_OPTIMIZER, DEFAULT_LR[BUDGET_OPTIMIZER])  # what a budget trains with
     x = torch.randn(c.batch_size, kw["input_channels"], *c.patch_size, device=device)
     y = torch.randint(0, kw["num_classes"], (c.batch_size, 1, *c.patch_size), device=device)
     if channels_last:
