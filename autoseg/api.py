@@ -92,7 +92,8 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
           resume: bool = False, budget: str | float | None = None, explicit: set[str] | None = None) -> dict:
     """Train one fold (0..4 or 'all'). A budget given here, or planned with `plan --budget`, makes training follow
     the clock; an explicit ``epochs`` (named in ``explicit``, the settings the user chose) without a budget uses
-    the epoch schedule instead of the planned budget. Plans, dataset and split are read once, here. After the
+    the epoch schedule instead of the planned budget; under a budget the optimiser is AdamW unless ``optimizer``
+    is named in ``explicit`` (see ``_resolve_optimizer``). Plans, dataset and split are read once, here. After the
     last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
     from .postprocessing.decide import missing_folds

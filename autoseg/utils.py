@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from .faults import fault_point
+
 T = TypeVar("T")
 
 
@@ -35,21 +37,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-_DRILL_COUNTS: dict[str, int] = {}
-
-
-def drill_point(name: str) -> None:
-    """A named point where the kill drills (tests/drills) stop the process: with AUTOSEG_DRILL=name:N set, the
-    N-th arrival here says so on stderr and sleeps, so that the test can kill it at exactly this point."""
-    want = os.environ.get("AUTOSEG_DRILL")
-    if not want or not want.startswith(name + ":"):
-        return
-    _DRILL_COUNTS[name] = _DRILL_COUNTS.get(name, 0) + 1
-    if _DRILL_COUNTS[name] == int(want.rsplit(":", 1)[1]):
-        print(f"drill: at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
-        time.sleep(120)
 
 
 TEMP_MARK = ".autoseg-tmp-"  # in every temporary file name, so that leftovers of a kill -9 can be recognised
@@ -81,7 +68,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
     tmp = _create_temp(path, suffix)
     try:
         write(tmp)
-        drill_point("before_rename")
+        fault_point("before_rename")
         os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):

@@ -18,10 +18,10 @@ import numpy as np
 from ..io.dataset import read_csv_rows
 from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
 from ..labels import IGNORE_NAME, LabelSpec
+from ..faults import fault_point
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
-    drill_point,
     folder_lock,
     format_table,
     load_json,
@@ -317,6 +317,6 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     with folder_lock(out, "evaluate"):
         summary = evaluate_cases(pairs, labels, table)
         summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
-        drill_point("evaluate_before_summary")
+        fault_point("evaluate_before_summary")
         write_summary(summary, out)
     return summary

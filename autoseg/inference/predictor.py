@@ -29,10 +29,10 @@ from ..postprocessing.components import (
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
 from ..preprocessing.resampling import case_resampling, resample_probabilities, resampled_argmax
+from ..faults import fault_point
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
-    drill_point,
     folder_lock,
     format_table,
     load_json,
@@ -378,7 +378,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
         timings.append(time.time() - t0)
         done[case] = keys
         save_json({"signature": sig, "done": done}, man_path)
-        drill_point("predict_case_done")
+        fault_point("predict_case_done")
     if kept:
         print(f"predict: {kept} case(s) already predicted with this model and settings were kept", flush=True)
     print(format_table(["cases", "config", "folds", "mirroring", "postprocessing (LCC labels)", "s/case (median)"],

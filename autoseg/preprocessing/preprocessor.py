@@ -17,7 +17,8 @@ import numpy as np
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from ..utils import drill_point, folder_lock, pool_map, save_json, save_npy
+from ..faults import fault_point
+from ..utils import folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize
 from .resampling import case_resampling, new_shape_for, resample_data, resample_seg
@@ -95,7 +96,7 @@ def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir
     save_npy(out.astype(np.float32), out_dir / f"{case}.npy")
     save_npy(seg_out.astype(np.int8 if seg_out.max() < 128 else np.int16), out_dir / f"{case}_seg.npy")
     save_json(props, out_dir / f"{case}.json")  # last: marks the case complete
-    drill_point("preprocess_case_done")
+    fault_point("preprocess_case_done")
     return case
 
 

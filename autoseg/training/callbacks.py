@@ -12,7 +12,7 @@ import numpy as np
 
 from ..networks.checkpoint import save_checkpoint
 from ..utils import atomic_write_bytes
-from .faults import fault_point
+from ..faults import fault_point
 from .loop import Callback, LoopState
 from .schedule import Schedule
 

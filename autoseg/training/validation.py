@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..utils import load_json
-from .faults import fault_point
+from ..faults import fault_point
 from .setup import FoldSetup
 
 

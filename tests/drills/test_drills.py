@@ -1,6 +1,6 @@
 """Kill drills for preprocess, predict and evaluate (train's are in test_train_drills.py).
 
-Each drill stops the real CLI at a named point (AUTOSEG_DRILL, see autoseg.utils.drill_point), sends SIGKILL or
+Each drill pauses the real CLI at a named point (AUTOSEG_FAULT=POINT:PAUSE:N, see autoseg.faults), sends SIGKILL or
 SIGTERM, then runs the same command again and checks: it finishes, nothing finished before the kill is lost or
 redone (same bytes and modification time), and no temporary or lock file is left or read.
 """
@@ -19,6 +19,7 @@ import pytest
 from tests.corpus.generate import TEST_CASE, build_base
 
 ROOT = Path(__file__).resolve().parents[2]
+PAUSED = "fault: paused at"
 pytestmark = pytest.mark.slow
 
 
@@ -29,9 +30,10 @@ def base(tmp_path_factory):
 
 def start(argv: list[str], drill: str | None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("AUTOSEG_DRILL", None)
-    if drill:
-        env["AUTOSEG_DRILL"] = drill
+    env.pop("AUTOSEG_FAULT", None)
+    if drill:  # POINT:N
+        point, nth = drill.rsplit(":", 1)
+        env["AUTOSEG_FAULT"] = f"{point}:PAUSE:{nth}"
     return subprocess.Popen([sys.executable, "-m", "autoseg.cli", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
                             preexec_fn=_as_in_a_terminal)
@@ -49,7 +51,7 @@ def run_to_drill_and_signal(argv: list[str], drill: str, sig: int) -> tuple[int,
     try:
         line = ""
         deadline = time.time() + 120
-        while "drill: at" not in line:
+        while PAUSED not in line:
             line = p.stderr.readline()
             assert line or p.poll() is None, f"ended before the drill point: {p.stderr.read()}"
             assert time.time() < deadline
@@ -127,7 +129,7 @@ def test_preprocess_workers_die_with_their_parent(base, tmp_path):
             time.sleep(0.2)
             workers = children_of(p.pid)
         assert len(workers) >= 2
-        while p.stderr.readline().count("drill: at") == 0:
+        while p.stderr.readline().count(PAUSED) == 0:
             pass
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
@@ -148,7 +150,7 @@ def test_ctrl_c_on_a_parallel_preprocess_is_one_clean_message(base, tmp_path):
     argv = ["preprocess", str(run), "-c", "2d", "-j", "2"]
     p = start(argv, "preprocess_case_done:1")
     try:
-        while "drill: at" not in p.stderr.readline():
+        while PAUSED not in p.stderr.readline():
             assert p.poll() is None
         workers = children_of(p.pid)
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
@@ -207,7 +209,7 @@ def test_second_predict_into_a_busy_folder_is_refused(base, tmp_path):
     argv = ["predict", str(base.run), "-i", str(base.dataset / "imagesTs"), "-o", str(out), "-c", "2d"]
     p = start(argv, "predict_case_done:1")
     try:
-        while "drill: at" not in p.stderr.readline():
+        while PAUSED not in p.stderr.readline():
             assert p.poll() is None
         second = start(argv, None)
         _, err = second.communicate(timeout=120)
