@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..faults import fault_point
 from ..io.dataset import read_csv_rows
 from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
 from ..labels import IGNORE_NAME, LabelSpec
-from ..faults import fault_point
 from ..utils import (
     AutosegError,
     atomic_write_bytes,

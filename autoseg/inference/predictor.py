@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..device import autocast_dtype, plan_precision, resolve_device
+from ..faults import fault_point
 from ..io.dataset import case_ids_in, dimension_of
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
@@ -29,7 +30,6 @@ from ..postprocessing.components import (
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image
 from ..preprocessing.resampling import case_resampling, resample_probabilities, resampled_argmax
-from ..faults import fault_point
 from ..utils import (
     AutosegError,
     atomic_write_bytes,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..faults import fault_point
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from ..faults import fault_point
 from ..utils import folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize

@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..faults import fault_point
 from ..networks.checkpoint import save_checkpoint
 from ..utils import atomic_write_bytes
-from ..faults import fault_point
 from .loop import Callback, LoopState
 from .schedule import Schedule
 

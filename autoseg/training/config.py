@@ -15,6 +15,11 @@ def _opt(help: str, flag: str | None = None, check: str | None = None, negate: b
     return {"help": help, "flag": flag, "check": check, "negate": negate}
 
 
+OPTIMIZERS = ("sgd", "adamw")
+DEFAULT_LR = {"sgd": 1e-2, "adamw": 1e-3}  # nnU-Net's SGD; AdamW as nnU-Net's Adam variants (amsgrad, 1e-3)
+BUDGET_OPTIMIZER = "adamw"  # see README's budget section: faster from the first steps, which a short run lacks
+
+
 @dataclass
 class TrainConfig:
     epochs: int = field(default=1000, metadata=_opt("epochs (without a budget: the schedule's length)", check=">=1"))
@@ -23,7 +28,7 @@ class TrainConfig:
     batch_size: int | None = field(default=None, metadata=_opt("global batch size (default: the plan's)", check=">=1"))
     optimizer: str = field(default="sgd", metadata=_opt(
         "sgd (nnU-Net's: Nesterov momentum) or adamw (AdamW with amsgrad, faster in short runs); training under a "
-        "budget uses adamw unless this is given", check="sgd|adamw"))
+        "budget uses adamw unless this is given", check="|".join(OPTIMIZERS)))
     initial_lr: float = field(default=1e-2, metadata=_opt(
         "initial learning rate of the poly schedule (default 0.01 for sgd, 0.001 for adamw)", "--lr", ">0"))
     momentum: float = field(default=0.99, metadata=_opt("SGD Nesterov momentum", check="[0,1)"))
@@ -82,11 +87,6 @@ class TrainConfig:
 
 _RULE_TEXT = {">=1": "an integer of at least 1", ">=0": "at least 0", ">0": "a number above 0",
               "[0,1)": "in [0, 1)", "[0,1]": "in [0, 1]"}
-
-
-OPTIMIZERS = ("sgd", "adamw")
-DEFAULT_LR = {"sgd": 1e-2, "adamw": 1e-3}  # nnU-Net's SGD; AdamW as nnU-Net's Adam variants (amsgrad, 1e-3)
-BUDGET_OPTIMIZER = "adamw"  # see README's budget section: faster from the first steps, which a short run lacks
 
 
 def _satisfies(value, rule: str) -> bool:

@@ -15,8 +15,8 @@ import torch
 
 from ..networks import build_network
 from .augmentation import enlarged_patch_size, training_transforms
-from .losses import DeepSupervisionLoss, DiceCELoss
 from .config import BUDGET_OPTIMIZER, DEFAULT_LR
+from .losses import DeepSupervisionLoss, DiceCELoss
 from .parts import as_float, make_optimizer
 
 TIMED_STEPS = 6

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import load_json
 from ..faults import fault_point
+from ..utils import load_json
 from .setup import FoldSetup
 
 
