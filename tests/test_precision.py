@@ -27,7 +27,12 @@ def test_timer_compares_once_and_keeps_bf16_only_when_clearly_faster(monkeypatch
         calls.append(dtype)
         return bf16_seconds if dtype == torch.bfloat16 else 1.0
 
+    def fake_compare(self, c):
+        calls.extend([None, torch.bfloat16])
+        return 1.0, bf16_seconds
+
     monkeypatch.setattr(T.StepTimer, "_step", fake_step)
+    monkeypatch.setattr(T.StepTimer, "_compare", fake_compare)
     monkeypatch.setattr(T, "time_augmentation", lambda c, repeats=3: 0.25)
     timer = T.StepTimer(torch.device("cpu"))
     assert timer.precision is None and timer.comparison() == ""
@@ -36,6 +41,23 @@ def test_timer_compares_once_and_keeps_bf16_only_when_clearly_faster(monkeypatch
     assert f"{bf16_seconds:.3f}s in bf16" in timer.comparison()
     timer(_tiny())  # later candidates are timed in the chosen precision only
     assert calls[2:] == [torch.bfloat16 if precision == "bf16" else None]
+
+
+def test_alternating_timing_shares_a_change_of_load_between_both():
+    """Other work doubles the cost of everything halfway through the timing: one after the other, the second
+    function would look twice as slow; in alternation both see the same load, and their ratio stays 0.7."""
+    now = [0.0]
+    calls = [0]
+
+    def work(cost):
+        def fn():
+            calls[0] += 1
+            now[0] += cost * (1.0 if calls[0] <= 12 else 2.0)
+        return fn
+
+    fp32, bf16 = T.alternating_medians([work(1.0), work(0.7)], rounds=11, clock=lambda: now[0])
+    assert bf16 / fp32 == pytest.approx(0.7)
+    assert calls[0] == 2 * 12  # one untimed round, then 11 timed
 
 
 def test_real_timer_chooses_a_precision_here():

@@ -81,6 +81,24 @@ def time_augmentation(c: Any, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
+def alternating_medians(fns: list[Callable[[], None]], rounds: int,
+                        clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Median seconds of each of ``fns`` (CPU work), called in turn for ``rounds`` rounds after one untimed round, so
+    that load from other processes that comes and goes falls on each alike. Timed one after the other, a busier
+    spell during the second timing made bf16 look 0.90x of fp32 on a CPU where it is about 0.7x, and the plan
+    chose fp32 and a coarser configuration (benchmarks/README.md, issue 15)."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t = clock()
+            fn()
+            times[i].append(clock() - t)
+    return [float(np.median(t)) for t in times]
+
+
+COMPARE_ROUNDS = 10
 BF16_GAIN = 0.85  # bf16 is used on a CPU only when its timed step takes at most this share of the fp32 step
 
 
@@ -105,8 +123,7 @@ class StepTimer:
 
     def __call__(self, c: Any) -> float:
         if self.precision is None:
-            self.fp32_seconds = self._step(c, None)
-            self.bf16_seconds = self._step(c, torch.bfloat16)
+            self.fp32_seconds, self.bf16_seconds = self._compare(c)
             self.precision = "bf16" if self.bf16_seconds <= BF16_GAIN * self.fp32_seconds else "fp32"
             t = self.bf16_seconds if self.precision == "bf16" else self.fp32_seconds
         else:
@@ -118,6 +135,15 @@ class StepTimer:
     def _step(self, c: Any, dtype: torch.dtype | None) -> float:
         torch.manual_seed(0)
         return median_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, TIMED_STEPS)[0]
+
+    def _compare(self, c: Any) -> tuple[float, float]:
+        """(fp32, bf16) seconds per step of ``c``, timed in alternation (on a CPU only)."""
+        steps = []
+        for dtype in (None, torch.bfloat16):
+            torch.manual_seed(0)
+            steps.append(training_step(c, self.device, autocast_dtype=dtype))
+        fp32, bf16 = alternating_medians(steps, COMPARE_ROUNDS)
+        return fp32, bf16
 
     def comparison(self) -> str:
         if self.fp32_seconds is None:
