@@ -106,10 +106,10 @@ class StepTimer:
     """Seconds per training step on ``device`` (``timer(candidate)``). On a CPU the data-loading workers share the
     cores with the network, so the time to augment a batch is added; on a GPU they run on other cores and overlap.
     On a CPU the steps are timed with the thread count training will use (the cores other processes leave free),
-    and the first candidate timed (the planner's cheapest) is timed in fp32 and in bf16 autocast: where bf16 takes
-    at most ``BF16_GAIN`` of the fp32 time (a CPU with native bf16, e.g. AVX-512 BF16 or AMX), every step is timed,
-    trained and predicted in bf16; elsewhere (where bf16 is emulated, 15x slower on an AVX2 CPU) in fp32.
-    ``precision`` says which, once a candidate was timed."""
+    and the first candidate timed (the planner's cheapest) is timed in fp32 and in bf16 autocast, in alternation
+    (``alternating_medians``): where bf16 takes at most ``BF16_GAIN`` of the fp32 time (a CPU with native bf16,
+    e.g. AVX-512 BF16 or AMX), every step is timed, trained and predicted in bf16; elsewhere (where bf16 is
+    emulated, 15x slower on an AVX2 CPU) in fp32. ``precision`` says which, once a candidate was timed."""
 
     def __init__(self, device: torch.device):
         self.device = device
