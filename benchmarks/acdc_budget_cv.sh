@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole budget procedure (plan -> train fold all -> predict -> evaluate, benchmarks/acdc_budget.sh; the 2d
-# configuration unless CONFIG names another) scored by patient-grouped K-fold cross-validation over every ACDC patient: fold k trains under the budget on the other
-# patients and predicts its own, which nobody looked at while the procedure was chosen.
+# configuration unless CONFIG names another) scored by patient-grouped K-fold cross-validation over every ACDC
+# patient: fold k trains under the budget on the other patients and predicts its own, which nobody looked at while
+# the procedure was chosen.
 #   [CONFIG=3d_fullres] bash benchmarks/acdc_budget_cv.sh 20m /tmp/acdc_cv20 [K=3] [FOLD ...]
 # Folds already scored (OUT/foldK/eval/summary.json) are kept, so a rerun after a kill finishes the rest. Run it
 # with nothing else on the machine (or say what ran beside it). Ends with the table of benchmarks/cv_summary.py.

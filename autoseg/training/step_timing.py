@@ -49,18 +49,22 @@ def training_step(c: Any, device: torch.device, batch_dice: bool = False, channe
     return step
 
 
+def call_seconds(fn: Callable[[], None], device: torch.device | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of one call of ``fn``; CUDA work is synchronised around it."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    t = clock()
+    fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return clock() - t
+
+
 def median_seconds(fn: Callable[[], None], device: torch.device, steps: int, warmup: int = 1) -> tuple[float, float]:
-    """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call);
-    CUDA work is synchronised around each call."""
-    times = []
-    for _ in range(steps + warmup):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
+    """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call)."""
+    times = [call_seconds(fn, device) for _ in range(steps + warmup)]
     return float(np.median(times[warmup:])), times[0]
 
 
@@ -81,20 +85,18 @@ def time_augmentation(c: Any, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def alternating_medians(fns: list[Callable[[], None]], rounds: int,
+def alternating_medians(fns: list[Callable[[], None]], rounds: int, device: torch.device | None = None,
                         clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Median seconds of each of ``fns`` (CPU work), called in turn for ``rounds`` rounds after one untimed round, so
-    that load from other processes that comes and goes falls on each alike. Timed one after the other, a busier
-    spell during the second timing made bf16 look 0.90x of fp32 on a CPU where it is about 0.7x, and the plan
-    chose fp32 and a coarser configuration (benchmarks/README.md, issue 15)."""
+    """Median seconds of each of ``fns``, called in turn for ``rounds`` rounds after one untimed round, so that load
+    from other processes that comes and goes falls on each alike. Timed one after the other, a busier spell during
+    the second timing made bf16 look 0.90x of fp32 on a CPU where it is about 0.7x, and the plan chose fp32 and a
+    coarser configuration (benchmarks/README.md, issue 15)."""
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):
-            t = clock()
-            fn()
-            times[i].append(clock() - t)
+            times[i].append(call_seconds(fn, device, clock))
     return [float(np.median(t)) for t in times]
 
 
@@ -142,7 +144,7 @@ class StepTimer:
         for dtype in (None, torch.bfloat16):
             torch.manual_seed(0)
             steps.append(training_step(c, self.device, autocast_dtype=dtype))
-        fp32, bf16 = alternating_medians(steps, COMPARE_ROUNDS)
+        fp32, bf16 = alternating_medians(steps, COMPARE_ROUNDS, self.device)
         return fp32, bf16
 
     def comparison(self) -> str:
