@@ -88,9 +88,10 @@ def preprocess(run_dir: str | Path, configurations: list[str] | None = None, num
         print(f"preprocess {c}: {len(ds.cases)} cases in {ws.preprocessed(c)} ({time.time() - t0:.1f}s)", flush=True)
 
 
-def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | None = None,
+def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainConfig | None = None,
           resume: bool = False, budget: str | float | None = None, explicit: set[str] | None = None) -> dict:
-    """Train one fold (0..4 or 'all'). A budget given here, or planned with `plan --budget`, makes training follow
+    """Train one fold (0..4 or 'all') of ``configuration``, or with None of the one the budget plan recommends
+    (``Plans.recommendation``). A budget given here, or planned with `plan --budget`, makes training follow
     the clock; an explicit ``epochs`` (named in ``explicit``, the settings the user chose) without a budget uses
     the epoch schedule instead of the planned budget; under a budget the optimiser is AdamW unless ``optimizer``
     is named in ``explicit`` (see ``_resolve_optimizer``). Plans, dataset and split are read once, here. After the
@@ -104,6 +105,7 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
     start = time.time()
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
+    configuration = configuration or _recommended(plans, ws)
     explicit = set(explicit or ())
     tc = _resolve_optimizer(_resolve_schedule(plans.configuration(configuration), configuration,
                                               tc or TrainConfig(), parse_budget(budget), explicit), explicit).validate()
@@ -125,6 +127,17 @@ def train(run_dir: str | Path, configuration: str, fold: str, tc: TrainConfig | 
               f"{configuration}`", flush=True)
         _crossval(ws, configuration, plans, ds, setup.n_folds)
     return result
+
+
+def _recommended(plans: Plans, ws: Workspace) -> str:
+    """The configuration `train` trains when none is named: the budget plan's recommendation, said with its reason."""
+    rec = plans.recommendation
+    if rec is None:
+        raise AutosegError(f"{ws.plans} recommends no configuration (it was planned without --budget); name one "
+                           f"with -c: planned are {', '.join(sorted(plans.configurations))}")
+    print(f"training {rec.configuration}, the configuration the budget plan recommends: {'; '.join(rec.reasons)} "
+          "(-c names another)", flush=True)
+    return rec.configuration
 
 
 def _resolve_schedule(cfg, configuration: str, tc: TrainConfig, budget_s: float | None,

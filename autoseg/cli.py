@@ -160,7 +160,8 @@ def _run_sharing_command(args) -> bool:
 def _add_train(sub) -> None:
     s = sub.add_parser("train", help="train one fold (0-4) or 'all' of a configuration")
     s.add_argument("run_dir")
-    s.add_argument("-c", "--configuration", required=True)
+    s.add_argument("-c", "--configuration", help="configuration to train (default: the one a `plan --budget` "
+                                                 "recommends, with its reason in plans.json)")
     s.add_argument("-f", "--fold", required=True, help="0..4 or all")
     for f in fields(TrainConfig):  # every hyper-parameter, from the dataclass
         meta = f.metadata

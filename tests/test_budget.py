@@ -174,9 +174,11 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
 
     # --epochs with --budget is contradictory
     assert main(["train", str(run), "-c", "2d", "-f", "0", "--epochs", "2", "--budget", "10s"]) == 2
-    # train --budget overrides the planned 40 s
-    assert main(["train", str(run), "-c", "2d", "-f", "0", "--budget", "20s", "--num-workers", "0",
+    # train --budget overrides the planned 40 s; without -c it trains the plan's recommendation and says why
+    assert main(["train", str(run), "-f", "0", "--budget", "20s", "--num-workers", "0",
                  "--iters-per-epoch", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "training 2d, the configuration the budget plan recommends: 2d is the only" in out
     fold = run / "2d" / "fold_0"
     cfg = json.loads((fold / "config.json").read_text())
     assert cfg["train_config"]["budget_seconds"] == 20
@@ -191,7 +193,6 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     assert log[-1]["lr_end"] < 0.25 * cfg["train_config"]["initial_lr"]
     assert (fold / "checkpoint_final.pt").is_file() and not (fold / "checkpoint_latest.pt").exists()
     assert (fold / "validation" / "summary.json").is_file()
-    out = capsys.readouterr().out
     assert "budget 20s: training ended after" in out and "adamw from lr 0.001" in out
 
 
@@ -211,3 +212,67 @@ def test_timing_noise_rule_does_not_trade_batch_for_context():
     assert B.choose(cands, lambda i, t: train, 2, lambda c: seconds[id(c)], log)[0] == 1
     assert log[0]["measured"]  # the half-batch candidate was timed, and was within the noise
     assert log[0]["steps_in_budget"] * (1 + B.TIMING_NOISE) >= log[1]["steps_in_budget"]
+
+
+def _budget_plans(tmp_path, spacing, shape, n, budget, only=None, rate=1e-10):
+    """Plans for a synthetic fingerprint, re-chosen for ``budget`` seconds with a timer proportional to the work
+    (``rate`` seconds per multiply-accumulate and sample, about what the 2-core machine measures)."""
+    import dataclasses
+
+    from autoseg.io.dataset import DatasetInfo
+    from autoseg.planner.planner import make_plans
+
+    cases = [f"c{i}" for i in range(n)]
+    ds = DatasetInfo(tmp_path, "synthetic", {"0": "MR"}, {"background": 0, "a": 1, "b": 2}, ".nii.gz", cases,
+                     {c: c for c in cases}, {})
+    props = {"0": {k: 0.0 for k in ("mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5")}}
+    fp = {"spacings": [list(spacing)] * n, "shapes_after_crop": [list(shape)] * n,
+          "median_relative_size_after_crop": 1.0, "foreground_intensity_properties_per_channel": props}
+    plans = make_plans(ds, fp)
+    plans = dataclasses.replace(plans, configurations={k: dataclasses.replace(v, next_stage=None) for k, v in
+                                                       plans.configurations.items() if v.previous_stage is None})
+    return B.apply_budget(plans, budget, "cpu", n, timer=lambda c: rate * c.macs * c.batch_size, verbose=False,
+                          only=only)
+
+
+@pytest.mark.parametrize("spacing,shape,budget,only,want,why", [
+    # ACDC: 10 mm slices -> 2d, whatever the budget
+    ((10.0, 1.5625, 1.5625), (10, 224, 256), 3600, None, "2d", "anisotropic"),
+    # MSD Hippocampus crops, isotropic and small: 3D context at full resolution
+    ((1.0, 1.0, 1.0), (36, 50, 35), 3600, None, "3d_fullres", "about the same detail"),
+    # ... and in 10 minutes, one step (1.25x) coarser than 2d: still 3D
+    ((1.0, 1.0, 1.0), (36, 50, 35), 600, None, "3d_fullres", "within one step"),
+    # isotropic but large: in an hour 3D must coarsen 2.5x where 2D keeps full resolution
+    ((1.0, 1.0, 1.0), (140, 170, 140), 3600, None, "2d", "cost detail"),
+    # isotropic, too little time for 3D to reach its minimum steps at all
+    ((1.0, 1.0, 1.0), (140, 170, 140), 600, None, "2d", "steps in the budget"),
+    # one configuration planned (-c): that one
+    ((1.0, 1.0, 1.0), (36, 50, 35), 3600, ["2d"], "2d", "only configuration"),
+])
+def test_budget_recommends_a_configuration_by_rule(tmp_path, spacing, shape, budget, only, want, why):
+    plans = _budget_plans(tmp_path, spacing, shape, 100, budget, only)
+    rec = plans.recommendation
+    assert rec.configuration == want and why in " ".join(rec.reasons), rec
+    from autoseg.planner.plans import Plans
+
+    back = Plans.from_dict(json.loads(json.dumps(plans.to_dict())))
+    assert back.recommendation == rec  # recorded in plans.json
+
+
+def test_recommendation_must_name_a_planned_configuration(tmp_path):
+    from autoseg.planner.plans import Plans
+
+    d = _budget_plans(tmp_path, (1.0, 1.0, 1.0), (36, 50, 35), 100, 3600, ["2d"]).to_dict()
+    d["recommendation"]["configuration"] = "3d_fullres"
+    with pytest.raises(AutosegError, match="recommendation.configuration '3d_fullres' is not planned"):
+        Plans.from_dict(d)
+    del d["recommendation"]
+    assert Plans.from_dict(d).recommendation is None  # plans without a budget carry none
+
+
+def test_train_without_configuration_needs_a_budget_plan(small_run, capsys):
+    from autoseg.cli import main
+
+    assert main(["train", str(small_run), "-f", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "recommends no configuration (it was planned without --budget); name one with -c: planned are 2d" in err

@@ -167,5 +167,8 @@ def plans_table(plans: Plans) -> str:
         why.extend(f"  - {r}" for r in c.reasons)
         if c.budget is not None:
             why.append(f"  - {c.budget.summary()}")
+    if plans.recommendation is not None:
+        r = plans.recommendation
+        why.append(f"`autoseg train` without -c trains {r.configuration}: {'; '.join(r.reasons)}")
     head = f"{plans.dataset_name}: planned for {plans.gpu_memory_target_gb:g} GB of GPU memory\n"
     return head + table + "\n\nwhy:\n" + "\n".join(why)

@@ -173,6 +173,21 @@ class BudgetRecord(Record):
 
 
 @dataclass(frozen=True)
+class Recommendation(Record):
+    """The configuration a budget plan recommends training (``autoseg train`` without ``-c`` trains it), with the
+    reasons of the rule that chose it (``autoseg.planner.budget.recommend``)."""
+    configuration: str
+    reasons: list[str]
+
+    @classmethod
+    def _parse(cls, d: dict, where: str) -> dict:
+        w = where + "."
+        return {"configuration": check_configuration_name(d["configuration"], w + "configuration"),
+                "reasons": [as_str(r, f"{w}reasons[{i}]") for i, r in enumerate(as_list(d["reasons"],
+                                                                                         w + "reasons"))]}
+
+
+@dataclass(frozen=True)
 class IntensityProperties(Record):
     """Foreground intensity statistics of one channel (CT normalisation clips to the percentiles)."""
     mean: float
@@ -302,10 +317,13 @@ class Plans(Record):
     configurations: dict[str, ConfigurationPlan]
     preset: str = "default"  # planner preset: default | resenc-m | resenc-l | resenc-xl
     regions_class_order: list[int] | None = None  # region labels: the value each region writes, in order
+    recommendation: Recommendation | None = None  # set by `plan --budget`: the configuration `train` trains by default
 
     def __post_init__(self) -> None:
         for name in self.configurations:
             check_configuration_name(name)
+        if self.recommendation is not None:
+            _set(self, recommendation=_record(Recommendation, self.recommendation, "recommendation"))
         _set(self, foreground_intensity_properties_per_channel={
             k: _record(IntensityProperties, v, f"foreground_intensity_properties_per_channel.{k}")
             for k, v in self.foreground_intensity_properties_per_channel.items()})
@@ -325,10 +343,12 @@ class Plans(Record):
         return self.configurations[name]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-label plans carry no regions_class_order key (they stay as they were before regions)."""
+        """Plain-label plans carry no regions_class_order key (they stay as they were before regions), and plans
+        without a budget no recommendation key."""
         d = super().to_dict()
-        if d.get("regions_class_order") is None:
-            d.pop("regions_class_order", None)
+        for key in ("regions_class_order", "recommendation"):
+            if d.get(key) is None:
+                d.pop(key, None)
         return d
 
     def save(self, path: str | Path) -> None:
@@ -346,6 +366,12 @@ class Plans(Record):
             check_configuration_name(name, where)
         kw["configurations"] = {k: ConfigurationPlan.from_dict(v, f"{where}: configurations.{k}", version)
                                 for k, v in d["configurations"].items()}
+        if d.get("recommendation") is not None:
+            rec = Recommendation.from_dict(d["recommendation"], f"{where}: recommendation")
+            if rec.configuration not in kw["configurations"]:
+                raise AutosegError(f"{where}: recommendation.configuration {rec.configuration!r} is not planned; "
+                                   f"planned: {sorted(kw['configurations'])}")
+            kw["recommendation"] = rec
         outputs = kw.pop("_outputs")  # regions, or labels without ignore
         for k, c in kw["configurations"].items():
             c.check_channels(kw["num_input_channels"], outputs, f"{where}: configurations.{k}")
