@@ -270,7 +270,8 @@ def write_table(results: Path) -> str:
                      _mean_sd([f["mean_dice"] for f in folds]), per_class, _domain_text(folds), label, gap])
         for f in folds:
             p = f["plan"]
-            fold_rows.append([name, f["fold"], f["configuration"], [round(s, 3) for s in p["spacing"]], p["patch_size"], p["batch_size"],
+            fold_rows.append([name, f["fold"], f["configuration"], [round(s, 3) for s in p["spacing"]],
+                              p["patch_size"], p["batch_size"],
                               p["features"], p["precision"], p["planned_steps"], f["trained_steps"],
                               round(f["stage_seconds"].get("train", 0)), round(f["mean_dice"], 3),
                               "/".join(f"{x:.1f}" for x in f["load_average_start"][:1] + f["load_average_end"][:1]),
