@@ -101,16 +101,17 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
     from .training.distributed import launch_env
     from .training.fold import train_fold
     from .training.setup import FoldSetup
+    from .training.trainers import apply_trainer
 
     start = time.time()
+    tc, explicit = apply_trainer(tc or TrainConfig(), set(explicit or ()))  # the variant's settings count as chosen
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
     configuration = configuration or _recommended(plans, ws)
-    explicit = set(explicit or ())
     tc = _resolve_optimizer(_resolve_schedule(plans.configuration(configuration), configuration,
-                                              tc or TrainConfig(), parse_budget(budget), explicit), explicit).validate()
+                                              tc, parse_budget(budget), explicit), explicit).validate()
     ds = load_dataset(plans.dataset_dir)
-    setup = FoldSetup.load(ws, plans, ds, configuration, fold)
+    setup = FoldSetup.load(ws, plans, ds, configuration, fold, tc.network)
     if setup.cfg.previous_stage:  # the cascade trains on the first stage's cross-validation predictions
         from .training.cascade import require_previous_stage
         from .training.splits import read_splits
@@ -305,6 +306,25 @@ def verify(dataset_dir: str | Path) -> None:
 
     ds = verify_dataset(dataset_dir)
     print(f"{ds.root}: {len(ds.cases)} cases verified (files, label values, shapes, spacings, NaN/inf)")
+
+
+def plugins() -> dict[str, dict[str, str]]:
+    """Every registered part by kind, name -> where it comes from (autoseg, or a plugin package), printed as a
+    table; plugin packages found through the 'autoseg.plugins' entry point are loaded first."""
+    from .core.registry import load_plugins
+    from .networks import NETWORKS
+    from .training.augmentation import AUGMENTATIONS
+    from .training.losses import LOSSES
+    from .training.trainers import TRAINERS
+
+    found = load_plugins()
+    kinds = {"network": NETWORKS, "loss": LOSSES, "trainer": TRAINERS, "augmentation": AUGMENTATIONS}
+    out = {kind: {n: reg.source(n) for n in reg.names()} for kind, reg in kinds.items()}
+    rows = [[kind, n, src, TRAINERS.get(n).description if kind == "trainer" else ""]
+            for kind, names in out.items() for n, src in names.items()]
+    print(format_table(["kind", "name", "from", "what"], rows))
+    print(f"plugin packages: {', '.join(f'{k} ({v})' for k, v in found.items()) or 'none installed'}", flush=True)
+    return out
 
 
 # --- sharing: model zips, nnU-Net models, dataset converters (issue 14) ---

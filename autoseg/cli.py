@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="check every case of a dataset without planning")
     s.add_argument("dataset")
+    sub.add_parser("plugins", help="list the registered networks, losses, trainer variants and augmentation "
+                                   "pipelines, and the plugin packages that added some (entry point "
+                                   "'autoseg.plugins')")
     _add_sharing_commands(sub)
     return p
 
@@ -226,6 +229,8 @@ def _run(args: argparse.Namespace) -> None:
         from_args(args)
     elif c == "verify":
         api.verify(args.dataset)
+    elif c == "plugins":
+        api.plugins()
     else:
         _run_sharing_command(args)
 

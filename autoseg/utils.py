@@ -16,13 +16,10 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from .core.errors import AutosegError  # noqa: F401  (re-exported: most modules import it from here)
 from .faults import fault_point
 
 T = TypeVar("T")
-
-
-class AutosegError(Exception):
-    """An error a user can act on: the message names the file or case and the fix."""
 
 
 def _jsonable(obj: Any) -> Any:

@@ -162,7 +162,7 @@ def test_missing_argument_and_unknown_network():
 
 
 def test_registry_refuses_duplicates():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(AutosegError, match="network 'PlainConvUNet' is already registered"):
         register_network("PlainConvUNet", dict)(torch.nn.Identity)
     assert {"PlainConvUNet", "ResidualEncoderUNet"} <= set(NETWORKS)
 

@@ -122,7 +122,8 @@ def test_a_typo_at_any_level_is_named(where, key, message):
     (CFG + ["normalization_schemes"], ["ZScore"], r"normalization_schemes\[0\]: expected one of"),
     (CFG + ["use_mask_for_norm"], [False, False], r"3d_fullres.use_mask_for_norm: 2 entries for 1 input"),
     (CFG + ["architecture", "network_class_name"], "UNet",
-     r"3d_fullres.architecture.network_class_name: expected one of \['PlainConvUNet', 'ResidualEncoderUNet'\]"),
+     r"3d_fullres.architecture.network_class_name: network 'UNet' is not registered; known: "
+     r"PlainConvUNet, ResidualEncoderUNet"),
     (CFG + ["architecture", "arch_kwargs", "num_classes"], 3, r"input_channels 1 and num_classes 3 must be"),
     (CFG + ["architecture", "arch_kwargs", "strides"], [[1, 1, 1]], r"arch_kwargs.strides: expected a list of 4"),
     (CFG + ["budget", "schedule", "epochs"], 0, r"budget.schedule.epochs: expected an integer >= 1"),

@@ -6,6 +6,7 @@ from autoseg.networks import build_network, register_network
 from autoseg.training.config import poly_lr
 from autoseg.training.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from autoseg.training.splits import grouped_kfold
+from autoseg.utils import AutosegError
 
 
 def test_dice_loss_known_values():
@@ -49,7 +50,7 @@ def test_unet_shapes_anisotropic():
 
 
 def test_registry_refuses_duplicates():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(AutosegError, match="network 'PlainConvUNet' is already registered"):
         register_network("PlainConvUNet", dict)(torch.nn.Identity)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..labels import LabelSpec
-from ..networks import NETWORKS, network_args
+from ..networks import network_args, network_class
 from ..records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
 from ..utils import AutosegError, load_json, save_json
 
@@ -85,7 +85,8 @@ class Architecture(Record):
     @classmethod
     def from_dict(cls, d: Any, where: str) -> "Architecture":
         cls.check_keys(d, where)
-        name = as_str(d["network_class_name"], f"{where}.network_class_name", sorted(NETWORKS))
+        name = as_str(d["network_class_name"], f"{where}.network_class_name")
+        network_class(name, f"{where}.network_class_name")  # registered, by autoseg or a plugin
         return cls(name, network_args(name, d["arch_kwargs"], f"{where}.arch_kwargs"))
 
 

@@ -6,6 +6,9 @@ then intensity transforms, then mirroring. For anisotropic 3D the spatial transf
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
 from batchgenerators.transforms.color_transforms import (
@@ -16,6 +19,8 @@ from batchgenerators.transforms.color_transforms import (
 from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+
+from ..core.registry import Registry
 
 SCALE_RANGE = (0.7, 1.4)
 
@@ -95,3 +100,26 @@ def training_transforms(patch_size, dim: int, dummy_2d: bool) -> Compose:
         MirrorTransform(tuple(range(dim))),
     ]
     return Compose(ts)
+
+
+# --- augmentation pipelines by name: `train --augmentation NAME`; plugins register more ---
+
+@dataclass(frozen=True)
+class AugmentationPipeline:
+    """``sample_size(patch, dim, dummy_2d)``: the size of the patch cut from a case (larger than the network's
+    patch when a spatial transform crops it back); ``transforms(patch, dim, dummy_2d)``: a batchgenerators-style
+    callable ``(**{"data", "seg"}) -> dict`` that returns the network's patch size, or None for none."""
+    sample_size: Callable[[list[int], int, bool], list[int]]
+    transforms: Callable[[list[int], int, bool], Any]
+
+
+AUGMENTATIONS: Registry[AugmentationPipeline] = Registry("augmentation")
+
+
+def register_augmentation(name: str, pipeline: AugmentationPipeline) -> AugmentationPipeline:
+    return AUGMENTATIONS.register(name, pipeline)
+
+
+register_augmentation("default", AugmentationPipeline(enlarged_patch_size, training_transforms))
+register_augmentation("none", AugmentationPipeline(lambda patch, dim, dummy_2d: list(patch),
+                                                   lambda patch, dim, dummy_2d: None))

@@ -58,6 +58,15 @@ class TrainConfig:
     pretrained_weights: str | None = field(default=None, metadata=_opt(
         "checkpoint whose layers (matching names and shapes) initialise the network; the rest is initialised as "
         "usual and a report says which layers were loaded"))
+    trainer: str = field(default="default", metadata=_opt(
+        "a named trainer variant: a bundle of these settings and parts (`autoseg plugins` lists them); a flag given "
+        "here overrides the variant's value"))
+    network: str | None = field(default=None, metadata=_opt(
+        "a registered network to build from the plan's network arguments instead of the plan's own class"))
+    loss: str = field(default="default", metadata=_opt(
+        "a registered loss (default: Dice + cross-entropy, or Dice + BCE for regions)"))
+    augmentation: str = field(default="default", metadata=_opt(
+        "a registered augmentation pipeline (default: nnU-Net's spatial, intensity and mirroring transforms; none)"))
     # set from --budget (text such as 20m) or the plan: train by the clock, the LR reaching 0 as the budget ends
     budget_seconds: float | None = field(default=None, metadata={"cli": False, "check": ">0"})
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..utils import AutosegError
-from .augmentation import enlarged_patch_size, training_transforms
+from .augmentation import AUGMENTATIONS
 
 
 class PreprocessedCases:
@@ -130,12 +130,12 @@ class BatchStream(IterableDataset):
 
     def __init__(self, folder: Path, cases: list[str], patch_size: list[int], batch_size: int, dummy_2d: bool,
                  augment: bool, seed: int, oversample_fg: float = 1 / 3, previous_stage: Path | None = None,
-                 num_classes: int = 0):
+                 num_classes: int = 0, augmentation: str = "default"):
         super().__init__()
         self.previous_stage, self.num_classes = previous_stage, num_classes
         self.folder, self.cases, self.patch_size = folder, list(cases), list(patch_size)
         self.batch_size, self.dummy_2d, self.augment, self.seed = batch_size, dummy_2d, augment, seed
-        self.oversample_fg = oversample_fg
+        self.oversample_fg, self.augmentation = oversample_fg, augmentation
         if not self.cases:
             raise AutosegError(f"{folder}: no cases to train on")
 
@@ -145,10 +145,11 @@ class BatchStream(IterableDataset):
         rng = np.random.default_rng([self.seed, wid])
         np.random.seed(int(rng.integers(2 ** 31)))  # batchgenerators draws from numpy's global generator
         dim = len(self.patch_size)
-        cut = enlarged_patch_size(self.patch_size, dim, self.dummy_2d) if self.augment else self.patch_size
+        pipe = AUGMENTATIONS.get(self.augmentation) if self.augment else None  # a name: workers look it up
+        cut = pipe.sample_size(self.patch_size, dim, self.dummy_2d) if pipe else self.patch_size
         cases = PreprocessedCases(self.folder, self.cases, self.previous_stage)
         sampler = PatchSampler(cases, cut, dim, self.patch_size)
-        transforms = training_transforms(self.patch_size, dim, self.dummy_2d) if self.augment else None
+        transforms = pipe.transforms(self.patch_size, dim, self.dummy_2d) if pipe else None
         n_fg = int(round(self.batch_size * self.oversample_fg))
         while True:
             data, seg = [], []

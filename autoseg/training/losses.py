@@ -2,9 +2,15 @@
 supervision over the decoder's resolutions. Voxels with the ignore label take no part in either term."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..core.errors import AutosegError
+from ..core.registry import Registry
 
 
 class SoftDiceLoss(nn.Module):
@@ -124,3 +130,43 @@ class DeepSupervisionLoss(nn.Module):
             # graph, which DistributedDataParallel requires
             total = total + w * self.loss(out, downsample_target(target, out.shape[2:]))
         return total
+
+
+# --- losses by name: `train --loss NAME`; plugins register more with ``register_loss`` ---
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a loss factory is told about the task. The loss it returns takes the network's logits (N, C, ...) in
+    fp32 and the label map (N, 1, ...) as integers; deep supervision wraps it, one term per decoder output."""
+    num_outputs: int  # the network's output channels
+    batch_dice: bool  # Dice over the whole batch (nnU-Net's choice for 3d_fullres) or per sample
+    ignore_label: int | None  # voxels of this label take no part
+    regions: tuple[tuple[int, ...], ...] | None  # region-based training: the labels each sigmoid output covers
+
+
+LOSSES: Registry[Callable[[LossSpec], nn.Module]] = Registry("loss")
+
+
+def register_loss(name: str):
+    """Decorator for a factory ``LossSpec -> nn.Module`` registered as ``name``."""
+    return LOSSES.register(name)
+
+
+@register_loss("dice_ce")
+def _dice_ce(spec: LossSpec) -> nn.Module:
+    if spec.regions:
+        raise AutosegError("--loss dice_ce: this dataset is region-based (sigmoid outputs); use dice_bce")
+    return DiceCELoss(batch_dice=spec.batch_dice, ignore_label=spec.ignore_label)
+
+
+@register_loss("dice_bce")
+def _dice_bce(spec: LossSpec) -> nn.Module:
+    if not spec.regions:
+        raise AutosegError("--loss dice_bce: needs region labels (dataset.json regions); use dice_ce")
+    return RegionDiceBCELoss(list(spec.regions), spec.batch_dice, spec.ignore_label)
+
+
+@register_loss("default")
+def _default(spec: LossSpec) -> nn.Module:
+    """nnU-Net's: Dice + cross-entropy over labels, or Dice + BCE per region."""
+    return (_dice_bce if spec.regions else _dice_ce)(spec)

@@ -18,7 +18,7 @@ from ..networks.checkpoint import load_matching_weights
 from .config import TrainConfig
 from .data import BatchStream, make_loader
 from .distributed import Sync
-from .losses import DeepSupervisionLoss, DiceCELoss, RegionDiceBCELoss, region_masks
+from .losses import LOSSES, DeepSupervisionLoss, LossSpec, region_masks
 from .setup import FoldSetup
 
 
@@ -155,13 +155,14 @@ def make_optimizer(params, name: str, lr: float, momentum: float = 0.99,
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
 
 
-def build_loss(setup: FoldSetup) -> torch.nn.Module:
-    """Dice + CE over labels, or Dice + BCE per region; either leaves ignore-labelled voxels out."""
+def build_loss(setup: FoldSetup, name: str = "default") -> torch.nn.Module:
+    """The registered loss ``name`` (default: Dice + CE over labels, or Dice + BCE per region; either leaves
+    ignore-labelled voxels out), one term per deep-supervision output."""
     n_out = len(setup.cfg.architecture.arch_kwargs["strides"]) - 1
     spec = setup.plans.label_spec
-    if spec.has_regions:
-        return DeepSupervisionLoss(RegionDiceBCELoss(spec.regions, setup.cfg.batch_dice, spec.ignore_label), n_out)
-    return DeepSupervisionLoss(DiceCELoss(batch_dice=setup.cfg.batch_dice, ignore_label=spec.ignore_label), n_out)
+    ls = LossSpec(setup.num_classes, setup.cfg.batch_dice, spec.ignore_label,
+                  tuple(tuple(r) for r in spec.regions) if spec.has_regions else None)
+    return DeepSupervisionLoss(LOSSES.get(name)(ls), n_out)
 
 
 def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int, start_epoch: int, workers: int,
@@ -174,7 +175,8 @@ def build_streams(setup: FoldSetup, tc: TrainConfig, local_batch: int, rank: int
     prev = setup.previous_stage_folder  # the cascade's extra input, or None
     extra = {"previous_stage": prev, "num_classes": setup.num_classes}
     train = BatchStream(folder, setup.train_cases, cfg.patch_size, local_batch, aniso3d, True,
-                        (tc.seed * 1000 + start_epoch) * 64 + rank, tc.oversample_foreground, **extra)
+                        (tc.seed * 1000 + start_epoch) * 64 + rank, tc.oversample_foreground, **extra,
+                        augmentation=tc.augmentation)
     val = BatchStream(folder, setup.val_cases or setup.train_cases, cfg.patch_size, local_batch, aniso3d, False,
                       (tc.seed * 1000 + 999) * 64 + rank, tc.oversample_foreground, **extra)
     return iter(make_loader(train, workers, pin)), iter(make_loader(val, min(workers, 1), pin))
@@ -198,7 +200,7 @@ def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.dev
         loaded, skipped = load_matching_weights(net, tc.pretrained_weights)
         log(pretrained_report(loaded, skipped, tc.pretrained_weights))
     net = net.to(device)
-    stepper = Stepper(sync.wrap(net, device), build_optimizer(net, tc), build_loss(setup), device, tc.amp,
+    stepper = Stepper(sync.wrap(net, device), build_optimizer(net, tc), build_loss(setup, tc.loss), device, tc.amp,
                       tc.grad_clip, plan_precision(setup.cfg))
     if stepper.amp_dtype is not None and device.type == "cpu":
         log("training steps run in bf16 autocast on this CPU (the plan timed them faster than fp32; --no-amp for "

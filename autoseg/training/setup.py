@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.dataset import DatasetInfo
+from ..networks import network_args
 from ..planner.plans import ConfigurationPlan, Plans
 from ..workspace import Workspace
 from .splits import load_fold, read_splits
@@ -21,14 +22,20 @@ class FoldSetup:
     train_cases: list[str]
     val_cases: list[str]
     n_folds: int | None = None  # folds in splits.json (None for fold 'all')
+    network: str | None = None  # `train --network`: another registered network built from the plan's arguments
 
     @staticmethod
-    def load(ws: Workspace, plans: Plans, ds: DatasetInfo, config: str, fold: str) -> "FoldSetup":
+    def load(ws: Workspace, plans: Plans, ds: DatasetInfo, config: str, fold: str,
+             network: str | None = None) -> "FoldSetup":
         plans.configuration(config)
         ws.config_dir(config)  # checks the name before it becomes a path
         splits = read_splits(ws.splits) if str(fold) != "all" else None
         train_cases, val_cases = load_fold(ws.splits, str(fold), ds.cases, splits)
-        return FoldSetup(ws, plans, ds, config, str(fold), train_cases, val_cases, len(splits) if splits else None)
+        if network is not None:  # its argument class must accept the plan's network arguments
+            network_args(network, plans.configuration(config).architecture.arch_kwargs.to_dict(),
+                         f"--network {network}: the plan's {config} network arguments")
+        return FoldSetup(ws, plans, ds, config, str(fold), train_cases, val_cases, len(splits) if splits else None,
+                         network)
 
     @property
     def cfg(self) -> ConfigurationPlan:
@@ -54,7 +61,7 @@ class FoldSetup:
         kwargs = dict(arch.arch_kwargs)
         if self.cfg.previous_stage:  # the cascade: the first stage's one-hot segmentation is extra input
             kwargs["input_channels"] = int(kwargs["input_channels"]) + self.num_classes
-        return {"network_class_name": arch.network_class_name, "arch_kwargs": kwargs}
+        return {"network_class_name": self.network or arch.network_class_name, "arch_kwargs": kwargs}
 
     @property
     def data_folder(self) -> Path:
