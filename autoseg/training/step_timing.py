@@ -8,7 +8,7 @@ training or choosing a device: ``api.plan`` hands it ``step_timer(device)``. A c
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,12 +20,15 @@ from .losses import DeepSupervisionLoss, DiceCELoss
 from .parts import as_float, make_optimizer
 
 TIMED_STEPS = 6
+GRAD_CLIP = 12.0  # TrainConfig's default: training clips every step, so the timed step does too
 
 
 def training_step(c: Any, device: torch.device, batch_dice: bool = False, channels_last: bool = False,
-                  autocast_dtype: torch.dtype | None = None, compile_network: bool = False) -> Callable[[], None]:
+                  autocast_dtype: torch.dtype | None = None, compile_network: bool = False,
+                  batches: Iterator | None = None) -> Callable[[], None]:
     """One forward/backward/optimiser step of candidate ``c`` on fixed random data, as a function to time. Autocast
-    defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them."""
+    defaults to bf16 on CUDA (as training does) and off elsewhere; the other switches exist to measure them. With
+    ``batches``, each step takes its batch from that iterator (a data loader), as training does."""
     kw = dict(c.arch_kwargs)
     net = build_network(c.network_class_name, kw).to(device)
     loss_fn = DeepSupervisionLoss(DiceCELoss(batch_dice=batch_dice), kw["n_stages"] - 1)
@@ -40,12 +43,15 @@ def training_step(c: Any, device: torch.device, batch_dice: bool = False, channe
         autocast_dtype = torch.bfloat16
 
     def step() -> None:
+        xb, yb = (x, y) if batches is None else (t.to(device) for t in next(batches))
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            out = model(x)
-        loss = loss_fn(as_float(out), y)  # as training computes it
+            out = model(xb)
+        loss = loss_fn(as_float(out), yb)  # as training computes it
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
         opt.step()
+        float(loss.detach())  # training reads the loss every step
     return step
 
 
@@ -83,6 +89,44 @@ def time_augmentation(c: Any, repeats: int = 3) -> float:
         transforms(**batch)
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+class RandomAugmentedBatches(torch.utils.data.IterableDataset):
+    """Endless batches of random data of candidate ``c``'s sampled size, augmented as training augments them: what a
+    data worker computes during training, without a dataset on disk."""
+
+    def __init__(self, c: Any):
+        super().__init__()
+        self.c = c
+
+    def __iter__(self):
+        c, kw = self.c, dict(self.c.arch_kwargs)
+        dim = len(c.patch_size)
+        cut = enlarged_patch_size(c.patch_size, dim, c.dummy_2d)
+        transforms = training_transforms(list(c.patch_size), dim, c.dummy_2d)
+        rng = np.random.default_rng(0)
+        np.random.seed(0)
+        while True:
+            batch = transforms(data=rng.standard_normal((c.batch_size, kw["input_channels"], *cut), np.float32),
+                               seg=rng.integers(0, kw["num_classes"], (c.batch_size, 1, *cut)).astype(np.float32))
+            yield (torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32)),
+                   torch.from_numpy(np.ascontiguousarray(np.round(batch["seg"]), dtype=np.int64)))
+
+
+def pipeline_seconds(c: Any, device: torch.device, autocast_dtype: torch.dtype | None = None,
+                     steps: int = TIMED_STEPS, warmup: int = 3, workers: int = 1) -> float:
+    """Median seconds per step while ``workers`` data-loading processes augment the next batches, as in training:
+    on a CPU they share the cores with the step's compute threads, so the step is slower than compute plus
+    augmentation timed apart would say."""
+    from .data import make_loader
+
+    loader = make_loader(RandomAugmentedBatches(c), workers, False)  # type: ignore[arg-type]
+    batches = iter(loader)
+    try:
+        step = training_step(c, device, autocast_dtype=autocast_dtype, batches=batches)
+        return median_seconds(step, device, steps, warmup)[0]
+    finally:
+        del batches, loader
 
 
 def alternating_medians(fns: list[Callable[[], None]], rounds: int, device: torch.device | None = None,
