@@ -73,7 +73,7 @@ def test_largest_component_with_holes_filled_is_measured():
     clean = head_circumference_mm(head, sp)
     noisy = head.copy()
     noisy[190:215, 190:215] = False  # a hole inside the head
-    noisy[2:12, 2:12] = True  # a blob in the corner
+    noisy[2:4, 2:398] = noisy[2:398, 2:4] = True  # a thin L along two edges: smaller, but a longer outline
     assert head_circumference_mm(noisy, sp) == pytest.approx(clean, rel=1e-12)
     assert head_circumference_mm(np.zeros((50, 50), bool), sp) is None
 
