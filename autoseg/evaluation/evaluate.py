@@ -345,8 +345,8 @@ def domain_tables(summary: dict) -> str:
         text += format_table(HC_HEADERS, hc_rows(hc))
         off = hc["label_edge_offset_px"]
         if off["n"]:
-            text += (f"\nreference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px outside the reference "
-                     "ellipse (radially)")
+            text += (f"\nreference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px (radially) outside the "
+                     f"reference ellipse{' after the inset' if hc['inset_px'] else ''}")
         if hc["not_measured"]:
             text += f"\nno head found in the prediction of {len(hc['not_measured'])} case(s): {hc['not_measured'][:5]}"
     v = summary.get("vessels")

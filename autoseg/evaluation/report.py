@@ -230,14 +230,14 @@ def _domain_sections(summary: dict, out_dir: Path) -> list[str]:
     if hc:
         inset = f"; measured {hc['inset_px']:g} px inside the segmented edge" if hc["inset_px"] else ""
         off = hc["label_edge_offset_px"]
-        note = (f" The reference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px outside the reference "
-                "ellipse." if off["n"] else "")
+        note = (f" The reference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px (radially) outside the "
+                f"reference ellipse{' after the inset' if hc['inset_px'] else ''}." if off["n"] else "")
         out.append(f"<h2>Head circumference</h2><p>Head: {html.escape(hc['label'])}; reference: <code>"
                    f"{html.escape(hc['reference'])}</code>{html.escape(inset)}. {html.escape(hc['method'])}"
                    f"{html.escape(note)}</p>" + _table(HC_HEADERS, hc_rows(hc)))
         pairs = [r for r in hc["per_case"] if r["hc_pred_mm"] is not None]
-        as_clin = {"agreement": {"HC_mm": hc["agreement"]["prediction_vs_reference"]},
-                   "per_patient": [{"pred": {"HC_mm": r["hc_pred_mm"]}, "ref": {"HC_mm": r["hc_ref_mm"]}}
+        as_clin = {"agreement": {"HC (mm)": hc["agreement"]["prediction_vs_reference"]},
+                   "per_patient": [{"pred": {"HC (mm)": r["hc_pred_mm"]}, "ref": {"HC (mm)": r["hc_ref_mm"]}}
                                    for r in pairs]}
         plot = _agreement_plots(as_clin, out_dir, "hc_agreement.png")
         if plot:
