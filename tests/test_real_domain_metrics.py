@@ -50,14 +50,17 @@ def test_hc18_reference_labels_measure_the_csv_head_circumference():
     assert np.abs(inset).mean() < 0.1 and np.abs(inset).max() < 0.3  # measured: 0.031 mm, at most 0.16 mm
 
 
-def test_hc18_through_evaluate_finds_hc_mm_by_itself(tmp_path):
-    """Twelve reference labels as predictions: hc_mm is picked up from cases.csv beside dataset.json."""
+def test_hc18_through_evaluate_finds_hc_mm_by_itself(tmp_path, capsys):
+    """Twelve reference labels as predictions: hc_mm is picked up from cases.csv beside dataset.json; without an
+    inset the offset is reported with the inset that removes it."""
     _need(HC18)
     pred = tmp_path / "pred"
     pred.mkdir()
     cases = sorted(p.name for p in (HC18 / "labelsTr").glob("*.nii.gz"))[::25]
     for name in cases:
         (pred / name).symlink_to(HC18 / "labelsTr" / name)
+    assert main(["evaluate", str(pred), str(HC18 / "labelsTr"), "--out", str(tmp_path / "raw")]) == 0
+    assert "--hc-inset-px 1.4 measures on the reference ellipse" in capsys.readouterr().out
     assert main(["evaluate", str(pred), str(HC18 / "labelsTr"), "--out", str(tmp_path / "ev"),
                  "--hc-inset-px", "1.4"]) == 0
     hc = json.loads((tmp_path / "ev" / "summary.json").read_text())["head_circumference"]

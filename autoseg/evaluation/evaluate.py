@@ -347,6 +347,8 @@ def domain_tables(summary: dict) -> str:
         if off["n"]:
             text += (f"\nreference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px (radially) outside the "
                      f"reference ellipse{' after the inset' if hc['inset_px'] else ''}")
+            if not hc["inset_px"] and abs(off["mean"]) > max(0.25, 3 * off["std"]):  # a drawing artefact
+                text += f"; --hc-inset-px {off['mean']:.1f} measures on the reference ellipse"
         if hc["not_measured"]:
             text += f"\nno head found in the prediction of {len(hc['not_measured'])} case(s): {hc['not_measured'][:5]}"
     v = summary.get("vessels")
