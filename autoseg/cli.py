@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--continue", action="store_true", dest="skip_done",
                    help="skip cases whose output file (and .npz with --save-probabilities) already exists")
 
-    s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD and clinical indices against reference labels")
+    s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD, clinical indices and domain metrics (head "
+                                       "circumference, vessels) against reference labels")
     s.add_argument("pred_dir")
     s.add_argument("labels_dir")
     s.add_argument("--dataset-json", help="dataset.json naming the labels (default: beside LABELS_DIR)")

@@ -16,7 +16,7 @@ as with masks filled from a drawn outline (the reference runs along the middle o
 keeps its whole width), the HC is taken on the curve that many pixels inside. The inner parallel curve of a convex
 curve at distance d has perimeter P - 2 pi d, exactly; d = inset_px x the pixel size (the geometric mean of the two
 spacings, which is exact for square pixels). On Dataset032_HC18 the filled labels lie 1.40 +- 0.05 px outside the
-csv's ellipse in every case, whatever the pixel size (see tests/test_real_hc18.py).
+csv's ellipse in every case, whatever the pixel size (see tests/test_real_domain_metrics.py).
 """
 from __future__ import annotations
 
