@@ -241,15 +241,19 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
 
 def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,
              out: str | Path | None = None, cases_csv: str | Path | None = None, report: bool = False,
-             images_dir: str | Path | None = None) -> dict:
-    """Metrics (Dice, IoU, HD95, ASSD), clinical indices where the labels are cardiac, and optionally a report."""
+             images_dir: str | Path | None = None, hc_reference: str | None = None, hc_label: str | None = None,
+             hc_inset_px: float = 0.0, vessel_label: str | None = None) -> dict:
+    """Metrics (Dice, IoU, HD95, ASSD), clinical indices where the labels are cardiac, domain metrics where asked
+    for (head circumference: ``hc_reference`` COLUMN, CSV:COLUMN or none, by default the case table's hc_mm column;
+    vessels: ``vessel_label``), and optionally a report."""
     from .evaluation.evaluate import evaluate_folder, summary_table
 
     out_dir = Path(out or pred_dir)
     if not Path(pred_dir).is_dir():
         raise AutosegError(f"{pred_dir}: folder not found")
     with folder_lock(out_dir, "evaluate"):  # the summary and the report, as one writer
-        summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv)
+        summary = evaluate_folder(pred_dir, labels_dir, dataset_json, out, cases_csv, hc_reference, hc_label,
+                                  hc_inset_px, vessel_label)
         print(summary_table(summary))
         print(f"summary written to {out_dir / 'summary.json'} and summary.csv", flush=True)
         if report:

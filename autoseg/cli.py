@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--continue", action="store_true", dest="skip_done",
                    help="skip cases whose output file (and .npz with --save-probabilities) already exists")
 
-    s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD and clinical indices against reference labels")
+    s = sub.add_parser("evaluate", help="Dice, IoU, HD95, ASSD, clinical indices and domain metrics (head "
+                                       "circumference, vessels) against reference labels")
     s.add_argument("pred_dir")
     s.add_argument("labels_dir")
     s.add_argument("--dataset-json", help="dataset.json naming the labels (default: beside LABELS_DIR)")
@@ -78,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for summary.json/csv and the report (default: PRED_DIR)")
     s.add_argument("--report", action="store_true", help="write report/report.html with plots and overlays")
     s.add_argument("--images", help="images folder for the overlays (default: imagesXx beside labelsXx)")
+    s.add_argument("--hc-reference", metavar="[CSV:]COLUMN",
+                   help="head circumference (HC18): reference HC in mm from COLUMN of the case table, or of CSV; "
+                        "'none' for no HC (default: the case table's hc_mm column, when it has one)")
+    s.add_argument("--hc-label", metavar="LABEL", help="label (name or value) that is the head (default: all "
+                                                       "foreground labels together)")
+    s.add_argument("--hc-inset-px", type=float, default=0.0, metavar="PX",
+                   help="measure HC this many pixels inside the segmented edge, for references drawn as outlines "
+                        "whose filled masks keep the line's width (HC18's filled labels: 1.4; default 0)")
+    s.add_argument("--vessel-label", metavar="LABEL",
+                   help="thin-structure metrics for this label (name or value): sensitivity, specificity, accuracy, "
+                        "Dice and, from <case>.npz saved by `predict --save-probabilities`, ROC AUC")
 
     s = sub.add_parser("demo", help="phantom -> plan -> train -> predict -> evaluate, CPU-sized")
     s.add_argument("--out", default="autoseg_demo")
@@ -220,7 +232,7 @@ def _run(args: argparse.Namespace) -> None:
                     not args.no_postprocessing)
     elif c == "evaluate":
         api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
-                     args.images)
+                     args.images, args.hc_reference, args.hc_label, args.hc_inset_px, args.vessel_label)
     elif c == "demo":
         api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
     elif c == "submit":

@@ -73,6 +73,11 @@ def test_train_predict_evaluate_2d(run, tiny_phantom, tmp_path, capsys):
     summary = json.loads((preds / "summary.json").read_text())
     assert set(summary["mean"]) == {"RV", "MYO", "LV"} and summary["num_cases"] == 2
     assert (preds / "summary.csv").read_text().startswith("case,patient,phase,RV_dice")
+    # the probabilities predict saved are what evaluate's AUC reads
+    assert main(["evaluate", str(preds), str(tiny_phantom / "labelsTs"), "--dataset-json",
+                 str(tiny_phantom / "dataset.json"), "--vessel-label", "LV", "--out", str(tmp_path / "ev")]) == 0
+    vessels = json.loads((tmp_path / "ev" / "summary.json").read_text())["vessels"]
+    assert vessels["cases_without_probabilities"] == [] and all(0 <= r["auc"] <= 1 for r in vessels["per_case"])
 
 
 @pytest.mark.slow

@@ -4,6 +4,10 @@ Per case and label: Dice, IoU, HD95 and ASSD (mm) and the volume of each structu
 Means (with sd and the number of cases behind them) per label, overall and per phase (ED/ES) where phases are known;
 cardiac clinical indices per patient with their agreement. Used by ``autoseg evaluate``, by the validation at the end
 of training and by the cross-validation summary, so all three report the same numbers.
+
+Domain metrics, asked for by ``autoseg evaluate`` (see ``DomainOptions``): fetal head circumference against a
+reference column of the case table (HC18; automatic when the table has an ``hc_mm`` column), and vessel metrics
+(sensitivity, specificity, accuracy, Dice, ROC AUC from saved probabilities) for a label naming thin structures.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..faults import fault_point
 from ..io.dataset import read_csv_rows
-from ..io.images import SUPPORTED_ENDINGS, Geometry, read_label
+from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_label
 from ..labels import IGNORE_NAME, LabelSpec
 from ..utils import (
     AutosegError,
@@ -30,8 +34,10 @@ from ..utils import (
     save_json,
 )
 from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
+from .head_circumference import HC_HEADERS, case_hc, hc_rows, hc_section, parse_reference, read_reference
 from .metrics import dice_iou_masks, mean_std
 from .surface import surface_metrics
+from .vessels import VESSEL_HEADERS, case_vessels, probabilities_path, read_probability, vessel_rows, vessel_section
 
 METRICS = ("dice", "iou", "hd95_mm", "assd_mm")
 
@@ -93,8 +99,43 @@ def _check_values(case: str, path: Path, arr: np.ndarray, labels: dict[str, int 
                            f"declare ({labels})")
 
 
-def _case_metrics(args) -> dict:
-    case, pred_path, ref_path, labels = args
+@dataclass(frozen=True)
+class DomainOptions:
+    """Which domain metrics to add. ``hc_values``: label values whose union is the head (None: no HC), with the
+    reference HC (mm) per case and where it came from; ``vessel_value``: the thin-structure label (a value, or a
+    region's values), ``vessel_channel`` its probability channel in ``<case>.npz``."""
+
+    hc_values: tuple[int, ...] | None = None
+    hc_reference: dict[str, float] = field(default_factory=dict)
+    hc_source: str = ""
+    hc_label: str = ""
+    hc_inset_px: float = 0.0
+    vessel_label: str | None = None
+    vessel_value: int | tuple[int, ...] | None = None
+    vessel_channel: int | str | None = None
+
+    def for_worker(self) -> "DomainOptions":
+        """The same without the reference table (the workers do not need it)."""
+        return DomainOptions(self.hc_values, {}, "", "", self.hc_inset_px, self.vessel_label, self.vessel_value,
+                             self.vessel_channel)
+
+
+def _domain_metrics(case: str, pred: np.ndarray, ref: np.ndarray, spacing, valid: np.ndarray, pred_path: Path,
+                    d: DomainOptions) -> dict:
+    out: dict = {}
+    if d.hc_values is not None:
+        out["hc"] = case_hc(case, pred, ref, spacing, list(d.hc_values), d.hc_inset_px)
+    if d.vessel_value is not None:
+        npz = probabilities_path(pred_path, ending_of(pred_path))
+        prob = read_probability(npz, case, d.vessel_channel, pred.shape) if npz.is_file() else None
+        value = list(d.vessel_value) if isinstance(d.vessel_value, tuple) else d.vessel_value
+        out["vessel"] = case_vessels(pred, ref, valid, value, prob)
+    return out
+
+
+def _case_metrics(args) -> tuple[dict, dict]:
+    """(the case's row, its domain metrics): kept apart, as a label may be called anything."""
+    case, pred_path, ref_path, labels, domain = args
     pred, pg = read_label(pred_path, case)
     ref, rg = read_label(ref_path, case)
     check_same_grid(case, pred_path, pg, ref_path, rg)
@@ -116,7 +157,8 @@ def _case_metrics(args) -> dict:
             sp2 = rg.spacing[1:]
             vols[name] = {"pred_area_mm2": float(p.sum() * np.prod(sp2)), "ref_area_mm2": float(r.sum() * np.prod(sp2))}
     row["volumes"] = vols
-    return row
+    extra = _domain_metrics(case, pred, ref, rg.spacing, valid, pred_path, domain) if domain is not None else {}
+    return row, extra
 
 
 def evaluated_names(labels: dict) -> list[str]:
@@ -190,12 +232,16 @@ def _clinical_echo(per_case: list[dict], table: CaseTable, paths: dict[str, dict
 
 
 def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int | list[int]],
-                   table: CaseTable | None = None, num_workers: int | None = None) -> dict:
+                   table: CaseTable | None = None, num_workers: int | None = None,
+                   domain: DomainOptions | None = None) -> dict:
     table = table or CaseTable()
     names = evaluated_names(labels)
-    jobs = [(c, p, r, labels) for c, p, r in pairs]
+    worker_domain = domain.for_worker() if domain else None
+    jobs = [(c, p, r, labels, worker_domain) for c, p, r in pairs]
     workers = num_workers if num_workers is not None else min(os.cpu_count() or 1, 4)
-    per_case = pool_map(_case_metrics, jobs, workers if len(jobs) > 4 else 1)
+    results = pool_map(_case_metrics, jobs, workers if len(jobs) > 4 else 1, desc="evaluate")
+    per_case = [row for row, _ in results]
+    extra = {row["case"]: x for row, x in results}
     for r in per_case:
         c = r["case"]
         if c in table.patient:
@@ -220,6 +266,12 @@ def evaluate_cases(pairs: list[tuple[str, Path, Path]], labels: dict[str, int | 
         clinical = _clinical_echo(per_case, table, paths, labels["LV"])
     if clinical:
         summary["clinical"] = clinical
+    if domain is not None and domain.hc_values is not None:
+        summary["head_circumference"] = hc_section({c: x["hc"] for c, x in extra.items()},
+                                                   domain.hc_reference, domain.hc_source, domain.hc_label,
+                                                   domain.hc_inset_px)
+    if domain is not None and domain.vessel_value is not None:
+        summary["vessels"] = vessel_section({c: x["vessel"] for c, x in extra.items()}, domain.vessel_label or "")
     summary["per_case"] = per_case
     return summary
 
@@ -230,14 +282,34 @@ _DEFINITION = ("Dice/IoU: both structures empty -> null (left out of means). HD9
                "both empty -> null. 'n' = cases behind each mean.")
 
 
+HC_COLUMNS = ("hc_pred_mm", "hc_label_mm", "hc_ref_mm", "abs_diff_mm")
+VESSEL_COLUMNS = ("sensitivity", "specificity", "accuracy", "dice", "auc")
+
+
+def _domain_columns(summary: dict) -> tuple[list[str], dict[str, list]]:
+    """Extra summary.csv columns for the domain metrics: (header, values per case)."""
+    header: list[str] = []
+    values: dict[str, list] = {r["case"]: [] for r in summary["per_case"]}
+    for section, keys, prefix in (("head_circumference", HC_COLUMNS, "hc_"), ("vessels", VESSEL_COLUMNS, "vessel_")):
+        if section not in summary:
+            continue
+        header += [k if k.startswith(prefix) else prefix + k for k in keys]
+        by_case = {r["case"]: r for r in summary[section]["per_case"]}
+        for c, v in values.items():
+            v += [by_case.get(c, {}).get(k) for k in keys]
+    return header, values
+
+
 def _csv_text(summary: dict) -> str:
     names = evaluated_names(summary["labels"])
+    extra, extra_values = _domain_columns(summary)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["case", "patient", "phase"] + [f"{n}_{m}" for n in names for m in METRICS])
+    w.writerow(["case", "patient", "phase"] + [f"{n}_{m}" for n in names for m in METRICS] + extra)
     for r in summary["per_case"]:
         w.writerow([r["case"], r.get("patient", ""), r.get("phase", "")]
-                   + ["" if r[n][m] is None else f"{r[n][m]:.6f}" for n in names for m in METRICS])
+                   + ["" if r[n][m] is None else f"{r[n][m]:.6f}" for n in names for m in METRICS]
+                   + ["" if v is None else f"{v:.6f}" for v in extra_values[r["case"]]])
     return buf.getvalue()
 
 
@@ -260,6 +332,31 @@ def summary_table(summary: dict) -> str:
                 for k, a in clin["agreement"].items() if a["n"]]
         text += "\n\nclinical indices, prediction vs reference (" + clin["method"] + ")\n"
         text += format_table(["index", "patients", "r", "bias", "95% limits of agreement", "MAE"], crow)
+    return text + domain_tables(summary)
+
+
+def domain_tables(summary: dict) -> str:
+    """The head circumference and vessel tables of the terminal summary (empty when neither was asked for)."""
+    text = ""
+    hc = summary.get("head_circumference")
+    if hc:
+        text += (f"\n\nhead circumference of {hc['label']} vs {hc['reference']} (ellipse fit, Ramanujan"
+                 + (f"; {hc['inset_px']:g} px inset" if hc["inset_px"] else "") + ")\n")
+        text += format_table(HC_HEADERS, hc_rows(hc))
+        off = hc["label_edge_offset_px"]
+        if off["n"]:
+            text += (f"\nreference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px (radially) outside the "
+                     f"reference ellipse{' after the inset' if hc['inset_px'] else ''}")
+            if not hc["inset_px"] and abs(off["mean"]) > max(0.25, 3 * off["std"]):  # a drawing artefact
+                text += f"; --hc-inset-px {off['mean']:.1f} measures on the reference ellipse"
+        if hc["not_measured"]:
+            text += f"\nno head found in the prediction of {len(hc['not_measured'])} case(s): {hc['not_measured'][:5]}"
+    v = summary.get("vessels")
+    if v:
+        text += f"\n\nvessel metrics of label {v['label']}\n" + format_table(VESSEL_HEADERS, vessel_rows(v))
+        if v["cases_without_probabilities"]:
+            text += (f"\nno AUC for {len(v['cases_without_probabilities'])} case(s) without <case>.npz "
+                     "(predict with --save-probabilities)")
     return text
 
 
@@ -280,8 +377,61 @@ def _files_by_case(folder: Path, ending: str | None) -> dict[str, Path]:
     return out
 
 
+def _label_arg(flag: str, spec: str, labels: dict, where) -> tuple[str, int | list[int]]:
+    """A label named on the command line by name or value: (name, value); anything else fails in one line."""
+    named = {n: v for n, v in labels.items() if v != 0 and n != IGNORE_NAME}
+    if spec in named:
+        return spec, named[spec]
+    for n, v in named.items():
+        if not isinstance(v, list) and spec.strip().lstrip("+").isdigit() and int(spec) == v:
+            return n, v
+    known = ", ".join(f"{n} ({v})" for n, v in named.items())
+    raise AutosegError(f"{flag} {spec}: not a foreground label of {where} (labels: {known})")
+
+
+def _csv_columns(path: Path) -> list[str]:
+    rows = read_csv_rows(path)
+    return list(rows[0]) if rows else []
+
+
+def domain_options(labels: dict, dataset_json, cases_csv: Path | None, cases: list[str],
+                   hc_reference: str | None = None, hc_label: str | None = None, hc_inset_px: float = 0.0,
+                   vessel_label: str | None = None) -> DomainOptions | None:
+    """The domain metrics asked for, checked before any case is read. HC: ``hc_reference`` is COLUMN (of the case
+    table), CSV:COLUMN or none; when not given, the case table's ``hc_mm`` column, if it has one. The head is
+    ``hc_label`` or, by default, all foreground labels together."""
+    if not (np.isfinite(hc_inset_px) and hc_inset_px >= 0):
+        raise AutosegError(f"--hc-inset-px {hc_inset_px}: give a distance in pixels >= 0")
+    ref = None
+    if hc_reference is not None:
+        ref = parse_reference(hc_reference, cases_csv)
+    elif cases_csv is not None and "hc_mm" in _csv_columns(cases_csv):
+        ref = (cases_csv, "hc_mm")
+    if ref is None and hc_label is not None:
+        raise AutosegError(f"--hc-label {hc_label}: no reference head circumference; name it with --hc-reference "
+                           "CSV:COLUMN")
+    opts: dict = {}
+    if ref is not None:
+        if hc_label is not None:
+            name, v = _label_arg("--hc-label", hc_label, labels, dataset_json)
+            values = v if isinstance(v, list) else [v]
+        else:
+            name = "all foreground labels"
+            values = sorted({x for n in evaluated_names(labels)
+                             for x in (labels[n] if isinstance(labels[n], list) else [labels[n]])})
+        opts.update(hc_values=tuple(values), hc_reference=read_reference(ref[0], ref[1], cases),
+                    hc_source=f"{ref[0]}:{ref[1]}", hc_label=name, hc_inset_px=float(hc_inset_px))
+    if vessel_label is not None:
+        name, v = _label_arg("--vessel-label", vessel_label, labels, dataset_json)
+        opts.update(vessel_label=name, vessel_value=tuple(v) if isinstance(v, list) else v,
+                    vessel_channel=name if isinstance(v, list) else v)
+    return DomainOptions(**opts) if opts else None
+
+
 def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | Path | None = None,
-                    out_dir: str | Path | None = None, cases_csv: str | Path | None = None) -> dict:
+                    out_dir: str | Path | None = None, cases_csv: str | Path | None = None,
+                    hc_reference: str | None = None, hc_label: str | None = None, hc_inset_px: float = 0.0,
+                    vessel_label: str | None = None) -> dict:
     pred_dir, labels_dir = Path(pred_dir), Path(labels_dir)
     for d in (pred_dir, labels_dir):
         if not d.is_dir():
@@ -311,11 +461,13 @@ def evaluate_folder(pred_dir: str | Path, labels_dir: str | Path, dataset_json: 
     if unmatched:
         raise AutosegError(f"{labels_dir}: no reference label for predicted case(s) {unmatched[:5]}")
     pairs = [(c, preds[c], refs[c]) for c in sorted(preds)]
+    domain = domain_options(labels, dataset_json, Path(cases_csv) if cases_csv is not None else None, sorted(preds),
+                            hc_reference, hc_label, hc_inset_px, vessel_label)
     out = Path(out_dir) if out_dir else pred_dir
     refuse_overwriting_inputs([out / "summary.json", out / "summary.csv"],
                               [p for _, a, b in pairs for p in (a, b)] + [Path(dataset_json)])
     with folder_lock(out, "evaluate"):
-        summary = evaluate_cases(pairs, labels, table)
+        summary = evaluate_cases(pairs, labels, table, domain=domain)
         summary["cases_without_prediction"] = sorted(set(refs) - set(preds))
         fault_point("evaluate_before_summary")
         write_summary(summary, out)

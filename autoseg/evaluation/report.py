@@ -15,6 +15,8 @@ import numpy as np
 
 from ..io.images import read_case_images, read_label
 from ..utils import atomic_write_bytes
+from .head_circumference import HC_HEADERS, hc_rows
+from .vessels import VESSEL_HEADERS, vessel_rows
 
 COLORS = np.array([[0, 0, 0], [230, 60, 50], [255, 205, 40], [50, 110, 255], [40, 200, 90], [200, 80, 220]],
                   float) / 255
@@ -53,7 +55,7 @@ def _box_plots(summary: dict, out: Path) -> Path:
     return _save(fig, out / "boxplots.png")
 
 
-def _agreement_plots(clin: dict, out: Path) -> Path | None:
+def _agreement_plots(clin: dict, out: Path, name: str = "agreement.png") -> Path | None:
     plt = _plt()
     # stroke volumes are differences of the plotted volumes: left out to keep the page short
     keys = [k for k, a in clin["agreement"].items() if a["n"] >= 2 and not k.endswith("_SV_ml")]
@@ -81,7 +83,7 @@ def _agreement_plots(clin: dict, out: Path) -> Path | None:
         ax[i, 1].set_xlabel("mean of both")
         ax[i, 1].set_ylabel("prediction - reference")
     fig.tight_layout()
-    return _save(fig, out / "agreement.png")
+    return _save(fig, out / name)
 
 
 def _overlay(img2d: np.ndarray, lab2d: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -188,6 +190,7 @@ def write_report(summary: dict, pred_dir: Path, labels_dir: Path, out_dir: Path,
             sections.append(_img_tag(plot, "Bland-Altman and scatter plots"))
         sections.append("<details><summary>per patient (reference / prediction)</summary>"
                         + _table(["patient"] + keys, prow) + "</details>")
+    sections += _domain_sections(summary, out_dir)
     scored = [(np.mean([r[n]["dice"] for n in names if r[n]["dice"] is not None] or [0]), r["case"])
               for r in summary["per_case"]]
     scored.sort()
@@ -214,6 +217,44 @@ def write_report(summary: dict, pred_dir: Path, labels_dir: Path, out_dir: Path,
     path = out_dir / "report.html"
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(page))
     return path
+
+
+def _num(x, d: int = 2) -> str:
+    return "-" if x is None else f"{x:.{d}f}"
+
+
+def _domain_sections(summary: dict, out_dir: Path) -> list[str]:
+    """Head circumference (agreement table, Bland-Altman plot, per case) and vessel metrics, where present."""
+    out = []
+    hc = summary.get("head_circumference")
+    if hc:
+        inset = f"; measured {hc['inset_px']:g} px inside the segmented edge" if hc["inset_px"] else ""
+        off = hc["label_edge_offset_px"]
+        note = (f" The reference labels' edge lies {off['mean']:+.2f} ± {off['std']:.2f} px (radially) outside the "
+                f"reference ellipse{' after the inset' if hc['inset_px'] else ''}." if off["n"] else "")
+        out.append(f"<h2>Head circumference</h2><p>Head: {html.escape(hc['label'])}; reference: <code>"
+                   f"{html.escape(hc['reference'])}</code>{html.escape(inset)}. {html.escape(hc['method'])}"
+                   f"{html.escape(note)}</p>" + _table(HC_HEADERS, hc_rows(hc)))
+        pairs = [r for r in hc["per_case"] if r["hc_pred_mm"] is not None]
+        as_clin = {"agreement": {"HC (mm)": hc["agreement"]["prediction_vs_reference"]},
+                   "per_patient": [{"pred": {"HC (mm)": r["hc_pred_mm"]}, "ref": {"HC (mm)": r["hc_ref_mm"]}}
+                                   for r in pairs]}
+        plot = _agreement_plots(as_clin, out_dir, "hc_agreement.png")
+        if plot:
+            out.append(_img_tag(plot, "head circumference: Bland-Altman and scatter plots"))
+        rows = [[r["case"], _num(r["hc_ref_mm"]), _num(r["hc_label_mm"]), _num(r["hc_pred_mm"]),
+                 _num(r["abs_diff_mm"])] for r in hc["per_case"]]
+        out.append("<details><summary>per case (mm)</summary>" + _table(
+            ["case", "reference", "label", "prediction", "|prediction - reference|"], rows) + "</details>")
+    v = summary.get("vessels")
+    if v:
+        out.append(f"<h2>Vessel metrics: {html.escape(v['label'])}</h2><p class=note>{html.escape(v['definition'])}"
+                   "</p>" + _table(VESSEL_HEADERS, vessel_rows(v)))
+        rows = [[r["case"]] + [_num(r[k], 4) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc")]
+                for r in v["per_case"]]
+        out.append("<details><summary>per case</summary>" + _table(
+            ["case", "Dice (F1)", "sensitivity", "specificity", "accuracy", "AUC"], rows) + "</details>")
+    return out
 
 
 _PAGE = """<!doctype html>
