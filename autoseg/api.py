@@ -170,7 +170,7 @@ def _resolve_schedule(cfg, configuration: str, tc: TrainConfig, budget_s: float 
 
 def _resolve_optimizer(tc: TrainConfig, explicit: set[str]) -> TrainConfig:
     """Under a budget, AdamW unless the user chose the optimiser (in a short run it learns from the first steps,
-    where SGD spends a quarter of 20 minutes before the pseudo-Dice leaves 0; README's budget section has the
+    where SGD spends a quarter of 20 minutes before the pseudo-Dice leaves 0; docs/budget.md has the
     cross-validation). A learning rate left at SGD's default follows the optimiser's default."""
     from .training.config import BUDGET_OPTIMIZER, DEFAULT_LR
 

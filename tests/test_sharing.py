@@ -16,7 +16,7 @@ from autoseg.cli import main
 from autoseg.sharing.model_zip import extract_model, sha256_of
 from autoseg.utils import AutosegError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+API_DOC = Path(__file__).resolve().parents[1] / "docs" / "sharing.md"  # holds the Python API example
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +178,9 @@ def test_python_predictor_bad_inputs(model_zip):
 
 
 def _readme_example() -> str:
-    text = README.read_text()
+    text = API_DOC.read_text()
     m = re.search(r"<!-- python-api-example -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README.md lost its Python API example"
+    assert m, "docs/sharing.md lost its Python API example"
     return m.group(1)
 
 
@@ -193,7 +193,7 @@ def test_readme_python_example_runs(model_zip, tiny_phantom, tmp_path):
     os.chdir(tmp_path)
     try:
         scope: dict = {}
-        exec(compile(_readme_example(), "README.md", "exec"), scope)
+        exec(compile(_readme_example(), "docs/sharing.md", "exec"), scope)
     finally:
         os.chdir(cwd)
     out = sitk.ReadImage(str(tmp_path / "patient001_frame01.nii.gz"))

@@ -1,7 +1,7 @@
 """`autoseg train` under torchrun, on this machine: two torchrun "nodes" on localhost (static rendezvous on
 127.0.0.1, gloo, one process each) train one tiny phantom fold; a worker killed mid-epoch is recovered by
 `--max-restarts 1`; a SIGTERM that reaches one rank only stops every rank at the same step. The commands are those
-of README's "Running on a cluster" section."""
+of docs/cluster.md."""
 import json
 import os
 import shutil

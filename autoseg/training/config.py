@@ -17,7 +17,7 @@ def _opt(help: str, flag: str | None = None, check: str | None = None, negate: b
 
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 1e-2, "adamw": 1e-3}  # nnU-Net's SGD; AdamW as nnU-Net's Adam variants (amsgrad, 1e-3)
-BUDGET_OPTIMIZER = "adamw"  # see README's budget section: faster from the first steps, which a short run lacks
+BUDGET_OPTIMIZER = "adamw"  # see docs/budget.md: faster from the first steps, which a short run lacks
 
 
 @dataclass

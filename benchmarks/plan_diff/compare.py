@@ -28,7 +28,7 @@ CONFIG_FIELDS = ("spacing", "patch_size", "batch_size", "median_image_size_in_vo
                  "next_stage")
 
 # Disagreements kept on purpose: (dataset name substring or "*", preset or "*", field prefix) -> why.
-# README's "How planning works" section gives the evidence for each.
+# docs/planning.md ("Checked against nnU-Net") gives the evidence for each.
 INTENDED: dict[tuple[str, str, str], str] = {
     ("2d_nii_thin_z", "*", ""): "single-slice data is never transposed by autoseg (2d patch 448x320 on the image "
                                 "plane); nnU-Net moves the thin slice axis away from the front, then plans a 1x448 "
