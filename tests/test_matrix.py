@@ -47,6 +47,7 @@ def test_split_links_every_file_and_keeps_patients_apart(grouped_dataset, tmp_pa
     # the HC reference column is found, and no vessel label in a phantom heart
     args = M.evaluate_args(test)
     assert args[:2] == ["--hc-reference", f"{test / 'cases.csv'}:hc_mm"] and "--vessel-label" not in args
+    assert args[2:4] == ["--hc-inset-px", "1.4"]
 
 
 def test_table_states_mean_spread_and_gap_to_the_reference(tmp_path):
