@@ -1,0 +1,88 @@
+"""Where does a budget plan's step time part from the step training really runs? (issue 25)
+
+For the configuration a budget plan chose (RUN/plans.json, preprocessed), in alternating rounds:
+
+- ``plan model``: what the planner adds up on a CPU: the bare step (forward, backward, optimiser) on fixed data plus
+  the time to augment one batch, each timed alone;
+- ``live worker``: steps fed by a data-loading process that augments random batches while the step computes
+  (``step_timing.pipeline_seconds``), so both share the cores as in training;
+- ``training``: the real thing: `train` for a few short epochs on the run's preprocessed cases (fold all, no
+  validation), seconds per step of its later epochs (log.jsonl ``train_seconds / iterations``).
+
+    python benchmarks/step_timing_gap.py RUN [-c 2d] [--rounds 3] [--iters 40]
+
+Run it on an otherwise idle machine; the table ends with each column's median and its ratio to the plan's figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from autoseg import api
+from autoseg.device import autocast_dtype
+from autoseg.training.config import TrainConfig
+from autoseg.training.cpu_share import use_free_cores
+from autoseg.training.step_timing import TIMED_STEPS, median_seconds, pipeline_seconds, time_augmentation, training_step
+from autoseg.utils import format_table
+
+
+def candidate(cfg: dict) -> SimpleNamespace:
+    arch = cfg["architecture"]
+    return SimpleNamespace(network_class_name=arch["network_class_name"], arch_kwargs=arch["arch_kwargs"],
+                           patch_size=cfg["patch_size"], batch_size=cfg["batch_size"],
+                           dummy_2d=len(cfg["patch_size"]) == 3 and bool(cfg["resampling_data"]["separate_z"]))
+
+
+def training_seconds(run: Path, config: str, iters: int) -> float:
+    """Seconds per step of epochs 2-3 of a real (budget-less) training on the run's data."""
+    fold = run / config / "fold_all"
+    shutil.rmtree(fold, ignore_errors=True)
+    tc = TrainConfig(epochs=3, iters_per_epoch=iters, val_iters=1, final_validation=False, save_every=100)
+    api.train(run, config, "all", tc, explicit={"epochs", "iters_per_epoch", "val_iters", "final_validation"})
+    log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
+    shutil.rmtree(fold, ignore_errors=True)
+    return statistics.median(r["train_seconds"] / r["iterations"] for r in log[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("-c", "--configuration")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=40)
+    a = ap.parse_args()
+    plans = json.loads((a.run / "plans.json").read_text())
+    config = a.configuration or (plans.get("recommendation") or {}).get("configuration") or "2d"
+    cfg = plans["configurations"][config]
+    b = cfg.get("budget") or {}
+    cpu = torch.device("cpu")
+    dtype = autocast_dtype(cpu, b.get("precision", "fp32"))
+    c = candidate(cfg)
+    rows, cols = [], {"plan model": [], "live worker": [], "training": []}
+    for r in range(a.rounds):
+        use_free_cores()  # the threads the planner and training take: the cores other processes leave free
+        bare = median_seconds(training_step(c, cpu, autocast_dtype=dtype), cpu, TIMED_STEPS)[0]
+        aug = time_augmentation(c)
+        live = pipeline_seconds(c, cpu, dtype)
+        real = training_seconds(a.run, config, a.iters)
+        for k, v in (("plan model", bare + aug), ("live worker", live), ("training", real)):
+            cols[k].append(v)
+        rows.append([r + 1, round(bare, 4), round(aug, 4), round(bare + aug, 4), round(live, 4), round(real, 4)])
+        print(format_table(["round", "bare step", "augment", "plan model", "live worker", "training"], rows),
+              flush=True)
+    planned = b.get("seconds_per_step")
+    med = {k: statistics.median(v) for k, v in cols.items()}
+    print(f"\n{a.run.name} {config}: the plan recorded {planned} s/step in {b.get('precision')}")
+    print(format_table(["", "median s/step", "x plan's figure", "x training"], [
+        [k, round(v, 4), round(v / planned, 3) if planned else "-", round(v / med["training"], 3)]
+        for k, v in med.items()]))
+
+
+if __name__ == "__main__":
+    main()
