@@ -139,8 +139,9 @@ def _split_case(root, case):
 def test_mixed_layouts_are_refused(rgb_dataset, tmp_path):
     d = _copy(rgb_dataset, tmp_path / "mixed")
     _split_case(d, "cTr03")
-    with pytest.raises(AutosegError, match=r"case cTr03: 3 image file\(s\), one channel each, but case cTr00 .*"
-                                           r"write every case the same way"):
+    with pytest.raises(AutosegError, match=r"case cTr03: 3 image file\(s\), one channel each, but 5 case\(s\) "
+                                           r"such as cTr00 have 1 image file\(s\) holding 3 channels "
+                                           r"\(cTr00_0000.png\); write every case the same way"):
         load_dataset(d)
     # the same mix in a folder given to predict
     with pytest.raises(AutosegError, match=r"case cTr03: 3 image file\(s\), one channel each"):

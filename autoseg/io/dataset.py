@@ -194,7 +194,7 @@ def mixed_layout_problems(files_of: dict[str, list[Path]], nch: int) -> list[str
         return []
     ref = max(by_count, key=lambda n: (len(by_count[n]), -n))
     ref_case = by_count[ref][0]
-    return [f"case {c}: {_layout(files_of[c], nch)}, but case {ref_case} (like {len(by_count[ref])} case(s)) has "
+    return [f"case {c}: {_layout(files_of[c], nch)}, but {len(by_count[ref])} case(s) such as {ref_case} have "
             f"{_layout(files_of[ref_case], nch)}; write every case the same way (nnU-Net's colour convention: one "
             f"RGB <case>_0000 file per case)" for n, cs in sorted(by_count.items()) if n != ref for c in cs]
 
