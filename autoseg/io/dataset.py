@@ -162,11 +162,11 @@ def case_channel_files(case: str, present: dict[int, Path], channel_names: list[
     if k > nch:
         return [], [f"case {case}: image files _0000 to _{k - 1:04d}, but {declared_in} declares {nch} channel(s) "
                     f"{list(channel_names)}: remove the extra files or declare their channels"]
-    files = [present[i] for i in sorted(present)]
-    if k == nch and not gaps:
-        return files, []  # one file per channel: each is checked to hold one when the case is read
     if gaps:
         return [], [f"case {case}: missing channel {i} ({case}_{i:04d}{ending})" for i in gaps]
+    files = [present[i] for i in range(k)]
+    if k == nch:
+        return files, []  # one file per channel: each is checked to hold one when the case is read
     counts = [channels_in_file(f) for f in files]
     if 0 in counts or sum(counts) == nch:  # an unreadable file is reported when the case is read
         return files, []
