@@ -117,15 +117,21 @@ class Predictor:
         return seg, full.reshape((full.shape[0],) + spatial)
 
     def predict_image(self, image: sitk.Image | Sequence[sitk.Image]) -> sitk.Image:
-        """Segment a SimpleITK image (or one image per channel); the result has the input's geometry."""
+        """Segment a SimpleITK image (or one image per channel); the result has the input's geometry. A colour image
+        (RGB, RGBA, as read from a PNG) is several channels, its components in order, as ``autoseg predict`` reads
+        the file."""
         images = [image] if isinstance(image, sitk.Image) else list(image)
         first = images[0]
-        arrays = [sitk.GetArrayFromImage(im) for im in images]
-        if first.GetNumberOfComponentsPerPixel() > 1:
-            raise AutosegError("predict_image: vector images are not supported; give one scalar image per channel")
         for im in images[1:]:
             if im.GetSize() != first.GetSize():
                 raise AutosegError(f"predict_image: channel sizes differ ({im.GetSize()} vs {first.GetSize()})")
+        arrays = []
+        for im in images:
+            a = sitk.GetArrayFromImage(im)
+            arrays += list(np.moveaxis(a, -1, 0)) if im.GetNumberOfComponentsPerPixel() > 1 else [a]
+        if len(arrays) != self.num_input_channels:
+            raise AutosegError(f"predict_image: the images hold {len(arrays)} channel(s), the model expects "
+                               f"{self.num_input_channels} ({', '.join(self._plans.channel_names.values())})")
         arr = np.stack(arrays) if len(arrays) > 1 else arrays[0]
         seg = self.predict(arr, first.GetSpacing(), first.GetOrigin(), first.GetDirection())
         out = sitk.GetImageFromArray(seg.astype(np.uint8 if seg.min() >= 0 and seg.max() < 256 else np.int16))

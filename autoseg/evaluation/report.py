@@ -101,7 +101,10 @@ def _case_figures(case: str, image_files: list[Path] | None, ref_path: Path, pre
     ref, _ = read_label(ref_path, case)
     pred, _ = read_label(pred_path, case)
     if image_files:
-        img = read_case_images(image_files, case)[0][0]
+        data = read_case_images(image_files, case)[0]
+        # a colour file (RGB, RGBA) is shown as its luminance: the red channel alone is saturated in photographs
+        # such as fundus images, and a coloured background would hide the label colours
+        img = np.tensordot([0.299, 0.587, 0.114], data[:3], 1) if data.shape[0] in (3, 4) else data[0]
     else:
         img = np.zeros(ref.shape, np.float32)
     lo, hi = np.percentile(img, [1, 99.5])

@@ -17,7 +17,7 @@ import torch
 
 from ..device import autocast_dtype, plan_precision, resolve_device
 from ..faults import fault_point
-from ..io.dataset import case_ids_in, dimension_of
+from ..io.dataset import case_channel_files, case_files_in, channels_in_file, dimension_of, mixed_layout_problems
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
@@ -183,10 +183,7 @@ class Predictor:
         return full
 
     def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
-        data, geom = read_case_images(image_files, case)
-        if data.shape[0] != self.plans.num_input_channels:
-            raise AutosegError(f"case {case}: {data.shape[0]} channel file(s) found, but the model expects "
-                               f"{self.plans.num_input_channels} ({self.plans.channel_names})")
+        data, geom = read_case_images(image_files, case, self.plans.num_input_channels)
         if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
             raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
                                "(it would be stretched into a volume); predict it with a 2d configuration")
@@ -238,20 +235,26 @@ def _softmax_(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tuple[str, list[Path]]]:
-    """[(case, channel files)] for a folder in the nnU-Net layout (<case>_<ch:04d><ending>) or a single file."""
+def discover_inputs(inp: Path, file_ending: str, num_channels: int, channel_names: list[str] | None = None
+                    ) -> list[tuple[str, list[Path]]]:
+    """[(case, image files)] for a folder in the nnU-Net layout (<case>_<file:04d><ending>) or a single file. A case
+    is one file per channel or fewer files holding them all (one RGB PNG for an R, G, B model), the same way for
+    every case of a folder."""
+    names = list(channel_names) if channel_names else [str(i) for i in range(num_channels)]
     if inp.is_dir():
-        cases = case_ids_in(inp, file_ending)
-        if not cases:
+        present = case_files_in(inp, file_ending)
+        if not present:
             raise AutosegError(f"{inp}: no images named <case>_0000{file_ending}")
-        out = []
-        for c in cases:
-            files = [inp / f"{c}_{ch:04d}{file_ending}" for ch in range(num_channels)]
-            missing = [f.name for f in files if not f.is_file()]
-            if missing:
-                raise AutosegError(f"case {c}: missing channel file(s) {missing} in {inp}")
-            out.append((c, files))
-        return out
+        files_of, problems = {}, []
+        for c in sorted(present):
+            files, bad = case_channel_files(c, present[c], names, file_ending, "the model")
+            problems += bad
+            if files:
+                files_of[c] = files
+        problems += mixed_layout_problems(files_of, num_channels)
+        if problems:
+            raise AutosegError(f"{inp}: the input images do not fit the model:\n  " + "\n  ".join(problems))
+        return [(c, files_of[c]) for c in sorted(files_of)]
     if not inp.is_file():
         raise AutosegError(f"{inp}: input not found")
     ending = ending_of(inp)
@@ -259,13 +262,16 @@ def discover_inputs(inp: Path, file_ending: str, num_channels: int) -> list[tupl
     m = re.match(r"^(.*)_(\d{4})$", stem)
     if m:
         case = m.group(1)
-        files = [inp.parent / f"{case}_{ch:04d}{ending}" for ch in range(num_channels)]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise AutosegError(f"case {case}: missing channel file(s) {missing} beside {inp}")
+        files, bad = case_channel_files(case, case_files_in(inp.parent, ending).get(case, {}), names, ending,
+                                        "the model")
+        if bad:
+            raise AutosegError(f"{inp}: " + "; ".join(bad))
         return [(case, files)]
-    if num_channels != 1:
-        raise AutosegError(f"{inp}: the model expects {num_channels} channels; name the files <case>_0000{ending}, ...")
+    held = channels_in_file(inp)
+    if num_channels != 1 and held != num_channels:
+        raise AutosegError(f"{inp}: the model expects {num_channels} channels {names} and this file holds "
+                           f"{held}; name the files <case>_0000{ending}, ... (one per channel) or give one file "
+                           "holding them all (an RGB image for R, G, B)")
     return [(stem, [inp])]
 
 
@@ -315,7 +321,7 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
     members, lcc = _chosen_members(ws, plans, config)
     lcc = lcc if use_postprocessing else []
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
-                             plans.num_input_channels)
+                             plans.num_input_channels, list(plans.channel_names.values()))
     if select is not None:
         inputs = select(inputs)
         if not inputs:

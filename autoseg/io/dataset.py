@@ -1,5 +1,10 @@
-"""The nnU-Net v2 raw dataset layout: ``imagesTr/<case>_<channel:04d><ending>``, ``labelsTr/<case><ending>``,
+"""The nnU-Net v2 raw dataset layout: ``imagesTr/<case>_<file:04d><ending>``, ``labelsTr/<case><ending>``,
 ``dataset.json`` (channel_names, labels, numTraining, file_ending) and optionally ``cases.csv``.
+
+A case's channels are the channels of its image files in file order, as nnU-Net counts them: one file per channel
+(``_0000``, ``_0001``, ...), or fewer files that each hold several channels, as nnU-Net writes colour images (one RGB
+``<case>_0000.png`` for ``channel_names`` R, G, B; an RGBA file is four channels, alpha included). Every case of a
+dataset is written the same way.
 
 ``load_dataset`` checks the structure (cheap: file names only); ``verify_case`` checks the contents of one case
 (values, shapes, spacings, NaN) and is run on every case while the fingerprint is extracted.
@@ -36,6 +41,12 @@ class DatasetInfo:
     groups: dict[str, str] = field(default_factory=dict)  # case -> patient / group
     phases: dict[str, str] = field(default_factory=dict)  # case -> ED / ES where known
     regions_class_order: list[int] | None = None  # region labels: the value each region writes, in order
+    files_per_case: int | None = None  # image files per case; None: one per channel
+
+    @property
+    def num_files(self) -> int:
+        """Image files per case: fewer than the channels when a file holds several (an RGB PNG holds three)."""
+        return self.files_per_case or self.num_channels
 
     @property
     def num_channels(self) -> int:
@@ -54,7 +65,7 @@ class DatasetInfo:
         return self.label_spec.foreground_values
 
     def image_files(self, case: str, folder: str = "imagesTr") -> list[Path]:
-        return [self.root / folder / f"{case}_{c:04d}{self.file_ending}" for c in range(self.num_channels)]
+        return [self.root / folder / f"{case}_{c:04d}{self.file_ending}" for c in range(self.num_files)]
 
     def label_file(self, case: str, folder: str = "labelsTr") -> Path:
         return self.root / folder / f"{case}{self.file_ending}"
@@ -105,15 +116,87 @@ def check_dataset_json(dj, dj_path: Path) -> None:
 
 def case_ids_in(folder: Path, file_ending: str, num_channels: int | None = None) -> list[str]:
     """Case identifiers in an images folder (``<case>_<4 digits><ending>``)."""
+    return sorted(case_files_in(folder, file_ending))
+
+
+def case_files_in(folder: Path, file_ending: str) -> dict[str, dict[int, Path]]:
+    """{case: {file index: path}} for the ``<case>_<4 digits><ending>`` files of an images folder."""
     pat = re.compile(r"^(.*)_(\d{4})" + re.escape(file_ending) + "$")
-    ids = set()
+    out: dict[str, dict[int, Path]] = {}
     for p in folder.iterdir():
         if p.name.startswith("."):  # hidden and temporary files are never cases
             continue
         m = pat.match(p.name)
         if m:
-            ids.add(m.group(1))
-    return sorted(ids)
+            out.setdefault(m.group(1), {})[int(m.group(2))] = p
+    return out
+
+
+def channels_in_file(path: Path) -> int:
+    """Channels an image file holds, from its header: components per pixel (RGB 3, RGBA 4: nnU-Net keeps alpha as a
+    channel); 0 when the header cannot be read (reading the case gives the clear error)."""
+    import SimpleITK as sitk
+
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(path))
+    try:
+        r.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    return int(r.GetNumberOfComponents())
+
+
+def _kind(n: int) -> str:
+    return {1: "1 channel", 3: "3 channels, RGB", 4: "4 channels, RGBA"}.get(n, f"{n} channels")
+
+
+def case_channel_files(case: str, present: dict[int, Path], channel_names: list[str], ending: str,
+                       declared_in: str = "dataset.json") -> tuple[list[Path], list[str]]:
+    """(the case's image files in channel order, problems). One file per channel needs no header read; fewer files
+    than channels are read (header only) to see whether they hold the declared channels (an RGB file holds three)."""
+    nch = len(channel_names)
+    if not present:
+        return [], [f"case {case}: no image files (expected {case}_0000{ending})"]
+    k = max(present) + 1
+    gaps = [i for i in range(k) if i not in present]
+    if k > nch:
+        return [], [f"case {case}: image files _0000 to _{k - 1:04d}, but {declared_in} declares {nch} channel(s) "
+                    f"{list(channel_names)}: remove the extra files or declare their channels"]
+    if gaps:
+        return [], [f"case {case}: missing channel {i} ({case}_{i:04d}{ending})" for i in gaps]
+    files = [present[i] for i in range(k)]
+    if k == nch:
+        return files, []  # one file per channel: each is checked to hold one when the case is read
+    counts = [channels_in_file(f) for f in files]
+    if 0 in counts or sum(counts) == nch:  # an unreadable file is reported when the case is read
+        return files, []
+    if all(c == 1 for c in counts):
+        return [], [f"case {case}: missing channel {i} ({case}_{i:04d}{ending})" for i in range(k, nch)]
+    held = ", ".join(f"{f.name}: {_kind(c)}" for f, c in zip(files, counts))
+    return [], [f"case {case}: its image files hold {sum(counts)} channels ({held}), but {declared_in} declares {nch} "
+                f"{list(channel_names)}; declare one channel_names entry per channel (an RGBA file's alpha "
+                "is a channel, as in nnU-Net) or save the images without the extra channels"]
+
+
+def _layout(files: list[Path], nch: int) -> str:
+    if len(files) == nch:
+        return f"{nch} image file(s), one channel each"
+    return f"{len(files)} image file(s) holding {nch} channels ({', '.join(f.name for f in files)})"
+
+
+def mixed_layout_problems(files_of: dict[str, list[Path]], nch: int) -> list[str]:
+    """Cases written differently from the others (one RGB file here, three one-channel files there): refused, since
+    a dataset's cases must share one layout; the most common layout is the reference."""
+    by_count: dict[int, list[str]] = {}
+    for case, files in files_of.items():
+        by_count.setdefault(len(files), []).append(case)
+    if len(by_count) < 2:
+        return []
+    ref = max(by_count, key=lambda n: (len(by_count[n]), -n))
+    ref_case = by_count[ref][0]
+    return [f"case {c}: {_layout(files_of[c], nch)}, but {len(by_count[ref])} case(s) such as {ref_case} have "
+            f"{_layout(files_of[ref_case], nch)}; write every case the same way (nnU-Net's colour convention: one "
+            f"RGB <case>_0000 file per case)" for n, cs in sorted(by_count.items()) if n != ref for c in cs]
 
 
 def _read_case_table(path: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -160,20 +243,24 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
     nch = len(channel_names)
     if sorted(str(k) for k in channel_names) != sorted(str(i) for i in range(nch)):
         raise AutosegError(f"{root / 'dataset.json'}: channel_names keys must be 0..{nch - 1}")
-    cases = case_ids_in(img_dir, ending)
+    present = case_files_in(img_dir, ending)
+    cases = sorted(present)
     if not cases:
         raise AutosegError(f"{img_dir}: no images named <case>_0000{ending}; the dataset is empty")
     problems = []
+    files_of: dict[str, list[Path]] = {}
     for c in cases:
-        for ch in range(nch):
-            if not (img_dir / f"{c}_{ch:04d}{ending}").is_file():
-                problems.append(f"case {c}: missing channel {ch} ({c}_{ch:04d}{ending})")
+        files, bad = case_channel_files(c, present[c], list(channel_names.values()), ending)
+        problems += bad
+        if files:
+            files_of[c] = files
         if not (lab_dir / f"{c}{ending}").is_file():
             problems.append(f"case {c}: missing label file labelsTr/{c}{ending}")
     extra = sorted({p.name[: -len(ending)] for p in lab_dir.glob("*" + ending)
                     if not p.name.startswith(".")} - set(cases))
     for c in extra:
         problems.append(f"case {c}: label file has no image (expected imagesTr/{c}_0000{ending})")
+    problems += mixed_layout_problems(files_of, nch)
     if int(dj["numTraining"]) != len(cases):
         problems.append(f"dataset.json says numTraining={dj['numTraining']}, but imagesTr holds {len(cases)} cases")
     if problems:
@@ -198,8 +285,9 @@ def load_dataset(root: str | Path, group_by: str | None = None) -> DatasetInfo:
     groups = {c: groups.get(c, c) for c in cases}  # ungrouped cases are their own patient
     spec = LabelSpec.parse(dj["labels"], dj.get("regions_class_order"), str(root / "dataset.json"))
     rco = list(spec.regions_class_order) if spec.regions_class_order else None
+    n_files = len(files_of[cases[0]])
     return DatasetInfo(root, str(dj.get("name", root.name)), channel_names, spec.to_json(), ending, cases, groups,
-                       phases, rco)
+                       phases, rco, None if n_files == nch else n_files)
 
 
 def dimension_of(path: Path) -> int:
@@ -234,7 +322,7 @@ def _warn_if_odd(case: str, data: np.ndarray, seg: np.ndarray) -> None:
 
 def verify_case(ds: DatasetInfo, case: str) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Read one training case and check its contents; return (data, seg, geometry)."""
-    data, geom = read_case_images(ds.image_files(case), case)
+    data, geom = read_case_images(ds.image_files(case), case, ds.num_channels)
     _check_dimension(ds, case, geom)
     seg, lgeom = read_label(ds.label_file(case), case)
     if lgeom.shape != geom.shape:

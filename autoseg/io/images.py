@@ -2,8 +2,11 @@
 
 Internally every image is a numpy array in (z, y, x) order with channels first: ``(C, Z, Y, X)``. A 2D image
 (PNG, or a 2D NIfTI) becomes a single slice ``(C, 1, Y, X)`` whose z spacing is a large dummy value, so the
-planner treats it as 2D and never resamples across slices. ``Geometry`` remembers the original dimension,
-spacing, origin and direction so that a prediction is written back exactly on the input's grid.
+planner treats it as 2D and never resamples across slices. A colour file (RGB, RGBA) is several channels, its
+components in file order with alpha kept, as nnU-Net's natural-image reader counts them; PNG and TIFF files are
+natural images whose pixel spacing is 1 (nnU-Net's convention; their dpi tags are not a physical size).
+``Geometry`` remembers the original dimension, spacing, origin and direction so that a prediction is written back
+exactly on the input's grid.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import SimpleITK as sitk
 
 from ..utils import AutosegError, atomic_write_bytes
 
-SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png")
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png", ".tif", ".tiff")
+NATURAL_IMAGE_ENDINGS = (".png", ".tif", ".tiff")  # 2D only, pixel spacing 1, written as 8-bit
 DUMMY_2D_SPACING = 999.0
 MAX_SPACING_MM = 1e4  # above this a spacing is a unit or header error (nnU-Net's 2D convention uses 999)
 MAX_ABS_INTENSITY = 1e12  # beyond this float32 normalisation overflows (mean/std of squares)
@@ -32,7 +36,7 @@ class Geometry:
     sitk_spacing: tuple[float, ...]  # as SimpleITK reports it (x, y[, z])
     origin: tuple[float, ...]
     direction: tuple[float, ...]
-    is_png: bool = False
+    is_png: bool = False  # a natural 2D image (PNG or TIFF): spacing 1, labels written as 8-bit
 
     def to_dict(self) -> dict:
         return {"dimension": self.dimension, "shape": list(self.shape), "spacing": list(self.spacing),
@@ -158,13 +162,14 @@ def check_nifti_file(path: Path) -> bool:
 def _to_internal(img: sitk.Image, path: Path) -> tuple[np.ndarray, Geometry]:
     """Array of shape (C, Z, Y, X) and its geometry."""
     dim = img.GetDimension()
-    is_png = str(path).lower().endswith(".png")
+    is_png = is_natural_image(path)
+    if is_png and dim != 2:
+        raise AutosegError(f"{path}: a {dim}D {ending_of(path)} stack; PNG and TIFF files are read as 2D natural "
+                           "images (as nnU-Net does); convert 3D stacks to NIfTI or MHA with their spacing")
     arr = sitk.GetArrayFromImage(img)
     ncomp = img.GetNumberOfComponentsPerPixel()
-    if ncomp > 1:  # vector image (e.g. RGB PNG): components last -> channels first
+    if ncomp > 1:  # vector image (RGB, RGBA): components last -> channels first, alpha kept as nnU-Net keeps it
         arr = np.moveaxis(arr, -1, 0)
-        if is_png and arr.shape[0] == 4:  # drop alpha
-            arr = arr[:3]
     else:
         arr = arr[None]
     if dim == 2:
@@ -198,12 +203,18 @@ def _nifti_has_nonfinite(path: Path) -> bool:
     return not np.isfinite(np.asanyarray(img.dataobj)).all()
 
 
+def is_natural_image(path: str | Path) -> bool:
+    return str(path).lower().endswith(NATURAL_IMAGE_ENDINGS)
+
+
 def _is_nifti(path: Path) -> bool:
     return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
-def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.ndarray, Geometry]:
-    """Read the channel files of one case into a float32 (C, Z, Y, X) array; all channels must share a grid."""
+def read_case_images(paths: Sequence[str | Path], case: str = "", num_channels: int | None = None
+                     ) -> tuple[np.ndarray, Geometry]:
+    """Read the image files of one case into a float32 (C, Z, Y, X) array; all channels must share a grid. A colour
+    file gives several channels; ``num_channels``, when given, is the count the files must hold together."""
     arrays, geom0 = [], None
     for p in paths:
         p = Path(p)
@@ -222,6 +233,12 @@ def read_case_images(paths: Sequence[str | Path], case: str = "") -> tuple[np.nd
         del arr
     if geom0 is None:
         raise AutosegError(f"case {case}: no image files given")
+    held = [a.shape[0] for a in arrays]
+    if num_channels is not None and sum(held) != num_channels:
+        what = ", ".join(f"{Path(p).name}: {n}" for p, n in zip(paths, held))
+        raise AutosegError(f"case {case or Path(paths[0]).name}: the image files hold {sum(held)} channel(s) "
+                           f"({what}), but {num_channels} are expected; give one file per channel, or one colour file "
+                           "holding all of them (RGBA counts alpha as a channel)")
     data = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, 0)  # one channel: no second copy
     del arrays
     if not np.isfinite(data).all():
@@ -239,7 +256,7 @@ def read_label(path: str | Path, case: str = "") -> tuple[np.ndarray, Geometry]:
     path = Path(path)
     img, nonfinite = _read_sitk(path)
     if img.GetNumberOfComponentsPerPixel() > 1:
-        if path.suffix.lower() == ".png":  # RGB PNG label with equal channels
+        if is_natural_image(path):  # RGB PNG/TIFF label with equal channels
             img = sitk.VectorIndexSelectionCast(img, 0)
         else:
             raise AutosegError(f"case {case or path.name}: label file {path} has several components per voxel")
@@ -272,7 +289,7 @@ def write_label(seg: np.ndarray, geom: Geometry, path: str | Path) -> None:
 
 
 def write_image(data: np.ndarray, geom: Geometry, path: str | Path) -> None:
-    """Write a single-channel (Z, Y, X) image with the given geometry (PNG as 8-bit, others as float32)."""
+    """Write a single-channel (Z, Y, X) image with the given geometry (PNG/TIFF as 8-bit, others as float32)."""
     path = Path(path)
-    dtype = np.uint8 if str(path).lower().endswith(".png") else np.float32
+    dtype = np.uint8 if is_natural_image(path) else np.float32
     _write_sitk(data.astype(dtype), geom, path)
