@@ -209,19 +209,27 @@ def write_readme(version: str, model_cmds: dict | None) -> None:
     prev = (OUT / "README.md").read_text() if (OUT / "README.md").is_file() else ""
     model = ""
     if model_cmds:
-        model = (f"\nThe model (phantom `{MODEL_DATASET}`: 5 training patients, 2 test patients = 4 test images, "
+        model = (f"The model (phantom `{MODEL_DATASET}`: 5 training patients, 2 test patients = 4 test images, "
                  f"48x48 in-plane at 1.75 mm, 8 mm slices; nnU-Net's 2d plan with features capped at {FEATURE_CAP}; "
                  f"fold 0, {EPOCHS} epochs x {ITERS} iterations at batch {BATCH} on the CPU, "
                  f"{model_cmds['train_seconds']} s):\n\n```\n{model_cmds['plan']}\n"
                  f"(features_per_stage capped at {FEATURE_CAP} in nnUNetPlans.json)\n{model_cmds['train']}\n"
-                 f"{model_cmds['predict']}\n```\n")
-    elif "## Model commands" in prev:
-        model = prev[prev.index("## Model commands") + len("## Model commands\n"):prev.index("## Files")]
+                 f"{model_cmds['predict']}\n```")
+    elif "## Model commands" in prev:  # this run did not make the model: keep what the README said of it
+        model = prev[prev.index("## Model commands") + len("## Model commands"):prev.index("## Files")].strip()
     text = (f"# nnU-Net v2 reference outputs (generated, do not edit)\n\nMade by {version} on "
             f"{datetime.date.today().isoformat()} with\n\n```bash\nbash benchmarks/make_nnunet_references.sh\n```\n\n"
             "(see benchmarks/nnunet_references/__main__.py). The tests that read these files run without nnU-Net; "
             "rerun the command after a change to benchmarks/plan_diff/datasets.py (test_plan_diff then says so).\n\n"
-            f"## Model commands\n{model}\n## Files\n\n{sizes}\n")
+            "- `plans.json`: nnU-Net's plans (default, ResEnc M/L/XL planners) for the 45 datasets of "
+            "benchmarks/plan_diff, only the fields compare.py reads, with the fingerprints and per-case separate-z "
+            "decisions (tests/test_plan_diff.py);\n"
+            "- `networks.json`: nnU-Net's PlainConvUNet and ResidualEncoderUNet built from some of those plans and "
+            "from small hand-made arguments: state-dict keys and shapes, parameter counts, feature-map estimates, "
+            "output shapes of the small ones (tests/test_networks.py, tests/test_nnunet_import.py);\n"
+            "- `model/`: a tiny model trained by nnU-Net, as nnU-Net writes it, four test images and "
+            "nnUNetv2_predict's label maps for them (tests/test_nnunet_import.py, the import's known answer).\n\n"
+            f"## Model commands\n\n{model}\n\n## Files\n\n{sizes}\n")
     (OUT / "README.md").write_text(text)
 
 
