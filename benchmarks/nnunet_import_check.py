@@ -7,8 +7,9 @@ the Dice per case and label between the two, whether the geometry is the same, a
 
     python benchmarks/nnunet_import_check.py WORK_DIR [--iters 30] [--venv /tmp/nnunet_venv]
 
-The venv is taken from --venv, else NNUNET_VENV, else /tmp/nnunet_venv. tests/test_nnunet_import.py calls the
-same functions with fewer iterations.
+The venv is taken from --venv, else NNUNET_VENV, else /tmp/nnunet_venv. tests/test_nnunet_import.py runs the
+committed form of this check without nnU-Net (tests/references/nnunet/model, made by
+benchmarks/make_nnunet_references.sh).
 """
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Networks from blocks: state-dict keys unchanged from main's plain U-Net, one derivation of the structure for the
 modules, the memory estimate and the MAC count (checked against forward hooks), the ResEnc U-Net against nnU-Net's
-dynamic-network-architectures, argument validation and the registry."""
+dynamic-network-architectures (committed reference counts), argument validation and the registry."""
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,6 @@ from autoseg.networks.blocks import BasicResidualBlock
 from autoseg.utils import AutosegError
 
 DATA = Path(__file__).parent / "data"
-NNUNET_VENV = Path(os.environ.get("NNUNET_VENV", "/tmp/nnunet_venv"))
 
 
 def _plain(dim=2, **over):
@@ -167,67 +164,52 @@ def test_registry_refuses_duplicates():
     assert {"PlainConvUNet", "ResidualEncoderUNet"} <= set(NETWORKS)
 
 
-# ---- against nnU-Net's dynamic-network-architectures (in its own venv) ----
-NNUNET_SCRIPT = r"""
-import json, sys, torch
-from torch import nn
-from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
-out = []
-for name, kw, patch in json.load(sys.stdin):
-    dim = kw.pop("dim")
-    for k in ("norm", "nonlin", "negative_slope"):
-        kw.pop(k, None)
-    common = dict(conv_op=nn.Conv2d if dim == 2 else nn.Conv3d, conv_bias=True,
-                  norm_op=nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d,
-                  norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
-                  nonlin_kwargs={"inplace": True})
-    cls = PlainConvUNet if name == "PlainConvUNet" else ResidualEncoderUNet
-    net = cls(**kw, **common)
-    with torch.no_grad():
-        y = net(torch.zeros(1, kw["input_channels"], *patch))
-    y = y if isinstance(y, (list, tuple)) else [y]
-    out.append({"params": sum(p.numel() for p in net.parameters()), "shapes": [list(t.shape) for t in y],
-                "feature_map_size": int(net.compute_conv_feature_map_size(patch))})
-print(json.dumps(out))
-"""
-
-NNUNET_CASES = [
-    ("PlainConvUNet", _plain(2), [32, 24]),
-    ("PlainConvUNet", _plain(3, deep_supervision=False, n_conv_per_stage=[1, 2, 3, 2]), [8, 32, 16]),
-    ("ResidualEncoderUNet", _resenc(2), [32, 24]),
-    # ResEnc M's 3D blocks per stage (1, 3, 4, 6, 6, 6), anisotropic first pooling
-    ("ResidualEncoderUNet", _resenc(3, n_blocks=(1, 3, 4, 6, 6, 6), n_stages=6,
-                                    features_per_stage=[4, 8, 16, 32, 32, 32],
-                                    kernel_sizes=[[1, 3, 3]] + [[3, 3, 3]] * 5,
-                                    strides=[[1, 1, 1], [1, 2, 2]] + [[2, 2, 2]] * 2 + [[1, 2, 2]] * 2,
-                                    n_conv_per_stage_decoder=[1] * 5), [8, 64, 64]),
-    ("ResidualEncoderUNet", _resenc(2, n_blocks=(2, 2, 2, 2), deep_supervision=False, input_channels=3,
-                                    num_classes=5), [16, 16]),
-]
+# ---- against nnU-Net's dynamic-network-architectures (committed: tests/references/nnunet/networks.json) ----
+NNUNET_NETWORKS = json.loads((Path(__file__).parent / "references" / "nnunet" / "networks.json").read_text())
 
 
-def test_parameter_counts_output_shapes_and_memory_estimates_match_nnunet():
-    """Same arguments, same network: parameter count, output shapes, and the feature-map estimate nnU-Net's planner
-    uses (so a planner calibrated on nnU-Net's numbers plans the same patches)."""
-    python = NNUNET_VENV / "bin" / "python"
-    if not python.is_file():
-        pytest.skip(f"nnU-Net's venv is absent ({python}); set NNUNET_VENV to compare with "
-                    "dynamic-network-architectures")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([str(python), "-c", NNUNET_SCRIPT], input=json.dumps(NNUNET_CASES), capture_output=True,
-                         text=True, env=env, timeout=300)
-    if res.returncode != 0 and "No module named 'dynamic_network_architectures'" in res.stderr:
-        pytest.skip(f"{python} has no dynamic_network_architectures")
-    assert res.returncode == 0, res.stderr[-2000:]
-    theirs = json.loads(res.stdout)
-    for (name, kw, patch), ref in zip(NNUNET_CASES, theirs):
+def autoseg_kwargs(case: dict) -> tuple[str, dict]:
+    """nnU-Net's network arguments (plans.json form) -> autoseg's registry name and arguments."""
+    a = case["arch_kwargs"]
+    name = case["network_class_name"].rsplit(".", 1)[-1]
+    blocks = "n_blocks_per_stage" if name == "ResidualEncoderUNet" else "n_conv_per_stage"
+    return name, {"dim": 2 if a["conv_op"].endswith("2d") else 3, "input_channels": case["input_channels"],
+                  "num_classes": case["num_classes"], "n_stages": a["n_stages"],
+                  "features_per_stage": a["features_per_stage"], "kernel_sizes": a["kernel_sizes"],
+                  "strides": a["strides"], blocks: a[blocks],
+                  # nnU-Net lists decoder stages deepest first; autoseg by the encoder stage they return to
+                  "n_conv_per_stage_decoder": a["n_conv_per_stage_decoder"][::-1], "deep_supervision": True}
+
+
+@pytest.mark.parametrize("case", NNUNET_NETWORKS["networks"], ids=lambda c: c["label"])
+def test_parameters_output_shapes_and_memory_estimates_match_nnunet(case):
+    """Same arguments, same network as nnU-Net's (PlainConvUNet and ResidualEncoderUNet from real 2d/3d plans of the
+    default and ResEnc presets, and small hand-made ones): parameter count, the multiset of parameter shapes, the
+    feature-map estimate nnU-Net's planner uses (so a planner calibrated on nnU-Net's numbers plans the same
+    patches) and, for the small ones, the output shapes."""
+    name, kw = autoseg_kwargs(case)
+    with torch.device("meta"):  # full-size 3D networks: shapes only
         net = build_network(name, kw)
+    assert sum(p.numel() for p in net.parameters()) == case["params"]
+    ours = sorted(tuple(p.shape) for p in net.state_dict().values())
+    theirs = sorted(tuple(s) for k, s in case["state_dict"] if ".all_modules." not in k
+                    and not k.startswith("decoder.encoder."))  # nnU-Net's duplicate registrations
+    assert ours == theirs
+    assert net.costs(case["patch_size"]).feature_map_elements == case["feature_map_size"]
+    if "output_shapes" in case:
+        net = build_network(name, kw).eval()
         with torch.no_grad():
-            y = net(torch.zeros(1, kw["input_channels"], *patch))
-        y = y if isinstance(y, list) else [y]
-        assert sum(p.numel() for p in net.parameters()) == ref["params"], name
-        assert [list(t.shape) for t in y] == ref["shapes"], name
-        assert net.costs(patch).feature_map_elements == ref["feature_map_size"], name
+            y = net(torch.zeros(1, kw["input_channels"], *case["patch_size"]))
+        assert [list(t.shape) for t in (y if isinstance(y, list) else [y])] == case["output_shapes"]
+
+
+def test_committed_nnunet_networks_cover_both_classes_2d_3d_and_presets():
+    labels = [(c["network_class_name"].rsplit(".", 1)[-1], len(c["patch_size"]), c["label"])
+              for c in NNUNET_NETWORKS["networks"]]
+    for cls in ("PlainConvUNet", "ResidualEncoderUNet"):
+        assert {d for c, d, _ in labels if c == cls} == {2, 3}
+    assert {p for p in ("default", "resenc-m", "resenc-l", "resenc-xl") if any(f" {p} " in lab for *_, lab in labels)
+            } == {"default", "resenc-m", "resenc-l", "resenc-xl"}
 
 
 @pytest.mark.slow

@@ -1,54 +1,79 @@
 """Differential test: autoseg's plans against nnU-Net v2's own planners (benchmarks/plan_diff).
 
-Runs nnU-Net (default and ResEnc M/L/XL planners) from its virtual environment ($NNUNET_VENV, default
-/tmp/nnunet_venv) on a subset of the seeded datasets that touches every rule (large 2D image, half-voxel
-median, non-square in-plane spacing, 3d_lowres dropped, cascade and square-median ties, real PNG files fingerprinted
-by both tools) and fails on any disagreement not listed as intended.
-The whole family: `PYTHONPATH=$PWD python -m benchmarks.plan_diff`.
+nnU-Net's plans (default and ResEnc M/L/XL planners) for all 45 seeded datasets are committed in
+tests/references/nnunet/plans.json (made by `bash benchmarks/make_nnunet_references.sh plans`), so the comparison
+runs without nnU-Net: it fails on any disagreement not listed in compare.INTENDED, and on an INTENDED entry that no
+longer matches one. The live check (nnU-Net's planners run again on two datasets, must reproduce the committed
+plans) needs nnU-Net's venv ($NNUNET_VENV, default /tmp/nnunet_venv) and skips without it.
+The whole family with a fresh nnU-Net run: `PYTHONPATH=$PWD python -m benchmarks.plan_diff --refresh`.
 """
 import copy
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from benchmarks.plan_diff import __main__ as harness
-from benchmarks.plan_diff.compare import compare_all
+from benchmarks.plan_diff.compare import INTENDED, PRESETS, compare_all, index_digest, trim_dump
+from benchmarks.plan_diff.datasets import generate
 
-SUBSET = ["half_voxel_even", "nonsquare_inplane_4mm", "lowres_just_over", "2d_large_1024x1280", "files_2d_png_odd",
-          "mr_aniso_last_few", "ct_square_exact"]
+REFS = Path(__file__).parent / "references" / "nnunet" / "plans.json"
+REFRESH = "bash benchmarks/make_nnunet_references.sh plans"
 
 
 @pytest.fixture(scope="module")
-def nnunet_run(tmp_path_factory):
-    if not harness.nnunet_python().is_file():
-        pytest.skip(f"differential test: nnU-Net's python not found at {harness.nnunet_python()} (install nnU-Net v2 "
-                    "in a virtual environment and set NNUNET_VENV)")
-    work = Path(os.environ.get("PLAN_DIFF_WORK", tmp_path_factory.mktemp("plan_diff")))
-    return work, harness.prepare(work, 0, SUBSET, refresh=False)
+def committed(tmp_path_factory) -> tuple[Path, dict]:
+    """The generated datasets (autoseg plans them) and nnU-Net's committed plans for them."""
+    refs = json.loads(REFS.read_text())
+    work = tmp_path_factory.mktemp("plan_diff")
+    index = generate(work, refs["generator"]["seed"])
+    assert index_digest(index) == refs["generator"]["index_sha256"], (
+        f"benchmarks/plan_diff/datasets.py generates other datasets than {REFS} was made from: run `{REFRESH}`")
+    return work, refs["datasets"]
 
 
-@pytest.mark.slow
-def test_plans_equal_nnunets(nnunet_run):
-    work, nnunet = nnunet_run
+def test_plans_equal_committed_nnunet_plans(committed):
+    work, nnunet = committed
     rows, stats = compare_all(work, nnunet)
-    assert stats["datasets"] == len(SUBSET) and stats["fields"] > 500
+    assert stats["datasets"] == len(nnunet) >= 45 and stats["fields"] > 7000
     bad = [r for r in rows if not r["intended"]]
     assert not bad, "\n".join(f"{r['dataset']} {r['preset']} {r['field']}: autoseg {r['autoseg']} nnU-Net "
                               f"{r['nnunet']}" for r in bad)
+    used = {(ds, pr, f) for ds, pr, names, _ in INTENDED for f in names
+            if any(ds in r["dataset"] and pr in ("*", r["preset"]) and r["field"] == f for r in rows)}
+    stale = [(ds, pr, f) for ds, pr, names, _ in INTENDED for f in names if (ds, pr, f) not in used]
+    assert not stale, f"compare.INTENDED lists fields on which autoseg now agrees with nnU-Net: {stale}"
+
+
+def test_harness_reports_a_planted_disagreement(committed):
+    work, nnunet = committed
+    name = next(n for n in nnunet if "ct_square_exact" in n)
+    tampered = copy.deepcopy(nnunet[name])
+    tampered["plans"]["resenc-l"]["configurations"]["3d_fullres"]["batch_size"] += 1
+    del tampered["plans"]["default"]["configurations"]["3d_cascade_fullres"]
+    tampered["separate_z"]["resenc-m"]["2d"][0] = [True, 0]
+    rows, _ = compare_all(work, {name: tampered}, names=["ct_square_exact"])
+    fields = {(r["preset"], r["field"]) for r in rows if not r["intended"]}
+    planted = {("resenc-l", "3d_fullres.batch_size"), ("default", "configurations"),
+               ("resenc-m", "2d.separate_z_per_case"), ("default", "3d_cascade_fullres.patch_size"),
+               ("resenc-l", "3d_cascade_fullres.batch_size")}  # the cascade inherits 3d_fullres's batch
+    assert planted <= fields
+    assert all((p, f) in planted or (p == "default" and f.startswith("3d_cascade_fullres.")) for p, f in fields), fields
 
 
 @pytest.mark.slow
-def test_harness_reports_a_planted_disagreement(nnunet_run):
-    work, nnunet = nnunet_run
-    tampered = copy.deepcopy(nnunet)
-    name = next(n for n in tampered if "ct_square_exact" in n)
-    tampered[name]["plans"]["resenc-l"]["configurations"]["3d_fullres"]["batch_size"] += 1
-    del tampered[name]["plans"]["default"]["configurations"]["3d_cascade_fullres"]
-    rows, _ = compare_all(work, json.loads(json.dumps(tampered)))
-    fields = {(r["preset"], r["field"]) for r in rows if not r["intended"]}
-    assert ("resenc-l", "3d_fullres.batch_size") in fields and ("default", "configurations") in fields
+def test_nnunet_reproduces_the_committed_plans(tmp_path):
+    """The refresh path: nnU-Net's planners, run again on two datasets, give the committed plans."""
+    if not harness.nnunet_python().is_file():
+        pytest.skip(f"live refresh check: nnU-Net's python not found at {harness.nnunet_python()} (install nnU-Net "
+                    "v2 in a virtual environment and set NNUNET_VENV); the committed plans are compared above")
+    only = ["half_voxel_even", "files_2d_png_odd"]
+    fresh = trim_dump(harness.prepare(tmp_path, 0, only, refresh=True))
+    refs = json.loads(REFS.read_text())["datasets"]
+    assert len(fresh) == 2
+    for name, d in fresh.items():
+        assert d == refs[name], f"{name}: nnU-Net now plans differently from {REFS}; run `{REFRESH}`"
+        assert set(d["plans"]) == set(PRESETS)
 
 
 def test_generated_family_is_seeded_and_covers_the_space(tmp_path):

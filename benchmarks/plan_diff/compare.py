@@ -11,6 +11,7 @@ Fields compared, per dataset and preset (default, resenc-m, resenc-l, resenc-xl)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -27,13 +28,21 @@ CONFIG_FIELDS = ("spacing", "patch_size", "batch_size", "median_image_size_in_vo
                  "kernel_sizes", "strides", "encoder_blocks", "n_conv_per_stage_decoder", "previous_stage",
                  "next_stage")
 
-# Disagreements kept on purpose: (dataset name substring or "*", preset or "*", field prefix) -> why.
-# docs/planning.md ("Checked against nnU-Net") gives the evidence for each.
-INTENDED: dict[tuple[str, str, str], str] = {
-    ("2d_nii_thin_z", "*", ""): "single-slice data is never transposed by autoseg (2d patch 448x320 on the image "
-                                "plane); nnU-Net moves the thin slice axis away from the front, then plans a 1x448 "
-                                "2d patch and a 3d_fullres on one-voxel-thick images",
-}
+# Disagreements kept on purpose: (dataset name substring, preset or "*", exact field names) -> why. Every entry
+# names its fields; tests/test_plan_diff.py fails on an entry that no longer matches a disagreement (then autoseg
+# agrees with nnU-Net again and the entry must go). docs/planning.md ("Checked against nnU-Net") gives the
+# evidence.
+_THIN_Z_3D = tuple(f"3d_fullres.{f}" for f in CONFIG_FIELDS + ("separate_z_per_case",))
+INTENDED: list[tuple[str, str, tuple[str, ...], str]] = [
+    ("2d_nii_thin_z", "*", ("transpose_forward", "transpose_backward", "original_median_spacing_after_transp",
+                            "original_median_shape_after_transp", "2d.spacing", "2d.patch_size", "2d.batch_size",
+                            "2d.median_image_size_in_voxels", "2d.kernel_sizes", "2d.strides",
+                            "2d.separate_z_per_case"),
+     "single-slice data is never transposed by autoseg (2d patch 448x320 on the image plane); nnU-Net moves the "
+     "thin slice axis away from the front and plans a 1x448 2d patch (same number of stages and features)"),
+    ("2d_nii_thin_z", "*", ("configurations",) + _THIN_Z_3D,
+     "single-slice data gets no 3d_fullres from autoseg; nnU-Net plans one on one-voxel-thick images"),
+]
 
 
 def _short(cls: str) -> str:
@@ -128,15 +137,17 @@ def fingerprint_diffs(ours: dict, theirs: dict) -> list[tuple[str, object, objec
 
 
 def intended_reason(dataset: str, preset: str, fld: str) -> str | None:
-    for (ds, pr, prefix), why in INTENDED.items():
-        if (ds == "*" or ds in dataset) and pr in ("*", preset) and fld.startswith(prefix):
+    for ds, pr, names, why in INTENDED:
+        if ds in dataset and pr in ("*", preset) and fld in names:
             return why
     return None
 
 
-def compare_all(root: Path, nnunet: dict, presets=PRESETS) -> tuple[list[dict], dict]:
-    """Return (one row per differing field, statistics)."""
+def compare_all(root: Path, nnunet: dict, presets=PRESETS, names: list[str] | None = None) -> tuple[list[dict], dict]:
+    """Return (one row per differing field, statistics); ``names``: only datasets whose name holds one of these."""
     index = json.loads((root / "index.json").read_text())
+    if names:
+        index = [e for e in index if any(n in e["name"] for n in names)]
     rows: list[dict] = []
     stats = {"datasets": 0, "fields": 0, "autoseg_seconds": 0.0, "nnunet_seconds": 0.0}
     for entry in index:
@@ -160,7 +171,7 @@ def compare_all(root: Path, nnunet: dict, presets=PRESETS) -> tuple[list[dict], 
                     continue
                 plans = make_plans(ds, fp)
             stats["autoseg_seconds"] += time.time() - t0
-            stats["nnunet_seconds"] += theirs["seconds"][preset]
+            stats["nnunet_seconds"] += theirs.get("seconds", {}).get(preset, 0.0)  # not in committed refs
             ours = autoseg_view(plans, fp["spacings"])
             ref = nnunet_view(theirs["plans"][preset], theirs["separate_z"][preset])
             for fld in sorted(set(ours) | set(ref)):
@@ -169,6 +180,43 @@ def compare_all(root: Path, nnunet: dict, presets=PRESETS) -> tuple[list[dict], 
                 if not _equal(a, b):
                     rows.append(_row(name, preset, fld, a, b))
     return rows, stats
+
+
+_ARCH_KEYS = ("n_stages", "features_per_stage", "kernel_sizes", "strides", "n_blocks_per_stage", "n_conv_per_stage",
+              "n_conv_per_stage_decoder")
+_CONFIG_KEYS = ("inherits_from", "spacing", "patch_size", "batch_size", "median_image_size_in_voxels",
+                "normalization_schemes", "use_mask_for_norm", "batch_dice", "previous_stage", "next_stage")
+_PLAN_KEYS = ("transpose_forward", "transpose_backward", "original_median_spacing_after_transp",
+              "original_median_shape_after_transp")
+_FINGERPRINT_KEYS = ("spacings", "shapes_after_crop", "median_relative_size_after_cropping",
+                     "foreground_intensity_properties_per_channel")
+
+
+def index_digest(index: list[dict]) -> str:
+    """Fingerprint of the generated family (datasets.generate's index): committed references name the one they
+    were made from."""
+    return hashlib.sha256(json.dumps(index, sort_keys=True).encode()).hexdigest()
+
+
+def trim_plans(plans: dict) -> dict:
+    """The part of nnU-Net's plans that nnunet_view reads (the committed references keep only this)."""
+    out = {k: plans[k] for k in _PLAN_KEYS}
+    out["configurations"] = {}
+    for name, c in plans["configurations"].items():
+        t = {k: c[k] for k in _CONFIG_KEYS if k in c}
+        if "architecture" in c:
+            a = c["architecture"]
+            t["architecture"] = {"network_class_name": a["network_class_name"],
+                                 "arch_kwargs": {k: a["arch_kwargs"][k] for k in _ARCH_KEYS if k in a["arch_kwargs"]}}
+        out["configurations"][name] = t
+    return out
+
+
+def trim_dump(dump: dict) -> dict:
+    """run_nnunet.py's dump without wall times and without the plans' fields compare_all does not read."""
+    return {name: {"fingerprint": {k: d["fingerprint"][k] for k in _FINGERPRINT_KEYS},
+                   "plans": {p: trim_plans(v) for p, v in d["plans"].items()}, "separate_z": d["separate_z"]}
+            for name, d in dump.items()}
 
 
 def _row(dataset: str, preset: str, fld: str, ours, theirs) -> dict:
