@@ -125,3 +125,41 @@ def oblique_2d(oblique_run) -> Path:
 def oblique_3d(oblique_run) -> Path:
     """``oblique_run`` with its 3d_fullres configuration trained."""
     return _train_known_answer(oblique_run, "3d_fullres")
+
+
+@pytest.fixture(scope="session")
+def doubled_heart(oblique_phantom, tmp_path_factory) -> Path:
+    """A folder with one image: a held-out oblique phantom case whose heart appears twice, side by side with a gap
+    of 8 empty columns, on the case's spacing and direction. A model that segments the heart finds every label in
+    two components of similar size, so keeping the largest component visibly removes one."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(oblique_phantom / "imagesTs" / "phantom005_frame01_0000.nii.gz"))
+    heart = sitk.GetArrayFromImage(img)[32:, :48]  # the phantom's own field of view (conftest pads around it)
+    two = np.concatenate([heart, np.zeros((heart.shape[0], 8, heart.shape[2]), heart.dtype), heart], axis=1)
+    out = sitk.GetImageFromArray(two)
+    for set_, get in ((out.SetSpacing, img.GetSpacing), (out.SetOrigin, img.GetOrigin),
+                      (out.SetDirection, img.GetDirection)):
+        set_(get())
+    folder = tmp_path_factory.mktemp("doubled")
+    sitk.WriteImage(out, str(folder / "twohearts_0000.nii.gz"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cv_postprocessed_2d(oblique_2d, tmp_path_factory) -> Path:
+    """A copy of ``oblique_2d``'s 2d model whose cross-validation decided to keep the largest LV component only
+    (postprocessing.json as `autoseg crossval` writes it). Fold 'all' without that file would keep the largest
+    component of every label (the prior from the fingerprint), so the file's choice is visible."""
+    import shutil
+
+    from autoseg.postprocessing.decide import postprocessing_record
+    from autoseg.utils import save_json
+
+    run = tmp_path_factory.mktemp("cv_pp") / "run"
+    shutil.copytree(oblique_2d, run, ignore=shutil.ignore_patterns("preprocessed", "3d_fullres"))
+    rows = [["RV", 0.6, 0.6, "no"], ["MYO", 0.9, 0.88, "no"], ["LV", 0.93, 0.95, "yes"]]
+    save_json(postprocessing_record(rows, {"background": 0, "RV": 1, "MYO": 2, "LV": 3}, 10),
+              run / "2d" / "postprocessing.json")
+    return run
