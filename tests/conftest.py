@@ -59,29 +59,47 @@ KNOWN_ANSWER_STEPS = {"2d": (60, 4), "3d_fullres": (30, 2)}
 
 @pytest.fixture(scope="session")
 def oblique_phantom(tiny_phantom, tmp_path_factory) -> Path:
-    """``tiny_phantom`` rewritten with the coarse (slice) axis LAST in the array, so that autoseg's transpose is
-    not the identity, with a direction rotated out of the axes, a shifted origin and a zero margin on one side of
-    each in-plane axis: images and labels alike, so that each label still lies on its image. Predictions must land
-    on the reference labels on this grid."""
+    """``tiny_phantom``'s training cases and a held-out patient ("heldout_frame01/02"), rewritten with the coarse
+    (slice) axis LAST in the array, so that autoseg's transpose is not the identity, with a direction rotated out
+    of the axes, a shifted origin and a zero margin on one side of each in-plane axis: images and labels alike, so
+    that each label still lies on its image. Predictions must land on the reference labels on this grid.
+
+    The phantom centres its heart in the field of view, and mirrored about the centre the LV keeps most of its
+    Dice; so the held-out patient is drawn on a wider field (64 voxels) and cut to the training cases' 48 with its
+    LV 8 voxels off-centre along both in-plane axes, on the anti-diagonal: a prediction mirrored, or with its
+    in-plane axes swapped, then misses it."""
     import numpy as np
     import SimpleITK as sitk
 
+    from autoseg.datasets.phantom import make_phantom_dataset
+
+    wide = make_phantom_dataset(tmp_path_factory.mktemp("wide") / "data", n_train_patients=0, n_test_patients=1,
+                                seed=7, size=64)
+    lv = np.argwhere(sitk.GetArrayFromImage(sitk.ReadImage(str(wide / "labelsTs" / "phantom000_frame01.nii.gz")))
+                     == 3)
+    cy, cx = lv.mean(0)[1:]
+    y0, x0 = int(np.clip(round(cy) - 24 + 8, 0, 16)), int(np.clip(round(cx) - 24 - 8, 0, 16))  # LV at (-8, +8)
+    files = {f: f.relative_to(tiny_phantom) for sub in ("imagesTr", "labelsTr")
+             for f in (tiny_phantom / sub).glob("*.nii.gz")}
+    files.update({f: Path(f.parent.name, f.name.replace("phantom000", "heldout")) for sub in ("imagesTs", "labelsTs")
+                  for f in (wide / sub).glob("*.nii.gz")})
     out = tmp_path_factory.mktemp("oblique") / "data"
     axis, angle = np.ones(3) / np.sqrt(3), 0.6  # 34 degrees about the body diagonal
     rot = np.array(sitk.VersorTransform(tuple(axis), angle).GetMatrix()).reshape(3, 3)
-    for f in sorted(f for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
-                    for f in (tiny_phantom / sub).glob("*.nii.gz")):
-        img = sitk.PermuteAxes(sitk.ReadImage(str(f)), [2, 0, 1])  # SimpleITK (x, y, z) -> (z, x, y)
-        # zeros before the first in-plane axis (32) and after the second (48): the heart sits off-centre in both
-        # (cropped away inside, restored on output), so that a mirrored or swapped prediction misses it
+    for f, rel in sorted(files.items()):
+        img = sitk.ReadImage(str(f))
+        if "heldout" in rel.name:
+            img = img[x0:x0 + 48, y0:y0 + 48, :]  # SimpleITK slices keep the physical positions
+        img = sitk.PermuteAxes(img, [2, 0, 1])  # SimpleITK (x, y, z) -> (z, x, y): the array is (y, x, z)
+        # zeros before the first in-plane axis (32) and after the second (48): the heart sits off-centre in the
+        # whole grid as well (cropped away inside, restored on output)
         img = sitk.ConstantPad(img, (0, 0, 32), (0, 48, 0), 0)
         img.SetDirection(tuple((rot @ np.array(img.GetDirection()).reshape(3, 3)).ravel()))
         img.SetOrigin(tuple(np.array(img.GetOrigin()) + (31.5, -47.25, 12.0)))
-        dst = out / f.relative_to(tiny_phantom)
+        dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(img, str(dst))
-    for name in ("dataset.json", "cases.csv"):
-        (out / name).write_text((tiny_phantom / name).read_text())
+    (out / "dataset.json").write_text((tiny_phantom / "dataset.json").read_text())
     return out
 
 
@@ -135,7 +153,7 @@ def doubled_heart(oblique_phantom, tmp_path_factory) -> Path:
     import numpy as np
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(oblique_phantom / "imagesTs" / "phantom005_frame01_0000.nii.gz"))
+    img = sitk.ReadImage(str(oblique_phantom / "imagesTs" / "heldout_frame01_0000.nii.gz"))
     heart = sitk.GetArrayFromImage(img)[32:, :48]  # the phantom's own field of view (conftest pads around it)
     two = np.concatenate([heart, np.zeros((heart.shape[0], 8, heart.shape[2]), heart.dtype), heart], axis=1)
     out = sitk.GetImageFromArray(two)
