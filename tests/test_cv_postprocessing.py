@@ -1,6 +1,7 @@
 """The largest-component decision is taken from all folds' validation predictions, per label."""
 import json
 
+import pytest
 import SimpleITK as sitk
 
 from autoseg import api
@@ -57,3 +58,41 @@ def test_crossval_command_ignores_hidden_temporary_files(tiny_phantom, tmp_path,
     assert cv["num_cases"] == sum(len(s["val"]) for s in splits)
     assert json.loads(ws.postprocessing("2d").read_text())["lcc_labels"] == [3]
     assert json.loads((run / "best.json").read_text())["configuration"] == "2d"
+
+
+def components(seg, label: int) -> list[int]:
+    """Sizes of the 26-connected components of ``label``, largest first (scipy, not the code under test)."""
+    import numpy as np
+    from scipy import ndimage
+
+    lab, n = ndimage.label(seg == label, np.ones((3, 3, 3)))
+    return sorted(np.bincount(lab.ravel())[1:].tolist(), reverse=True)
+
+
+def predict_doubled(model, folder, out, *extra) -> "np.ndarray":  # noqa: F821
+    from autoseg.cli import main
+
+    assert main(["predict", str(model), "-i", str(folder), "-o", str(out), "-c", "2d", "--no-tta", *extra]) == 0
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(out / "twohearts.nii.gz")))
+
+
+def assert_cv_postprocessing_applied(raw, post) -> None:
+    """``raw`` (no postprocessing) has two hearts; ``post`` kept the largest LV component only, as
+    postprocessing.json says, and left the myocardium's two pieces (neither "no postprocessing" nor the fold-'all'
+    prior of every label)."""
+    import numpy as np
+
+    lv, myo = components(raw, 3), components(raw, 2)
+    assert len(lv) >= 2 and lv[1] > 0.5 * lv[0], lv  # the planted second heart's LV, not a speck
+    assert len(myo) >= 2 and myo[1] > 0.5 * myo[0], myo
+    assert len(components(post, 3)) == 1 and components(post, 3)[0] == lv[0]
+    assert components(post, 2) == myo and components(post, 1) == components(raw, 1)
+    changed = raw != post
+    assert changed.any() and np.all(raw[changed] == 3) and np.all(post[changed] == 0)
+
+
+@pytest.mark.slow
+def test_predict_applies_the_cross_validation_postprocessing(cv_postprocessed_2d, doubled_heart, tmp_path):
+    raw = predict_doubled(cv_postprocessed_2d, doubled_heart, tmp_path / "raw", "--no-postprocessing")
+    post = predict_doubled(cv_postprocessed_2d, doubled_heart, tmp_path / "post")
+    assert_cv_postprocessing_applied(raw, post)

@@ -232,3 +232,20 @@ def test_onnx_export_matches_torch(trained_run, tiny_phantom, tmp_path):
     assert np.abs(pa - pb).max() < 1e-4 and (la == lb).mean() > 0.999
     with pytest.raises(AutosegError, match="export the model .* --onnx"):
         Predictor.from_run(trained_run, folds=[0], backend="onnxruntime")
+
+
+@pytest.mark.slow
+def test_zip_carries_the_cross_validation_postprocessing(cv_postprocessed_2d, doubled_heart, tmp_path):
+    """Exported with its postprocessing.json, the model predicts from the zip what the run predicts: the largest
+    LV component only (without the file, fold 'all' would keep every label's largest component)."""
+    from .test_cv_postprocessing import assert_cv_postprocessing_applied, predict_doubled
+
+    out = tmp_path / "model.zip"
+    assert main(["export", str(cv_postprocessed_2d), "-o", str(out)]) == 0
+    with zipfile.ZipFile(out) as z:
+        assert json.loads(z.read("2d/postprocessing.json"))["lcc_labels"] == [3]
+    from_zip = predict_doubled(out, doubled_heart, tmp_path / "zip")
+    from_run = predict_doubled(cv_postprocessed_2d, doubled_heart, tmp_path / "run")
+    assert np.array_equal(from_zip, from_run)
+    raw = predict_doubled(out, doubled_heart, tmp_path / "raw", "--no-postprocessing")
+    assert_cv_postprocessing_applied(raw, from_zip)
