@@ -280,25 +280,33 @@ def _write_report(summary: dict, pred_dir: Path, labels_dir: Path, dataset_json,
 
 def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: int = 30, batch_size: int = 6,
          n_train_patients: int = 10, n_test_patients: int = 4, seed: int = 0, size: int = 80,
-         features_per_stage: list[int] | None = None) -> dict:
+         features_per_stage: list[int] | None = None, budget: str | float | None = None,
+         device: str = "auto") -> dict:
     """Phantom -> plan -> train (CPU-sized schedule) -> predict held-out patients -> evaluate.
 
     The schedule is sized for a 2-core CPU (about 450 iterations of a batch of 6 2D patches); the plan itself is
     nnU-Net's, unchanged. A smaller phantom (``size`` voxels in-plane) and network (``features_per_stage``, one
-    width per stage of the planned 2d U-Net, instead of the plan's) make a demo of seconds, for the test suite."""
+    width per stage of the planned 2d U-Net, instead of the plan's) make a demo of seconds, for the test suite.
+    With ``budget`` the demo does what a user with that much time does: plans 2d and 3d_fullres for it on
+    ``device`` and trains the configuration the plan recommends, by the clock (the schedule arguments are unused)."""
     from .datasets.phantom import make_phantom_dataset
 
     t0 = time.time()
     out = Path(out)
     data = make_phantom_dataset(out / "data", n_train_patients, n_test_patients, seed, size)
     run = out / "run"
-    plan(data, run, configurations=["2d"])
-    if features_per_stage is not None:
-        _set_features(Workspace.at(run), "2d", list(features_per_stage))
-    tc = TrainConfig(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=5, save_every=max(epochs, 1),
-                     seed=seed, batch_size=batch_size)
-    train(run, "2d", "0", tc)
-    predict(run, data / "imagesTs", out / "predictions", "2d", ["0"])
+    if budget is not None:
+        config = plan(data, run, budget=budget, device=device).recommendation.configuration
+        train(run, None, "0", TrainConfig(seed=seed))
+    else:
+        config = "2d"
+        plan(data, run, configurations=["2d"])
+        if features_per_stage is not None:
+            _set_features(Workspace.at(run), "2d", list(features_per_stage))
+        tc = TrainConfig(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=5, save_every=max(epochs, 1),
+                         seed=seed, batch_size=batch_size)
+        train(run, "2d", "0", tc)
+    predict(run, data / "imagesTs", out / "predictions", config, ["0"])
     summary = evaluate(out / "predictions", data / "labelsTs", data / "dataset.json")
     wall = time.time() - t0
     rows = [[n, m["dice"]["mean"], m["iou"]["mean"]] for n, m in summary["mean"].items()]

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=15)
     s.add_argument("--iters-per-epoch", type=int, default=30)
     s.add_argument("--batch-size", type=int, default=6)
+    s.add_argument("--budget", help="plan 2d and 3d_fullres for this much training time (e.g. 3m) and train the "
+                                    "configuration the plan recommends, by the clock (the schedule flags are unused)")
+    s.add_argument("--device", default="auto", help="with --budget: the device it is timed and trained on")
 
     s = sub.add_parser("submit", help="fan folds x configurations (or prediction parts) out to SLURM or a local "
                                       "pool; track, report and resubmit failed jobs (state in RUN_DIR/jobs/)")
@@ -234,7 +237,8 @@ def _run(args: argparse.Namespace) -> None:
         api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
                      args.images, args.hc_reference, args.hc_label, args.hc_inset_px, args.vessel_label)
     elif c == "demo":
-        api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size)
+        api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size, budget=args.budget,
+                 device=args.device)
     elif c == "submit":
         from .cluster.submit import from_args
 
