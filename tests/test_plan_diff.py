@@ -4,7 +4,8 @@ nnU-Net's plans (default and ResEnc M/L/XL planners) for all 45 seeded datasets 
 tests/references/nnunet/plans.json (made by `bash benchmarks/make_nnunet_references.sh plans`), so the comparison
 runs without nnU-Net: it fails on any disagreement not listed in compare.INTENDED, and on an INTENDED entry that no
 longer matches one. The live check (nnU-Net's planners run again on two datasets, must reproduce the committed
-plans) needs nnU-Net's venv ($NNUNET_VENV, default /tmp/nnunet_venv) and skips without it.
+plans) is the refresh path's own test: it runs only when asked (NNUNET_LIVE=1, with nnU-Net's venv at $NNUNET_VENV,
+default /tmp/nnunet_venv) and is otherwise deselected, so the suite's time does not depend on a venv lying around.
 The whole family with a fresh nnU-Net run: `PYTHONPATH=$PWD python -m benchmarks.plan_diff --refresh`.
 """
 import copy
@@ -62,6 +63,7 @@ def test_harness_reports_a_planted_disagreement(committed):
 
 
 @pytest.mark.slow
+@pytest.mark.nnunet_live
 def test_nnunet_reproduces_the_committed_plans(tmp_path):
     """The refresh path: nnU-Net's planners, run again on two datasets, give the committed plans."""
     if not harness.nnunet_python().is_file():
