@@ -21,7 +21,7 @@ def nnunet_row(work: Path) -> dict:
     epochs = [float(x) for x in kv["epoch_seconds"].split(",") if x]
     return {"epochs": int(kv["epochs"]), "iterations": int(kv["iterations"]),
             "train_seconds": float(kv["train_seconds"]), "iterations_per_epoch": int(kv["iters"]),
-            "epoch_seconds": epochs}
+            "epoch_seconds": epochs, "batch_size": int(kv["batch"]) if "batch" in kv else None}
 
 
 def autoseg_row(work: Path) -> dict:
@@ -39,7 +39,9 @@ def main() -> None:
     nn_plans = json.loads(next((work / "nnunet" / "pre").glob("*/nnUNetPlans.json")).read_text())
     nn_plans = nn_plans["configurations"]["2d"]
     rows = {"nnU-Net 2.8.1 (own plan, own trainer)": nnunet_row(work), "autoseg (own plan, budget)": autoseg_row(work)}
-    rows[next(iter(rows))]["plan"] = {k: nn_plans[k] for k in ("spacing", "patch_size", "batch_size")}
+    nn_row = next(iter(rows.values()))
+    nn_row["plan"] = {k: nn_plans[k] for k in ("spacing", "patch_size", "batch_size")}
+    nn_row["plan"]["batch_size"] = nn_row.pop("batch_size") or nn_plans["batch_size"]  # NNUNET_BATCH overrides
     rows["autoseg (own plan, budget)"]["plan"] = {k: plans[k] for k in ("spacing", "patch_size", "batch_size")}
     for r, tool in zip(rows.values(), ("nnunet", "autoseg")):
         s = json.loads((work / f"eval_{tool}" / "summary.json").read_text())

@@ -60,7 +60,8 @@ def main() -> None:
     train_s = time.time() - t0
     if not a.no_validation:
         trainer.perform_actual_validation()
-    print(f"NNUNET_TRAIN epochs={epochs} iters={a.iters} iterations={iterations} train_seconds={train_s:.1f} "
+    print(f"NNUNET_TRAIN epochs={epochs} iters={a.iters} iterations={iterations} "
+          f"batch={trainer.configuration_manager.batch_size} train_seconds={train_s:.1f} "
           f"seconds_per_iteration={train_s / max(iterations, 1):.3f} "
           f"epoch_seconds={','.join(f'{x:.2f}' for x in epoch_seconds)}")
 
