@@ -22,16 +22,18 @@ rm -rf "$WORK/site" "$WORK/data" "$WORK/nnunet" "$WORK/run" "$WORK"/pred_* "$WOR
 mkdir -p "$WORK/site" "$RES"
 printf "stage\tseconds\n" > "$RES/stages.tsv"
 stage() {  # stage NAME CMD...: run, log to WORK/NAME.log, time to stages.tsv
-  local name=$1 t0; shift; t0=$(date +%s.%N); mark "$name"
+  local name=$1 t0 ms; shift; t0=$(date +%s%N); mark "$name"
   "$@" > "$WORK/$name.log" 2>&1 || { tail -30 "$WORK/$name.log"; mark "$name failed"; exit 1; }
-  printf "%s\t%.1f\n" "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" >> "$RES/stages.tsv"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))  # no bc on the GPU image
+  printf "%s\t%d.%d\n" "$name" $((ms / 1000)) $((ms % 1000 / 100)) >> "$RES/stages.tsv"
 }
 nn() {  # an nnU-Net console script by name, from the unpacked site (no bin/ there)
   "$PY" -c 'import sys; from importlib.metadata import entry_points
 (ep,) = entry_points(group="console_scripts", name=sys.argv[1]); sys.argv = sys.argv[1:]; sys.exit(ep.load()())' "$@"
 }
 
-stage unpack_site tar xJf "$GPU_DIR/site.tar.xz" -C "$WORK/site"
+stage unpack_site "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+  "$GPU_DIR/site.tar.xz" "$WORK/site"  # Python's lzma: no xz binary needed there
 export PYTHONPATH=$WORK/site:$ROOT
 stage unpack_data "$PY" benchmarks/gpu_data.py unpack "$GPU_DIR/acdc_fold0.tar" "$WORK/data"
 TRAIN=$WORK/data/Dataset027_ACDC_fold0; TEST=$WORK/data/test_fold0
