@@ -6,7 +6,8 @@
 # budget of SECONDS_EACH on the GPU, so its schedule ends with the time) and trains fold "all" for SECONDS_EACH of
 # wall time (nnU-Net: its own trainer, 250 iterations + 50 validation batches per epoch, torch.compile as it does by
 # default on a GPU, its poly schedule fitted to the time by benchmarks/nnunet_train.py --seconds; autoseg: its
-# budget). Both models then predict the fold's 20 held-out patients (mirroring) and `autoseg evaluate` scores both.
+# budget). Both models then predict the held-out patients carried (7 of the fold's 20: see gpu_prepare.sh) with
+# mirroring, and `autoseg evaluate` scores both.
 # Prints seconds per epoch, iterations and Dice per class; writes $OUT (or $WORK/results): head_to_head.md/.json,
 # stages.tsv and the two training logs.
 # Dry run on a CPU (tiny): PYTHON=<python without SimpleITK & co> GPU_DIR=.gpu-cpu DEVICE=cpu SECONDS_EACH=60 \
