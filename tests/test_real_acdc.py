@@ -12,6 +12,7 @@ from autoseg.cli import main
 pytestmark = pytest.mark.realdata
 
 
+@pytest.mark.slow  # fingerprints all 120 ACDC volumes
 def test_acdc_plan_agrees_with_nnunet(tmp_path, acdc):
     plans = api.plan(acdc, tmp_path / "run", preprocess_after=False)
     c2, c3 = plans.configurations["2d"], plans.configurations["3d_fullres"]
