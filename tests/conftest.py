@@ -49,3 +49,12 @@ def small_run(small_planned_run, tmp_path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(small_planned_run, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def corpus_base(tmp_path_factory):
+    """The valid inputs the bad-input corpus breaks and the kill drills run on (tests/corpus/generate.py): built
+    once, as neither changes them (the corpus asserts so after every kind)."""
+    from tests.corpus.generate import build_base
+
+    return build_base(tmp_path_factory.mktemp("corpus_base"))

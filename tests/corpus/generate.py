@@ -41,7 +41,7 @@ class Case:
     guarded: list[Path]  # folders whose files must be unchanged afterwards
     exit_code: int = 2  # 0: the input is accepted with a warning (the fragment), or its leftovers cleaned up
     gone: list[Path] = field(default_factory=list)  # files that must not exist afterwards
-    subprocess: bool = False  # run as its own process (a lock naming the test's own PID); else in-process
+    subprocess: bool = False  # run as its own process (a failure of its check must not hit the test's); else not
 
 
 Builder = Callable[[Base, Path], Case]
@@ -238,13 +238,15 @@ def _(base: Base, work: Path) -> Case:
     return Case(["preprocess", str(run), "-c", "2d"], CASE, [ds])
 
 
+# The locks below name a live process that is not the one running the command (a lock holding the command's own
+# PID is that process's own, left by a killed earlier run of it): the parent of the test or generator.
 @kind("preprocess_locked_by_live_process", "preprocess")
 def _(base: Base, work: Path) -> Case:
     run = work / "run"
     shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("preprocessed", "2d"))
     (run / "preprocessed" / "2d").mkdir(parents=True)
-    (run / "preprocessed" / "2d" / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(["preprocess", str(run), "-c", "2d"], f"pid {os.getpid()}", [run], subprocess=True)
+    (run / "preprocessed" / "2d" / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(["preprocess", str(run), "-c", "2d"], f"pid {os.getppid()}", [run])
 
 
 # ---------------------------------------------------------------- predict
@@ -321,8 +323,8 @@ def _(base: Base, work: Path) -> Case:
     out = work / "out"
     out.mkdir()
     (out / "earlier.nii.gz").write_bytes(b"an earlier result")
-    (out / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(predict(base, d, out), f"pid {os.getpid()}", [d, out], subprocess=True)
+    (out / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(predict(base, d, out), f"pid {os.getppid()}", [d, out])
 
 
 def _copied_run(base: Base, work: Path, change: Callable[[dict], None]) -> Path:
@@ -449,8 +451,8 @@ def _(base: Base, work: Path) -> Case:
 @kind("evaluate_output_locked", "evaluate")
 def _(base: Base, work: Path) -> Case:
     preds, ds = eval_inputs(base, work)
-    (preds / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(evaluate(preds, ds / "labelsTs"), f"pid {os.getpid()}", [preds, ds], subprocess=True)
+    (preds / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(evaluate(preds, ds / "labelsTs"), f"pid {os.getppid()}", [preds, ds])
 
 
 # ---------------------------------------------------------------- the last ones found (issue 23)

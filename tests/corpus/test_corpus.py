@@ -3,7 +3,8 @@ no input or earlier result changed (the few warned-about kinds: exit 0 and the w
 
 Most kinds run ``autoseg.cli.main`` in this process (an exception escaping it is the traceback a user would see):
 a subprocess per kind cost most of the suite's time and proves nothing more, as the kill drills and the end-to-end
-tests run the real ``python -m autoseg.cli``. The kinds whose lock names this process's PID run as subprocesses.
+tests run the real ``python -m autoseg.cli``. A kind whose check, were it broken, would allocate hundreds of GB
+runs as a subprocess.
 """
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from .generate import KINDS, build_base
+from .generate import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return build_base(tmp_path_factory.mktemp("corpus_base"))
+@pytest.fixture
+def base(corpus_base):  # tests/conftest.py
+    return corpus_base
 
 
 def tree_hash(folders: list[Path]) -> dict[str, str]:

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus.generate import TEST_CASE, build_base
+from tests.corpus.generate import TEST_CASE
 
 ROOT = Path(__file__).resolve().parents[2]
 PAUSED = "fault: paused at"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return build_base(tmp_path_factory.mktemp("drill_base"))
+@pytest.fixture
+def base(corpus_base):  # tests/conftest.py
+    return corpus_base
 
 
 def start(argv: list[str], drill: str | None) -> subprocess.Popen:
