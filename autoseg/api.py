@@ -13,7 +13,7 @@ from .planner.plans import Plans
 from .preprocessing.preprocessor import run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
-from .utils import AutosegError, folder_lock, format_table, save_json
+from .utils import AutosegError, folder_lock, format_table, remove_stale_temps, save_json
 from .workspace import Workspace
 
 
@@ -273,6 +273,9 @@ def _write_report(summary: dict, pred_dir: Path, labels_dir: Path, dataset_json,
     dj = load_json(dj_path)
     if not isinstance(dj, dict) or "file_ending" not in dj:
         raise AutosegError(f"{dj_path}: no \"file_ending\" (e.g. \".nii.gz\"); add it for the report")
+    # a report killed earlier left its temporary files in report/ (the caller holds out_dir's lock, which cleans
+    # out_dir itself but not this subfolder)
+    remove_stale_temps(out_dir / "report")
     page = write_report(summary, pred_dir, labels_dir, out_dir / "report", Path(images_dir) if images_dir else None,
                         dj["file_ending"])
     print(f"report written to {page}", flush=True)

@@ -1,6 +1,8 @@
 """Choosing the torch device from a name; used by planning (timing), training and inference alike."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .utils import AutosegError
@@ -32,3 +34,25 @@ def plan_precision(cfg) -> str:
     for plans made without a budget or timed on a GPU (whose bf16 says nothing about this CPU)."""
     b = getattr(cfg, "budget", None)
     return b.precision if b is not None and b.device.startswith("cpu") else "fp32"
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated on ``device`` (host RAM for the CPU: MemAvailable, lowered to a container's
+    cgroup limit where one is set); None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        free = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                    if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    cgroup = Path("/sys/fs/cgroup")
+    try:  # cgroup v2: a container's limit is not in /proc/meminfo
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, max(int(limit) - int((cgroup / "memory.current").read_text()), 0))
+    except (OSError, ValueError):
+        pass
+    return free

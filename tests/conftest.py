@@ -192,3 +192,12 @@ def cv_postprocessed_2d(oblique_2d, tmp_path_factory) -> Path:
     save_json(postprocessing_record(rows, {"background": 0, "RV": 1, "MYO": 2, "LV": 3}, 10),
               run / "2d" / "postprocessing.json")
     return run
+
+
+@pytest.fixture(scope="session")
+def corpus_base(tmp_path_factory):
+    """The valid inputs the bad-input corpus breaks and the kill drills run on (tests/corpus/generate.py): built
+    once, as neither changes them (the corpus asserts so after every kind)."""
+    from tests.corpus.generate import build_base
+
+    return build_base(tmp_path_factory.mktemp("corpus_base"))

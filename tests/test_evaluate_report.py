@@ -52,6 +52,7 @@ def test_summary_layout_phases_and_clinical(predictions, tiny_phantom, tmp_path)
     assert "LV_hd95_mm" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.slow  # evaluate --report draws every figure (and Chromium renders the page)
 def test_report_page_renders_in_chromium(predictions, tiny_phantom, tmp_path):
     assert main(["evaluate", str(predictions), str(tiny_phantom / "labelsTr"), "--out", str(tmp_path),
                  "--report"]) == 0

@@ -119,6 +119,7 @@ def test_a_typo_at_any_level_is_named(where, key, message):
     (CFG + ["patch_size"], [12, 48, 0], r"3d_fullres.patch_size\[2\]: expected an integer >= 1"),
     (CFG + ["batch_size"], 2.5, r"3d_fullres.batch_size: expected an integer"),
     (CFG + ["patch_size"], [12, 48, 44], r"3d_fullres.patch_size: \[12, 48, 44\] must be divisible by \[2, 8, 8\]"),
+    (CFG + ["patch_size"], [12, 48, 8192], r"3d_fullres.patch_size: \[12, 48, 8192\] must be .*at most 4096"),
     (CFG + ["normalization_schemes"], ["ZScore"], r"normalization_schemes\[0\]: expected one of"),
     (CFG + ["use_mask_for_norm"], [False, False], r"3d_fullres.use_mask_for_norm: 2 entries for 1 input"),
     (CFG + ["architecture", "network_class_name"], "UNet",

@@ -147,6 +147,7 @@ def test_sliding_window_runs_under_the_given_autocast_and_sums_in_fp32():
     assert torch.allclose(half, plain, atol=0.05) and not torch.equal(half, plain)  # bf16 rounding, nothing more
 
 
+@pytest.mark.slow  # a 15 s budget training, then predict
 def test_a_bf16_plan_trains_and_predicts_in_bf16(small_run, tiny_phantom, tmp_path, monkeypatch, capsys):
     """End to end on the phantom: a budget plan that chose bf16 trains in it (and says so) and its validation and
     predict run the network under bf16 autocast."""

@@ -12,6 +12,8 @@ from autoseg.cli import main
 pytestmark = pytest.mark.realdata
 
 
+@pytest.mark.slow  # fingerprints all 120 ACDC volumes
+@pytest.mark.timeout(900)  # minutes on a loaded 2-core machine
 def test_acdc_plan_agrees_with_nnunet(tmp_path, acdc):
     plans = api.plan(acdc, tmp_path / "run", preprocess_after=False)
     c2, c3 = plans.configurations["2d"], plans.configurations["3d_fullres"]
@@ -47,6 +49,7 @@ def _subset(acdc, dst, patients):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_acdc_short_training_predicts_with_input_geometry(tmp_path, acdc):
     patients = sorted({r["patient"] for r in csv.DictReader(open(acdc / "cases.csv"))})
     train_p, test_p = patients[:5], patients[-1:]

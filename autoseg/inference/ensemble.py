@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import write_label
+from ..io.images import ending_of, write_label
 from ..postprocessing.components import apply_postprocessing
 from ..workspace import Workspace
 from .predictor import Predictor, save_probabilities_npz
@@ -43,7 +43,10 @@ class EnsemblePredictor:
         return seg, probs
 
     def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
-        data, geom = self.members[0].read_checked(image_files, out_file.name)
+        case = out_file.name[: -len(ending_of(out_file))]
+        data, geom = self.members[0].read_checked(image_files, case)
+        for m in self.members[1:]:  # each member resamples to its own grid
+            m.check_memory(data.shape, geom, case)
         seg, probs = self.segment(data, geom)
         write_label(seg, geom, out_file)
         if save_probabilities:

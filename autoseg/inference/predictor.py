@@ -6,7 +6,9 @@ cropped original grid -> argmax -> uncrop -> postprocess -> write with the input
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..device import autocast_dtype, plan_precision, resolve_device
+from ..device import autocast_dtype, available_memory, plan_precision, resolve_device
 from ..faults import fault_point
 from ..io.dataset import case_channel_files, case_files_in, channels_in_file, dimension_of, mixed_layout_problems
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
@@ -28,8 +30,8 @@ from ..postprocessing.components import (
     single_piece_labels,
 )
 from ..preprocessing.cropping import uncrop
-from ..preprocessing.preprocessor import preprocess_image
-from ..preprocessing.resampling import case_resampling, resample_probabilities, resampled_argmax
+from ..preprocessing.preprocessor import preprocess_image, target_spacing_for
+from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities, resampled_argmax
 from ..utils import (
     AutosegError,
     atomic_write_bytes,
@@ -55,6 +57,8 @@ class Predictor:
     mirror: bool = True
     tile_batch: int = 4
     previous: "Predictor | None" = None  # the cascade's first stage, run before this one (its folds ensembled)
+    # the training images' spacing per axis (z, y, x): (smallest, largest), from the run's fingerprint
+    train_spacing: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def configs(self) -> list[str]:
@@ -69,10 +73,7 @@ class Predictor:
                  device: str = "auto", step: float = 0.5, mirror: bool = True,
                  use_postprocessing: bool = True) -> "Predictor":
         plans = Plans.load(ws.require_plans().plans)
-        patch = list(plans.configuration(config).patch_size)
-        if not patch or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in patch):
-            raise AutosegError(f"{ws.plans}: configuration {config} has patch_size {patch}; it must be positive "
-                               "integers (at most 4096); re-plan instead of editing plans.json")
+        plans.configuration(config)  # an unknown name fails before the checkpoints load
         if not folds:
             folds = sorted(p.name[5:] for p in ws.config_dir(config).glob("fold_*")
                            if (p / checkpoint).is_file())
@@ -91,7 +92,8 @@ class Predictor:
             lcc = _prior_postprocessing(ws, plans)
         prev = plans.configuration(config).previous_stage
         first = Predictor.from_run(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
-        return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first)
+        return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first,
+                         train_spacing=_training_spacing(ws, plans))
 
     @torch.inference_mode()
     def target_probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[torch.Tensor, dict]:
@@ -187,11 +189,73 @@ class Predictor:
         if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
             raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
                                "(it would be stretched into a volume); predict it with a 2d configuration")
+        self.warn_spacing(geom, case)
+        self.check_memory(data.shape, geom, case)
         return data, geom
+
+    def warn_spacing(self, geom: Geometry, case: str) -> None:
+        """Say so when the image's spacing is far (SPACING_WARN_FACTOR) outside the training images' range: the
+        network would see its structures at a scale it never learned (a header in metres, or a wrong unit), and
+        the segmentation is likely wrong although nothing fails. A 2d configuration looks at the in-plane axes."""
+        if self.train_spacing is None:
+            return
+        lo, hi = self.train_spacing
+        fwd = self.plans.transpose_forward
+        axes = fwd[1:] if self.plans.configuration(self.config).dim == 2 else fwd
+        for a in axes:
+            s = geom.spacing[a]
+            factor = lo[a] / s if s < lo[a] else s / hi[a]
+            if factor > SPACING_WARN_FACTOR:
+                side = "finer" if s < lo[a] else "coarser"
+                print(f"warning: case {case}: spacing {_mm(geom.spacing)} mm is {factor:.3g}x {side} than the "
+                      f"training images ({lo[a]:.3g} to {hi[a]:.3g} mm on that axis); the segmentation is likely "
+                      "wrong: check the spacing in the image's header", file=sys.stderr, flush=True)
+                return
+
+    def memory_needed(self, shape: tuple[int, ...], geom: Geometry) -> tuple[int, list[str]]:
+        """Bytes a prediction of a (C, Z, Y, X) image needs at least on ``self.device``, and what makes them up:
+        the image and the classes' summed logits on the resampled grid (float32), and one batch of tiles through
+        the network (half of its feature maps: about two thirds are alive at once in an inference pass). On a GPU
+        the image stays on the host and is not counted. The cascade's first stage runs before, on its own grid."""
+        cfg = self.plans.configuration(self.config)
+        fwd = self.plans.transpose_forward
+        spacing_t = [geom.spacing[a] for a in fwd]
+        target = target_spacing_for(cfg, spacing_t)
+        grid = new_shape_for([shape[1:][a] for a in fwd], spacing_t, target)
+        window = [1, *cfg.patch_size] if cfg.dim == 2 else list(cfg.patch_size)
+        padded = [max(g, w) for g, w in zip(grid, window)]
+        voxels = math.prod(padded)
+        parts = [(4 * self.plans.num_classes * voxels,
+                  f"{self.plans.num_classes} classes on a grid of {' x '.join(map(str, padded))} voxels, the image "
+                  f"resampled from {_mm(spacing_t)} mm to {_mm(target)} mm")]
+        if self.device.type == "cpu":
+            channels = shape[0] + (self.plans.num_classes if self.previous is not None else 0)
+            parts.append((4 * channels * voxels, f"{channels} input channel(s) on that grid"))
+        costs = getattr(self.networks[0], "costs", None) if self.networks else None
+        if costs is not None:
+            batch = min(self.tile_batch, math.prod(math.ceil(p / w) for p, w in zip(padded, window)))
+            parts.append((4 * batch * costs(list(cfg.patch_size)).feature_map_elements // 2,
+                          f"{batch} tile(s) of {' x '.join(map(str, cfg.patch_size))} through the network"))
+        return sum(b for b, _ in parts), [f"{_gb(b)} for {what}" for b, what in parts]
+
+    def check_memory(self, shape: tuple[int, ...], geom: Geometry, case: str) -> None:
+        """Refuse, before allocating, an image whose prediction needs more memory than the device has (e.g. a
+        spacing of 500 mm resampled to 1.5 mm: 300 times more voxels per axis), saying what it needs and what
+        there is, instead of an allocation traceback or the kernel's out-of-memory kill."""
+        if self.previous is not None:
+            self.previous.check_memory(shape, geom, case)
+        free = available_memory(self.device)
+        if free is None:
+            return
+        need, parts = self.memory_needed(shape, geom)
+        if need > free:
+            raise AutosegError(f"case {case}: predicting it with {self.config} needs at least {_gb(need)} of memory "
+                               f"({'; '.join(parts)}), but {_gb(free)} are available on {self.device}; check the "
+                               "spacing in the image's header, or predict on a machine with more memory")
 
     def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False,
                       grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> None:
-        data, geom = self.read_checked(image_files, out_file.name)
+        data, geom = self.read_checked(image_files, out_file.name[: -len(ending_of(out_file))])
         holder = [data]  # handed over, so the image can be freed after preprocessing
         del data
         seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities, grid_sink=grid_sink)
@@ -207,6 +271,36 @@ class Predictor:
         """What each probability channel is: region names, or label values (ignore has no channel)."""
         spec = self.plans.label_spec
         return spec.region_names if spec.has_regions else [v for v in spec.label_values if v != spec.ignore_label]
+
+
+SPACING_WARN_FACTOR = 3.0
+"""An image whose spacing is more than this factor outside the training images' range on an axis is warned about
+(ACDC's in-plane spacings already span 0.7 to 1.9 mm; a header in metres is 1000x off)."""
+
+
+def _training_spacing(ws: Workspace, plans: Plans) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(smallest, largest) spacing per axis (z, y, x) of the training images: from the run's fingerprint, else
+    (an imported model) the plans' median spacing for both."""
+    spacings = None
+    if ws.fingerprint.is_file():
+        try:
+            spacings = np.asarray(load_json(ws.fingerprint)["spacings"], dtype=float)
+        except (AutosegError, KeyError, TypeError, ValueError):
+            spacings = None
+    if spacings is None or spacings.ndim != 2 or spacings.shape[1] != 3 or not len(spacings):
+        median = [0.0] * 3
+        for i, a in enumerate(plans.transpose_forward):
+            median[a] = float(plans.original_median_spacing_after_transp[i])
+        spacings = np.asarray([median])
+    return tuple(spacings.min(0).tolist()), tuple(spacings.max(0).tolist())
+
+
+def _mm(spacing) -> str:
+    return "(" + ", ".join(f"{s:.3g}" for s in spacing) + ")"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2 ** 30:.1f} GB" if n >= 2 ** 28 else f"{n / 2 ** 20:.0f} MB"
 
 
 def save_probabilities_npz(full: np.ndarray, labels: list[int], out_file: Path) -> None:

@@ -29,6 +29,9 @@ NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalizat
                          "RescaleTo01Normalization")
 PRECISIONS = ("fp32", "bf16")
 PRESETS = ("default", "resenc-m", "resenc-l", "resenc-xl")
+MAX_PATCH_EDGE = 4096
+"""Voxels per patch axis at most: a 2D patch of 4096^2 at batch 2 already needs gigabytes of feature maps, and a
+hand-edited [100000, 100000] would otherwise be found out by a data worker's allocation traceback."""
 CONFIGURATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 """Configuration names become folder names (run/<configuration>/, preprocessed/<configuration>/): no separators,
 no dots, no leading dash."""
@@ -283,6 +286,9 @@ class ConfigurationPlan(Record):
         for key in ("previous_stage", "next_stage", "inherits_from"):
             if d.get(key) is not None:
                 kw[key] = check_configuration_name(d[key], w + key)
+        if max(kw["patch_size"]) > MAX_PATCH_EDGE:
+            raise AutosegError(f"{w}patch_size: {kw['patch_size']} must be positive integers (at most "
+                               f"{MAX_PATCH_EDGE}); re-plan instead of editing plans.json")
         divisible = [math.prod(axis) for axis in zip(*arch.arch_kwargs.strides)]
         if any(p % k for p, k in zip(kw["patch_size"], divisible)):
             raise AutosegError(f"{w}patch_size: {kw['patch_size']} must be divisible by {divisible} per axis (the "

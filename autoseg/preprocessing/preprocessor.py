@@ -18,7 +18,7 @@ from ..faults import fault_point
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from ..utils import folder_lock, pool_map, save_json, save_npy
+from ..utils import AutosegError, folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize
 from .resampling import case_resampling, new_shape_for, resample_data, resample_seg
@@ -34,8 +34,13 @@ def target_spacing_for(cfg: ConfigurationPlan, spacing_t) -> list[float]:
 
 
 def preprocess_image(data: np.ndarray, geom: Geometry, plans: Plans, cfg: ConfigurationPlan,
-                     seg: np.ndarray | None = None):
-    """Return (data, seg or None, properties). Used for training cases and at inference alike."""
+                     seg: np.ndarray | None = None, case: str = "image"):
+    """Return (data, seg or None, properties). Used for training cases and at inference alike; ``case`` names the
+    image in errors."""
+    if data.shape[0] != len(cfg.normalization_schemes):  # e.g. dataset.json's channels changed after planning
+        raise AutosegError(f"case {case}: the image has {data.shape[0]} channel(s), but the plans were made for "
+                           f"{len(cfg.normalization_schemes)} ({plans.channel_names}); re-plan after changing the "
+                           "dataset's channels (`autoseg plan`)")
     data_c, seg_c, bbox, mask = crop_to_nonzero(data, seg)
     fwd = plans.transpose_forward
     data_t = data_c.transpose([0] + [a + 1 for a in fwd])
@@ -90,7 +95,7 @@ def preprocess_training_case(ds: DatasetInfo, plans: Plans, config: str, out_dir
         return case
     cfg = plans.configuration(config)
     data, seg, geom = verify_case(ds, case)
-    out, seg_out, props = preprocess_image(data, geom, plans, cfg, seg)
+    out, seg_out, props = preprocess_image(data, geom, plans, cfg, seg, case)
     props["case"] = case
     props["class_locations"] = class_locations(seg_out, plans.label_spec.foreground_values)
     save_npy(out.astype(np.float32), out_dir / f"{case}.npy")

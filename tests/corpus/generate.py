@@ -2,8 +2,9 @@
 
 Every kind copies a small valid base (a phantom dataset, a tiny trained run, perfect predictions) into its own
 folder, breaks one thing the way a user would, and returns the CLI arguments, the expected message fragment (naming
-the file or case) and the folders whose contents must not change. ``python -m tests.corpus.generate OUT`` writes
-every kind to OUT/<kind>/ with a ``command.json``, for trying them by hand.
+the file or case) and the folders whose contents must not change. A few kinds are not refused but warned about, or
+cleaned up (``exit_code`` 0, ``gone``). ``python -m tests.corpus.generate OUT`` writes every kind to OUT/<kind>/
+with a ``command.json``, for trying them by hand.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import shutil
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,9 @@ class Case:
     argv: list[str]  # arguments of `autoseg`
     fragment: str  # must appear in stderr
     guarded: list[Path]  # folders whose files must be unchanged afterwards
+    exit_code: int = 2  # 0: the input is accepted with a warning (the fragment), or its leftovers cleaned up
+    gone: list[Path] = field(default_factory=list)  # files that must not exist afterwards
+    subprocess: bool = False  # run as its own process (a failure of its check must not hit the test's); else not
 
 
 Builder = Callable[[Base, Path], Case]
@@ -234,13 +238,15 @@ def _(base: Base, work: Path) -> Case:
     return Case(["preprocess", str(run), "-c", "2d"], CASE, [ds])
 
 
+# The locks below name a live process that is not the one running the command (a lock holding the command's own
+# PID is that process's own, left by a killed earlier run of it): the parent of the test or generator.
 @kind("preprocess_locked_by_live_process", "preprocess")
 def _(base: Base, work: Path) -> Case:
     run = work / "run"
     shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("preprocessed", "2d"))
     (run / "preprocessed" / "2d").mkdir(parents=True)
-    (run / "preprocessed" / "2d" / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(["preprocess", str(run), "-c", "2d"], f"pid {os.getpid()}", [run])
+    (run / "preprocessed" / "2d" / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(["preprocess", str(run), "-c", "2d"], f"pid {os.getppid()}", [run])
 
 
 # ---------------------------------------------------------------- predict
@@ -317,8 +323,8 @@ def _(base: Base, work: Path) -> Case:
     out = work / "out"
     out.mkdir()
     (out / "earlier.nii.gz").write_bytes(b"an earlier result")
-    (out / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(predict(base, d, out), f"pid {os.getpid()}", [d, out])
+    (out / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(predict(base, d, out), f"pid {os.getppid()}", [d, out])
 
 
 def _copied_run(base: Base, work: Path, change: Callable[[dict], None]) -> Path:
@@ -445,8 +451,81 @@ def _(base: Base, work: Path) -> Case:
 @kind("evaluate_output_locked", "evaluate")
 def _(base: Base, work: Path) -> Case:
     preds, ds = eval_inputs(base, work)
-    (preds / ".autoseg.lock").write_text(f"{os.getpid()}\n")
-    return Case(evaluate(preds, ds / "labelsTs"), f"pid {os.getpid()}", [preds, ds])
+    (preds / ".autoseg.lock").write_text(f"{os.getppid()}\n")
+    return Case(evaluate(preds, ds / "labelsTs"), f"pid {os.getppid()}", [preds, ds])
+
+
+# ---------------------------------------------------------------- the last ones found (issue 23)
+@kind("train_patch_size_100000", "train")
+def _(base: Base, work: Path) -> Case:
+    """Once trained until a data worker died allocating 38 GB; predict refused the same plans up front."""
+    run = work / "run"
+    shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("2d"))
+    edit_json(run / "plans.json", lambda p: (p["configurations"]["2d"].update(patch_size=[100000, 100000]), p)[1])
+    return Case(["train", str(run), "-c", "2d", "-f", "all", "--epochs", "1", "--iters-per-epoch", "1",
+                 "--num-workers", "1"], "at most 4096", [run])
+
+
+@kind("predict_input_spacing_500mm", "predict")
+def _(base: Base, work: Path) -> Case:
+    """A 256x256 slice at 500 mm, resampled to the phantom's 1.8 mm: hundreds of GB; refused before allocating."""
+    d = test_images(base, work)
+    rewrite(d / f"{TEST_CASE}_0000.nii.gz", lambda im: _coarse_and_wide(im, 500.0, 8))
+    return Case(predict(base, d, work / "out"), f"case {TEST_CASE}: predicting it with 2d needs at least",
+                [d, base.run], subprocess=True)  # without the check it would allocate: not in the test's process
+
+
+def _coarse_and_wide(im: sitk.Image, mm: float, times: int) -> sitk.Image:
+    a = sitk.GetArrayFromImage(im)
+    out = sitk.GetImageFromArray(np.repeat(np.repeat(a, times, 1), times, 2))
+    out.SetSpacing((mm, mm, im.GetSpacing()[2]))
+    return out
+
+
+@kind("predict_extra_channel_file", "predict")
+def _(base: Base, work: Path) -> Case:
+    """case_0001 beside case_0000 for a 1-channel model was ignored without a word."""
+    d = test_images(base, work)
+    shutil.copy(d / f"{TEST_CASE}_0000.nii.gz", d / f"{TEST_CASE}_0001.nii.gz")
+    return Case(predict(base, d, work / "out"), f"case {TEST_CASE}: image files _0000 to _0001, but the model "
+                "declares 1 channel(s)", [d, base.run])
+
+
+@kind("predict_input_spacing_0.001mm", "predict")
+def _(base: Base, work: Path) -> Case:
+    """Segmented silently; now predicted with a warning naming the case and the factor."""
+    d = test_images(base, work)
+    rewrite(d / f"{TEST_CASE}_0000.nii.gz", lambda im: _spacing_in_plane(im, 0.001))
+    return Case(predict(base, d, work / "out"), f"warning: case {TEST_CASE}: spacing (", [d, base.run], exit_code=0)
+
+
+def _spacing_in_plane(im: sitk.Image, mm: float) -> sitk.Image:
+    im = sitk.Image(im)
+    im.SetSpacing((mm, mm) + im.GetSpacing()[2:])
+    return im
+
+
+@kind("preprocess_channel_count_mismatch", "preprocess")
+def _(base: Base, work: Path) -> Case:
+    """dataset.json gained a channel after planning: the error named no case."""
+    ds = copy_dataset(base, work)
+    for f in sorted((ds / "imagesTr").glob("*_0000.nii.gz")):
+        shutil.copy(f, f.with_name(f.name.replace("_0000", "_0001")))
+    edit_json(ds / "dataset.json", set_key("channel_names", {"0": "cineMRI", "1": "second"}))
+    run = work / "run"
+    shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("preprocessed", "2d"))
+    edit_json(run / "plans.json", set_key("dataset_dir", str(ds)))
+    return Case(["preprocess", str(run), "-c", "2d", "-j", "1"], f"case {CASE}: the image has 2 channel(s)", [ds])
+
+
+@kind("evaluate_report_stale_temp", "evaluate")
+def _(base: Base, work: Path) -> Case:
+    """A killed `evaluate --report` left a 0-byte temporary file in report/ that the rerun kept."""
+    preds, ds = eval_inputs(base, work)
+    stale = preds / "report" / ".report.html.autoseg-tmp-0badf00d.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"")
+    return Case(evaluate(preds, ds / "labelsTs", "--report"), "report written to", [ds], exit_code=0, gone=[stale])
 
 
 def build_base(root: Path) -> Base:
@@ -471,5 +550,6 @@ if __name__ == "__main__":
         (out / name).mkdir(parents=True)
         c = build(base, out / name)
         (out / name / "command.json").write_text(json.dumps({"command": command, "argv": c.argv,
-                                                             "fragment": c.fragment}, indent=1))
+                                                             "fragment": c.fragment, "exit_code": c.exit_code},
+                                                            indent=1))
     print(f"{len(KINDS)} kinds written to {out}")

@@ -15,12 +15,14 @@ from .generate import KINDS, build_base
 from .test_corpus import tree_hash
 
 
-def outcome(tree: str, argv: list[str], fragment: str, guarded: list[Path], cwd: Path) -> str:
+def outcome(tree: str, argv: list[str], fragment: str, guarded: list[Path], cwd: Path, exit_code: int = 2) -> str:
     before = tree_hash(guarded)
     r = subprocess.run([sys.executable, "-m", "autoseg.cli", *argv], capture_output=True, text=True, cwd=cwd,
                        env={**os.environ, "PYTHONPATH": tree}, timeout=600)
     if "Traceback" in r.stderr:
         k = "traceback"
+    elif exit_code == 0 and r.returncode == 0 and fragment in r.stdout + r.stderr:
+        k = "clear error"  # the expected warning (or note) of a kind that is not refused
     elif r.returncode == 0:
         k = "silent (exit 0)"
     elif r.returncode == 2 and fragment in r.stderr:
@@ -38,7 +40,7 @@ def main() -> None:
     for name, (_, build) in sorted(KINDS.items()):
         (root / name).mkdir()
         c = build(base, root / name)
-        k = outcome(tree, c.argv, c.fragment, c.guarded + [base.dataset, base.predictions], root)
+        k = outcome(tree, c.argv, c.fragment, c.guarded + [base.dataset, base.predictions], root, c.exit_code)
         tally[k] += 1
         if k != "clear error":
             print(f"  {name}: {k}")
