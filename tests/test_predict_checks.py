@@ -62,5 +62,6 @@ def test_a_channel_file_the_model_does_not_take_is_refused(tiny_phantom, tmp_pat
     shutil.copy(first, tmp_path / f"{case}_0001.nii.gz")
     assert len(P.discover_inputs(tmp_path, ".nii.gz", 2)) == 1  # a 2-channel model takes both
     for inp in (tmp_path, tmp_path / first.name):  # a folder, or the first channel's file
-        with pytest.raises(AutosegError, match=rf"case {case}: channel file\(s\) \['{case}_0001.nii.gz'\]"):
+        with pytest.raises(AutosegError, match=rf"case {case}: image files _0000 to _0001, but the model declares 1 "
+                                               r"channel\(s\)"):
             P.discover_inputs(inp, ".nii.gz", 1)
