@@ -38,24 +38,32 @@ def _times(log: Path) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(start.rstrip("Z")), datetime.fromisoformat(end.rstrip("Z"))
 
 
-def test_phantom_study_on_slurm_folds_then_dependent_step(slurm_cluster, tiny_phantom, tmp_path):
+def test_phantom_study_on_slurm_folds_then_crossval_then_predict_parts(slurm_cluster, tiny_phantom, tmp_path):
+    """One study on the real SLURM: preprocessing, then the folds, then the default dependent step (`autoseg
+    crossval RUN -c CONFIG`), each started only after what it depends on ended; then prediction parts fanned out.
+    The run is cut to 2 folds (splits.json) and a small network, so the study costs the suite ~20 s; a custom
+    --after-folds command is run by the local scheduler's study (tests/test_cluster.py)."""
+    from autoseg.cluster.graph import cli_commands
+
+    assert "crossval" in cli_commands()  # once a skip, from before the command existed
     run = tmp_path / "run"
     assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "--no-preprocess", "-j", "1"]) == 0
-    after = f"{{autoseg}} predict {{run}} -i {tiny_phantom / 'imagesTs'} -o {{run}}/after_{{config}} -c {{config}} " \
-            "-f 0 1 --no-tta"  # needs both folds' final checkpoints: fails if it ran too early
+    splits = json.loads((run / "splits.json").read_text())
+    (run / "splits.json").write_text(json.dumps(splits[:2]))
+    plans = json.loads((run / "plans.json").read_text())
+    plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 8, 16, 16]
+    (run / "plans.json").write_text(json.dumps(plans))
     assert main(["submit", str(run), "-c", "2d", "-f", "0", "1", "--scheduler", "slurm", "--wait", "--time",
-                 "00:20:00", TRAIN, "--after-folds", after]) == 0
-    state = json.loads((run / "jobs" / "train.json").read_text())
-    jobs = {j["name"]: j for j in state["jobs"]}
+                 "00:20:00", TRAIN]) == 0
+    jobs = {j["name"]: j for j in json.loads((run / "jobs" / "train.json").read_text())["jobs"]}
     assert list(jobs) == ["preprocess", "train_2d_fold0", "train_2d_fold1", "after_2d"]
     assert all(j["state"] == "completed" and j["job_id"].isdigit() for j in jobs.values())
-    for f in (0, 1):
-        assert (run / "2d" / f"fold_{f}" / "checkpoint_final.pt").is_file()
-    assert sorted(p.name for p in (run / "after_2d").glob("*.nii.gz")) == ["phantom005_frame01.nii.gz",
-                                                                    "phantom005_frame02.nii.gz"]
+    assert jobs["after_2d"]["command"][-4:] == ["crossval", str(run.resolve()), "-c", "2d"]
     t = {n: _times(Path(j["log"])) for n, j in jobs.items()}
     assert t["preprocess"][1] <= min(t["train_2d_fold0"][0], t["train_2d_fold1"][0])
     assert max(t["train_2d_fold0"][1], t["train_2d_fold1"][1]) <= t["after_2d"][0]
+    for name in ("2d/cv_summary.json", "2d/postprocessing.json", "best.json"):
+        assert (run / name).is_file(), name
 
     # prediction parts fanned out on SLURM into one folder
     assert main(["submit", str(run), "--predict", "-i", str(tiny_phantom / "imagesTs"), "-o", str(tmp_path / "fan"),
@@ -114,20 +122,3 @@ def test_a_refused_submission_withdraws_the_jobs_already_queued(slurm_cluster, t
             break
         time.sleep(0.25)
     assert a.job_id not in queue
-
-
-def test_phantom_study_on_slurm_ends_with_crossval(slurm_cluster, tiny_phantom, tmp_path):
-    """The default dependent step: `autoseg crossval RUN -c CONFIG` once every fold is trained."""
-    from autoseg.cluster.graph import cli_commands
-
-    assert "crossval" in cli_commands()  # once a skip, from before the command existed
-    run = tmp_path / "run"
-    assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "--no-preprocess", "-j", "1"]) == 0
-    assert main(["submit", str(run), "-c", "2d", "--scheduler", "slurm", "--wait", TRAIN]) == 0  # folds 0-4
-    jobs = {j["name"]: j for j in json.loads((run / "jobs" / "train.json").read_text())["jobs"]}
-    assert jobs["after_2d"]["command"][-4:] == ["crossval", str(run.resolve()), "-c", "2d"]
-    assert all(j["state"] == "completed" for j in jobs.values()) and len(jobs) == 7
-    t = {n: _times(Path(j["log"])) for n, j in jobs.items()}
-    assert max(t[f"train_2d_fold{f}"][1] for f in range(5)) <= t["after_2d"][0]
-    for name in ("2d/cv_summary.json", "2d/postprocessing.json", "best.json"):
-        assert (run / name).is_file(), name

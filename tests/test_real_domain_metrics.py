@@ -27,15 +27,16 @@ def _need(root):
 
 @pytest.mark.slow
 def test_hc18_reference_labels_measure_the_csv_head_circumference():
-    """All 300 labels. The filled labels' edge lies a fixed 1.4 px (not mm) outside the ellipse whose perimeter is
-    hc_mm: the reference runs along the drawn outline, the filled mask keeps its whole width. Measured on the curve
-    1.4 px inside, the HC agrees with hc_mm to a few hundredths of a mm, which only a right fit can do."""
+    """Every fifth of the 300 labels (all 300 measured 1.40 +- 0.05 px, docs/evaluation.md). The filled labels'
+    edge lies a fixed 1.4 px (not mm) outside the ellipse whose perimeter is hc_mm: the reference runs along the
+    drawn outline, the filled mask keeps its whole width. Measured on the curve 1.4 px inside, the HC agrees with
+    hc_mm to a few hundredths of a mm, which only a right fit can do."""
     _need(HC18)
     raw, inset, offset_px = [], [], []
     with open(HC18 / "cases.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 300
-    for r in rows:
+    for r in rows[::5]:
         lab, geom = read_label(HC18 / "labelsTr" / f"{r['case']}.nii.gz", r["case"])
         sp = geom.spacing[1:]
         assert sp[0] == pytest.approx(float(r["pixel_mm"]), rel=1e-6)
