@@ -118,9 +118,10 @@ def test_a_refused_submission_withdraws_the_jobs_already_queued(slurm_cluster, t
 
 def test_phantom_study_on_slurm_ends_with_crossval(slurm_cluster, tiny_phantom, tmp_path):
     """The default dependent step: `autoseg crossval RUN -c CONFIG` once every fold is trained."""
+    from autoseg.cli import _parser
     from autoseg.cluster.graph import cli_commands
 
-    assert "crossval" in cli_commands()  # once a skip, from before the command existed
+    assert "crossval" in cli_commands(_parser())  # once a skip, from before the command existed
     run = tmp_path / "run"
     assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "--no-preprocess", "-j", "1"]) == 0
     assert main(["submit", str(run), "-c", "2d", "--scheduler", "slurm", "--wait", TRAIN]) == 0  # folds 0-4
