@@ -215,13 +215,13 @@ def find_best(run_dir: str | Path, configurations: list[str] | None = None) -> d
     return _find_best(Workspace.at(run_dir), configurations)
 
 
-def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
-            configuration: str | list[str] | None = None,
-            folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
-            save_probabilities: bool = False, device: str = "auto", num_parts: int = 1, part_id: int = 0,
-            skip_done: bool = False, postprocessing: bool = True) -> list[Path]:
-    """Segment a file or folder. ``num_parts``/``part_id`` predict one round-robin share of the sorted cases (parts
-    may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose output is complete."""
+def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, *,
+            configuration: str | list[str] | None = None, folds: list[str] | None = None, mirror: bool = True,
+            step: float = 0.5, save_probabilities: bool = False, device: str = "auto", num_parts: int = 1,
+            part_id: int = 0, skip_done: bool = False, postprocessing: bool = True) -> list[Path]:
+    """Segment a file or folder with a run or MODEL.zip. ``num_parts``/``part_id`` predict one round-robin share of
+    the sorted cases (parts may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose
+    output is complete. The settings are keywords: thirteen in a row are too easy to shift by one."""
     from .cluster.shard import case_selector
     from .inference.predictor import predict as _predict
 
@@ -309,7 +309,7 @@ def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: in
         tc = TrainConfig(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=5, save_every=max(epochs, 1),
                          seed=seed, batch_size=batch_size)
         train(run, "2d", "0", tc)
-    predict(run, data / "imagesTs", out / "predictions", config, ["0"])
+    predict(run, data / "imagesTs", out / "predictions", configuration=config, folds=["0"])
     summary = evaluate(out / "predictions", data / "labelsTs", data / "dataset.json")
     wall = time.time() - t0
     rows = [[n, m["dice"]["mean"], m["iou"]["mean"]] for n, m in summary["mean"].items()]

@@ -230,9 +230,10 @@ def _run(args: argparse.Namespace) -> None:
     elif c == "find-best":
         api.find_best(args.run_dir, args.configurations)
     elif c == "predict":
-        api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
-                    args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done,
-                    not args.no_postprocessing)
+        api.predict(args.run_dir, args.input, args.output, configuration=args.configuration, folds=args.folds,
+                    mirror=not args.no_tta, step=args.step, save_probabilities=args.save_probabilities,
+                    device=args.device, num_parts=args.num_parts, part_id=args.part_id, skip_done=args.skip_done,
+                    postprocessing=not args.no_postprocessing)
     elif c == "evaluate":
         api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
                      args.images, args.hc_reference, args.hc_label, args.hc_inset_px, args.vessel_label)

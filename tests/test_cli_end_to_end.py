@@ -96,6 +96,16 @@ def test_errors_are_clear(run, tmp_path, capsys):
     assert "input not found" in capsys.readouterr().err
 
 
+def test_predict_settings_are_keywords(tmp_path):
+    """`api.predict(run, input, output, *, ...)`: a configuration passed by position is refused before anything
+    is read or written (thirteen positional settings were too easy to shift by one)."""
+    from autoseg import api
+
+    with pytest.raises(TypeError, match="positional"):
+        api.predict(tmp_path, tmp_path, tmp_path / "out", "2d")
+    assert not (tmp_path / "out").exists()
+
+
 def test_worker_errors_surface_with_the_real_message(run):
     """A failing data worker must raise its own error in the trainer, not 'workers are no longer alive'."""
     from autoseg.training.data import BatchStream, make_loader
