@@ -10,7 +10,7 @@ from .planner.fingerprint import extract_fingerprint
 from .planner.heuristics import get_preset
 from .planner.planner import make_plans, plans_table
 from .planner.plans import Plans
-from .preprocessing.preprocessor import run_preprocessing
+from .preprocessing.preprocessor import is_preprocessed, run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
 from .utils import AutosegError, folder_lock, format_table, remove_stale_temps, save_json
@@ -119,9 +119,10 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
         require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
     env = launch_env()  # under torchrun, rank 0 alone preprocesses and cross-validates
     main = env is None or env.rank == 0
-    if main:
-        data_config = setup.cfg.inherits_from or configuration
-        run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
+    data_config = setup.cfg.inherits_from or configuration
+    if main and not is_preprocessed(ds.cases, plans, data_config, ws.preprocessed(data_config)):
+        # a run planned with --no-preprocess, or 3d_lowres (preprocessed on request): its data is made here
+        run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)
     result = train_fold(setup, tc, resume, start_time=start)
     if main and setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "

@@ -160,6 +160,33 @@ def test_preprocessing_resumes_and_redoes_after_replanning(tiny_phantom, tmp_pat
 
 
 @pytest.mark.slow
+def test_train_preprocesses_only_what_is_missing(small_planned_run, tmp_path, capsys):
+    """A run planned with --no-preprocess (or 3d_lowres, preprocessed on request) is preprocessed by its first
+    `train`; a later `train` finds the data complete under the current plans and leaves preprocessing alone."""
+    import shutil
+
+    from autoseg.io.dataset import load_dataset
+    from autoseg.planner.plans import Plans
+    from autoseg.preprocessing.preprocessor import is_preprocessed
+
+    run = tmp_path / "run"
+    shutil.copytree(small_planned_run, run, ignore=shutil.ignore_patterns("preprocessed"))
+    plans = Plans.load(run / "plans.json")
+    cases = load_dataset(plans.dataset_dir).cases
+    folder = run / "preprocessed" / "2d"
+    assert not is_preprocessed(cases, plans, "2d", folder)
+    quick = ["-c", "2d", "--epochs", "1", "--iters-per-epoch", "1", "--val-iters", "1", "--batch-size", "2",
+             "--num-workers", "0", "--no-validation"]
+    capsys.readouterr()
+    assert main(["train", str(run), "-f", "0", *quick]) == 0
+    assert "preprocess 2d" in "".join(capsys.readouterr()) and is_preprocessed(cases, plans, "2d", folder)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["train", str(run), "-f", "1", *quick]) == 0
+    assert "preprocess 2d" not in "".join(capsys.readouterr())
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+@pytest.mark.slow
 def test_fold_all_keeps_the_largest_piece_of_labels_that_are_one_piece_in_training(small_run, tiny_phantom,
                                                                                      tmp_path, capsys):
     """-f all has no cross-validation to decide postprocessing from: the labels that are one piece in the training
