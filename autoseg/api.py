@@ -10,7 +10,7 @@ from .planner.fingerprint import extract_fingerprint
 from .planner.heuristics import get_preset
 from .planner.planner import make_plans, plans_table
 from .planner.plans import Plans
-from .preprocessing.preprocessor import run_preprocessing
+from .preprocessing.preprocessor import is_preprocessed, run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
 from .utils import AutosegError, folder_lock, format_table, remove_stale_temps, save_json
@@ -119,9 +119,10 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
         require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
     env = launch_env()  # under torchrun, rank 0 alone preprocesses and cross-validates
     main = env is None or env.rank == 0
-    if main:
-        data_config = setup.cfg.inherits_from or configuration
-        run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)  # a check when all are done
+    data_config = setup.cfg.inherits_from or configuration
+    if main and not is_preprocessed(ds.cases, plans, data_config, ws.preprocessed(data_config)):
+        # a run planned with --no-preprocess, or 3d_lowres (preprocessed on request): its data is made here
+        run_preprocessing(ds, plans, data_config, ws.preprocessed(data_config), 2)
     result = train_fold(setup, tc, resume, start_time=start)
     if main and setup.n_folds and not missing_folds(ws, configuration, setup.n_folds):
         print(f"all folds of {configuration} are validated: running `autoseg crossval {ws.root} -c "
@@ -215,13 +216,13 @@ def find_best(run_dir: str | Path, configurations: list[str] | None = None) -> d
     return _find_best(Workspace.at(run_dir), configurations)
 
 
-def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path,
-            configuration: str | list[str] | None = None,
-            folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
-            save_probabilities: bool = False, device: str = "auto", num_parts: int = 1, part_id: int = 0,
-            skip_done: bool = False, postprocessing: bool = True) -> list[Path]:
-    """Segment a file or folder. ``num_parts``/``part_id`` predict one round-robin share of the sorted cases (parts
-    may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose output is complete."""
+def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, *,
+            configuration: str | list[str] | None = None, folds: list[str] | None = None, mirror: bool = True,
+            step: float = 0.5, save_probabilities: bool = False, device: str = "auto", num_parts: int = 1,
+            part_id: int = 0, skip_done: bool = False, postprocessing: bool = True) -> list[Path]:
+    """Segment a file or folder with a run or MODEL.zip. ``num_parts``/``part_id`` predict one round-robin share of
+    the sorted cases (parts may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose
+    output is complete. The settings are keywords: thirteen in a row are too easy to shift by one."""
     from .cluster.shard import case_selector
     from .inference.predictor import predict as _predict
 
@@ -309,7 +310,7 @@ def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: in
         tc = TrainConfig(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=5, save_every=max(epochs, 1),
                          seed=seed, batch_size=batch_size)
         train(run, "2d", "0", tc)
-    predict(run, data / "imagesTs", out / "predictions", config, ["0"])
+    predict(run, data / "imagesTs", out / "predictions", configuration=config, folds=["0"])
     summary = evaluate(out / "predictions", data / "labelsTs", data / "dataset.json")
     wall = time.time() - t0
     rows = [[n, m["dice"]["mean"], m["iou"]["mean"]] for n, m in summary["mean"].items()]

@@ -230,9 +230,10 @@ def _run(args: argparse.Namespace) -> None:
     elif c == "find-best":
         api.find_best(args.run_dir, args.configurations)
     elif c == "predict":
-        api.predict(args.run_dir, args.input, args.output, args.configuration, args.folds, not args.no_tta,
-                    args.step, args.save_probabilities, args.device, args.num_parts, args.part_id, args.skip_done,
-                    not args.no_postprocessing)
+        api.predict(args.run_dir, args.input, args.output, configuration=args.configuration, folds=args.folds,
+                    mirror=not args.no_tta, step=args.step, save_probabilities=args.save_probabilities,
+                    device=args.device, num_parts=args.num_parts, part_id=args.part_id, skip_done=args.skip_done,
+                    postprocessing=not args.no_postprocessing)
     elif c == "evaluate":
         api.evaluate(args.pred_dir, args.labels_dir, args.dataset_json, args.out, args.cases, args.report,
                      args.images, args.hc_reference, args.hc_label, args.hc_inset_px, args.vessel_label)
@@ -240,15 +241,26 @@ def _run(args: argparse.Namespace) -> None:
         api.demo(args.out, args.epochs, args.iters_per_epoch, args.batch_size, budget=args.budget,
                  device=args.device)
     elif c == "submit":
-        from .cluster.submit import from_args
-
-        from_args(args)
+        _submit(args)
     elif c == "verify":
         api.verify(args.dataset)
     elif c == "plugins":
         api.plugins()
     else:
         _run_sharing_command(args)
+
+
+def _submit(args: argparse.Namespace) -> None:
+    """`autoseg submit`: the namespace as keywords; this parser goes along, so the jobs' autoseg arguments are
+    checked at submission (cluster sits below cli and does not import it)."""
+    from .cluster.submit import submit
+
+    submit(args.run_dir, scheduler=args.scheduler, configurations=args.configurations, folds=args.folds,
+           train_args=args.train_args, after_folds=args.after_folds, predict=args.predict, inp=args.input,
+           out=args.output, num_parts=args.num_parts, predict_args=args.predict_args, partition=args.partition,
+           gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, time_limit=args.time,
+           max_parallel=args.max_parallel, sbatch_args=args.sbatch_arg, dry_run=args.dry_run, wait=args.wait,
+           show_status=args.status, resubmit=args.resubmit_failed, parser=_parser())
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -96,6 +96,16 @@ def test_errors_are_clear(run, tmp_path, capsys):
     assert "input not found" in capsys.readouterr().err
 
 
+def test_predict_settings_are_keywords(tmp_path):
+    """`api.predict(run, input, output, *, ...)`: a configuration passed by position is refused before anything
+    is read or written (thirteen positional settings were too easy to shift by one)."""
+    from autoseg import api
+
+    with pytest.raises(TypeError, match="positional"):
+        api.predict(tmp_path, tmp_path, tmp_path / "out", "2d")
+    assert not (tmp_path / "out").exists()
+
+
 def test_worker_errors_surface_with_the_real_message(run):
     """A failing data worker must raise its own error in the trainer, not 'workers are no longer alive'."""
     from autoseg.training.data import BatchStream, make_loader
@@ -147,6 +157,33 @@ def test_preprocessing_resumes_and_redoes_after_replanning(tiny_phantom, tmp_pat
     assert main(["preprocess", str(run), "-c", "2d", "-j", "1"]) == 0
     assert "plans changed" in capsys.readouterr().out
     assert np.load(folder / "phantom000_frame01.npy").shape[-1] < 48
+
+
+@pytest.mark.slow
+def test_train_preprocesses_only_what_is_missing(small_planned_run, tmp_path, capsys):
+    """A run planned with --no-preprocess (or 3d_lowres, preprocessed on request) is preprocessed by its first
+    `train`; a later `train` finds the data complete under the current plans and leaves preprocessing alone."""
+    import shutil
+
+    from autoseg.io.dataset import load_dataset
+    from autoseg.planner.plans import Plans
+    from autoseg.preprocessing.preprocessor import is_preprocessed
+
+    run = tmp_path / "run"
+    shutil.copytree(small_planned_run, run, ignore=shutil.ignore_patterns("preprocessed"))
+    plans = Plans.load(run / "plans.json")
+    cases = load_dataset(plans.dataset_dir).cases
+    folder = run / "preprocessed" / "2d"
+    assert not is_preprocessed(cases, plans, "2d", folder)
+    quick = ["-c", "2d", "--epochs", "1", "--iters-per-epoch", "1", "--val-iters", "1", "--batch-size", "2",
+             "--num-workers", "0", "--no-validation"]
+    capsys.readouterr()
+    assert main(["train", str(run), "-f", "0", *quick]) == 0
+    assert "preprocess 2d" in "".join(capsys.readouterr()) and is_preprocessed(cases, plans, "2d", folder)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["train", str(run), "-f", "1", *quick]) == 0
+    assert "preprocess 2d" not in "".join(capsys.readouterr())
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
 
 
 @pytest.mark.slow

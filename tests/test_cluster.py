@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.cli import main
+from autoseg.cli import _parser, main
 from autoseg.cluster import local
 from autoseg.cluster.graph import AFTER_FOLDS_CROSSVAL, expand_template, predict_jobs, train_jobs
 from autoseg.cluster.jobs import Job, JobSet, autoseg_command, prepare_attempt
@@ -92,10 +92,13 @@ def test_crossval_template_expands_to_the_crossval_command(tmp_path):
 
 
 def test_invalid_job_arguments_fail_at_submission(tmp_path):
+    """The job graph parses the jobs' arguments with the command line it is handed (cluster imports no cli)."""
     with pytest.raises(AutosegError, match="train jobs are not valid"):
-        train_jobs(Workspace.at(tmp_path), ["2d"], ["0"], ["--epochs", "many"], None, False)
+        train_jobs(Workspace.at(tmp_path), ["2d"], ["0"], ["--epochs", "many"], None, False, parser=_parser())
     with pytest.raises(AutosegError, match="predict jobs are not valid"):
-        predict_jobs(Workspace.at(tmp_path), tmp_path, tmp_path / "o", 2, ["--stepp", "0.5"])
+        predict_jobs(Workspace.at(tmp_path), tmp_path, tmp_path / "o", 2, ["--stepp", "0.5"], parser=_parser())
+    assert len(predict_jobs(Workspace.at(tmp_path), tmp_path, tmp_path / "o", 2, ["--step", "0.5"],
+                            parser=_parser())) == 2
 
 
 def test_sbatch_lines_carry_dependencies_resources_and_the_parallel_limit(tmp_path):
@@ -227,6 +230,35 @@ def test_submit_command_line_errors_are_one_line(planned, capsys):
     err = capsys.readouterr().err.splitlines()
     assert "--time soon" in err[0] and "'4d' is not in the plans" in err[1] and "--scheduler" in err[2]
     assert "no train submission" in err[3] and len(err) == 4
+
+
+def test_the_command_line_checks_job_arguments_before_submitting(planned, capsys):
+    """`autoseg submit` hands its own parser to the job graph: a typo in --train-args/--predict-args fails at once,
+    not in every job, and nothing is written."""
+    assert main(["submit", str(planned), "-c", "2d", "--scheduler", "local", "--dry-run",
+                 "--train-args=--epochs many"]) == 2
+    assert "the arguments of the train jobs are not valid" in capsys.readouterr().err
+    assert main(["submit", str(planned), "--predict", "-i", str(planned), "-o", str(planned / "o"), "--scheduler",
+                 "local", "--dry-run", "--predict-args=--stepp 0.5"]) == 2
+    assert "the arguments of the predict jobs are not valid" in capsys.readouterr().err
+    assert not (planned / "jobs").exists()
+
+
+def test_submit_takes_keywords_and_words(planned, capsys):
+    """The Python face of `autoseg submit`: keyword-only settings; job options as words or as one string."""
+    from autoseg.cluster.submit import submit
+
+    with pytest.raises(TypeError):
+        submit(planned, "local")  # the scheduler is a keyword
+    js = submit(planned, scheduler="local", configurations=["2d"], folds=["0"], train_args=["--epochs", "2"],
+                after_folds="", dry_run=True)
+    assert [j.name for j in js.jobs] == ["preprocess", "train_2d_fold0"]  # "": no step after the folds
+    assert js.jobs[1].command[-2:] == ["--epochs", "2"]
+    js = submit(planned, scheduler="local", configurations=["2d"], folds=["0"], train_args="--epochs 3",
+                dry_run=True)
+    assert js.jobs[1].command[-2:] == ["--epochs", "3"] and js.jobs[-1].command[-4:-2] == ["crossval",
+                                                                                         str(planned.resolve())]
+    assert not (planned / "jobs").exists()
 
 
 @pytest.mark.slow

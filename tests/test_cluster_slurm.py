@@ -43,9 +43,10 @@ def test_phantom_study_on_slurm_folds_then_crossval_then_predict_parts(slurm_clu
     crossval RUN -c CONFIG`), each started only after what it depends on ended; then prediction parts fanned out.
     The run is cut to 2 folds (splits.json) and a small network, so the study costs the suite ~20 s; a custom
     --after-folds command is run by the local scheduler's study (tests/test_cluster.py)."""
+    from autoseg.cli import _parser
     from autoseg.cluster.graph import cli_commands
 
-    assert "crossval" in cli_commands()  # once a skip, from before the command existed
+    assert "crossval" in cli_commands(_parser())  # once a skip, from before the command existed
     run = tmp_path / "run"
     assert main(["plan", str(tiny_phantom), "--out", str(run), "-c", "2d", "--no-preprocess", "-j", "1"]) == 0
     splits = json.loads((run / "splits.json").read_text())

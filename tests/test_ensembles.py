@@ -66,7 +66,7 @@ def test_find_best_ranks_pairs_and_predict_runs_the_winner(trained_run, small_ph
     said = capsys.readouterr().out
     assert (f"best.json's winner {best['name']}" if pair else "ensemble of 2d + 3d_fullres") in said
     for c in CONFIGS:
-        api.predict(trained_run, img_dir, tmp_path / c, c, mirror=False, save_probabilities=True)
+        api.predict(trained_run, img_dir, tmp_path / c, configuration=c, mirror=False, save_probabilities=True)
     lcc = best["postprocessing"]["lcc_labels"] if pair else []
     labels = np.array(sorted(json.loads(ws.plans.read_text())["labels"].values()))
     written = sorted((tmp_path / "w").glob("*.nii.gz"))

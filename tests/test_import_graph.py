@@ -1,12 +1,14 @@
-"""The planner imports neither training/ nor inference/ (the step timer is handed to it), and the networks know
-nothing of plans, training or inference: checked on the source, so a new import that breaks the layering fails."""
+"""The planner imports neither training/ nor inference/ (the step timer is handed to it), the networks know
+nothing of plans, training or inference, and cluster/ imports neither cli nor api (the CLI hands the job graph its
+parser): checked on the source, so a new import that breaks the layering fails."""
 import ast
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "autoseg"
-FORBIDDEN = {"planner": {"training", "inference"}, "networks": {"planner", "training", "inference"}}
+FORBIDDEN = {"planner": {"training", "inference"}, "networks": {"planner", "training", "inference"},
+             "cluster": {"cli", "api"}}  # the CLI hands the job graph its parser
 
 
 def _imported_subpackages(path: Path) -> set[str]:

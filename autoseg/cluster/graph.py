@@ -13,17 +13,17 @@ from .jobs import Job, autoseg_command, with_resume_if_started
 AFTER_FOLDS_CROSSVAL = "{autoseg} crossval {run} -c {config}"
 
 
-def default_after_folds() -> str | None:
-    """The step run once all folds of a configuration are trained: `autoseg crossval RUN -c CONFIG` where this
-    autoseg has that command, otherwise none (only a command that exists is ever submitted)."""
-    return AFTER_FOLDS_CROSSVAL if "crossval" in cli_commands() else None
-
-
-def cli_commands() -> set[str]:
-    from ..cli import _parser
-
-    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+def cli_commands(parser: argparse.ArgumentParser) -> set[str]:
+    """The commands of an `autoseg` command line (its subcommands)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return set(sub.choices)
+
+
+def default_after_folds(parser: argparse.ArgumentParser | None = None) -> str | None:
+    """The step run once all folds of a configuration are trained: `autoseg crossval RUN -c CONFIG` where the
+    command line the jobs run (``parser``, handed in by the CLI) has that command, otherwise none (only a command
+    that exists is ever submitted). Without a parser there is nothing to check against: crossval."""
+    return AFTER_FOLDS_CROSSVAL if parser is None or "crossval" in cli_commands(parser) else None
 
 
 def expand_template(template: str, run: Path, config: str) -> list[str]:
@@ -45,21 +45,26 @@ def expand_template(template: str, run: Path, config: str) -> list[str]:
     return out
 
 
-def check_cli_args(command: str, args: list[str]) -> None:
-    """Parse a job's autoseg arguments now, so that a typo fails at submission rather than in every job."""
-    from ..cli import _parser
+def check_cli_args(parser: argparse.ArgumentParser | None, command: str, args: list[str]) -> None:
+    """Parse a job's autoseg arguments now, so that a typo fails at submission rather than in every job.
 
+    ``parser`` is the `autoseg` command line the jobs run, handed in by the CLI (cluster sits below cli and api and
+    imports neither); with None the arguments are not checked before the jobs run."""
+    if parser is None:
+        return
     try:
-        _parser().parse_args([command, *args])
+        parser.parse_args([command, *args])
     except SystemExit:
         raise AutosegError(f"the arguments of the {command} jobs are not valid: autoseg {shlex.join([command, *args])}"
                            " (see the message above)") from None
 
 
 def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: list[str],
-               after_folds: str | None, preprocess: bool) -> list[Job]:
+               after_folds: str | None, preprocess: bool, *,
+               parser: argparse.ArgumentParser | None = None) -> list[Job]:
     """[preprocess] -> train CONFIG FOLD for each pair -> after_folds per configuration. A fold that has a
-    checkpoint is continued (--resume, decided again at each resubmission), never started over."""
+    checkpoint is continued (--resume, decided again at each resubmission), never started over. With ``parser``
+    (the `autoseg` command line) every train job's arguments are parsed here, before anything is submitted."""
     run = str(ws.root)
     jobs: list[Job] = []
     pre: list[str] = []
@@ -71,7 +76,7 @@ def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: 
         names = []
         for f in folds:
             args = [run, "-c", c, "-f", f, *train_args]
-            check_cli_args("train", args)
+            check_cli_args(parser, "train", args)
             names.append(f"train_{c}_fold{f}")
             fold_dir = ws.fold_dir(c, f)
             cmd = with_resume_if_started(autoseg_command() + ["train", *args], fold_dir)
@@ -97,36 +102,32 @@ def _first_stage_jobs(ws: Workspace, configs: list[str], folds: list[str]) -> di
     return out
 
 
-def predict_jobs(ws: Workspace, inp: Path, out: Path, num_parts: int, predict_args: list[str]) -> list[Job]:
-    """One job per part: `autoseg predict RUN -i IN -o OUT --num-parts N --part-id K --continue ...`."""
+def predict_jobs(ws: Workspace, inp: Path, out: Path, num_parts: int, predict_args: list[str], *,
+                 parser: argparse.ArgumentParser | None = None) -> list[Job]:
+    """One job per part: `autoseg predict RUN -i IN -o OUT --num-parts N --part-id K --continue ...` (arguments
+    parsed here with ``parser``, as in ``train_jobs``)."""
     if num_parts < 1:
         raise AutosegError(f"--num-parts {num_parts}: give 1 or more parts")
     jobs = []
     for k in range(num_parts):
         args = [str(ws.root), "-i", str(inp), "-o", str(out), "--num-parts", str(num_parts), "--part-id", str(k),
                 "--continue", *predict_args]
-        check_cli_args("predict", args)
+        check_cli_args(parser, "predict", args)
         jobs.append(Job(f"predict_part{k}", autoseg_command() + ["predict", *args]))
     return jobs
 
 
 def preprocessing_done(ws: Workspace, configs: list[str]) -> bool:
     """True when every training case of every configuration is preprocessed under the current plans."""
-    import json
-
     from ..io.dataset import load_dataset
     from ..planner.plans import Plans
-    from ..preprocessing.preprocessor import case_done, plan_signature
+    from ..preprocessing.preprocessor import is_preprocessed
 
     plans = Plans.load(ws.plans)
     ds = load_dataset(plans.dataset_dir)
     for c in configs:
         c = plans.configuration(c).inherits_from or c  # the cascade reads 3d_fullres's data
-        out = ws.preprocessed(c)
-        sig = out / "plan_signature.json"
-        if not sig.is_file() or json.loads(sig.read_text()) != json.loads(json.dumps(plan_signature(plans, c))):
-            return False
-        if not all(case_done(out, case) for case in ds.cases):
+        if not is_preprocessed(ds.cases, plans, c, ws.preprocessed(c)):
             return False
     return True
 

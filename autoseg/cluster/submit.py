@@ -2,9 +2,11 @@
 and resubmit the ones that failed."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..utils import AutosegError, format_table
@@ -14,12 +16,14 @@ from .graph import default_after_folds, predict_jobs, preprocessing_done, train_
 from .jobs import ACTIVE, RERUNNABLE, Job, JobSet, failed_summary, prepare_attempt
 
 SCHEDULERS = ("slurm", "local")
+DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
 
 
-def submit_training(run_dir: str | Path, configs: list[str], folds: list[str], scheduler: str, options: dict,
+def submit_training(run_dir: str | Path, configs: list[str], folds: list[str], scheduler: str, options: dict, *,
                     train_args: list[str] | None = None, after_folds: str | None = None, dry_run: bool = False,
-                    wait: bool = False) -> JobSet:
-    """Preprocess (unless done), train every configuration x fold, then ``after_folds`` per configuration."""
+                    wait: bool = False, parser: argparse.ArgumentParser | None = None) -> JobSet:
+    """Preprocess (unless done), train every configuration x fold, then ``after_folds`` per configuration.
+    ``parser``: the `autoseg` command line the jobs run, to check their arguments now (see ``graph.train_jobs``)."""
     from ..planner.plans import Plans
 
     ws = Workspace.at(run_dir).require_plans()
@@ -27,18 +31,19 @@ def submit_training(run_dir: str | Path, configs: list[str], folds: list[str], s
     for c in configs:
         plans.configuration(c)
     jobs = train_jobs(ws, configs, folds, list(train_args or []), after_folds,
-                      preprocess=not preprocessing_done(ws, configs))
+                      preprocess=not preprocessing_done(ws, configs), parser=parser)
     return _launch(JobSet(ws.root, "train", scheduler, options, jobs), dry_run, wait)
 
 
 def submit_prediction(run_dir: str | Path, inp: str | Path, out: str | Path, num_parts: int, scheduler: str,
-                      options: dict, predict_args: list[str] | None = None, dry_run: bool = False,
-                      wait: bool = False) -> JobSet:
+                      options: dict, *, predict_args: list[str] | None = None, dry_run: bool = False,
+                      wait: bool = False, parser: argparse.ArgumentParser | None = None) -> JobSet:
     """One `predict --num-parts N --part-id K --continue` job per part, all writing into ``out``."""
     ws = Workspace.at(run_dir).require_plans()
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
-    jobs = predict_jobs(ws, Path(inp).resolve(), Path(out).resolve(), num_parts, list(predict_args or []))
+    jobs = predict_jobs(ws, Path(inp).resolve(), Path(out).resolve(), num_parts, list(predict_args or []),
+                        parser=parser)
     return _launch(JobSet(ws.root, "predict", scheduler, options, jobs), dry_run, wait)
 
 
@@ -156,39 +161,56 @@ def _print_plan(js: JobSet, jobs: list[Job] | None = None) -> None:
             print(f"    {shlex.join(slurm.sbatch_args(js, nxt, [f'<{d}>' for d in j.depends_on]))}", flush=True)
 
 
-def from_args(args) -> JobSet:
-    """The `autoseg submit` command line (argparse namespace) -> the call it asks for."""
-    kind = "predict" if args.predict else "train"
-    if args.status:
-        return status(args.run_dir, kind)
-    if args.resubmit_failed:
-        return resubmit_failed(args.run_dir, kind, args.dry_run, args.wait)
-    if not args.scheduler:
+def submit(run_dir: str | Path, *, scheduler: str | None = None, configurations: Sequence[str] | None = None,
+           folds: Sequence[str] = DEFAULT_FOLDS, train_args: str | Sequence[str] = (), after_folds: str | None = None,
+           predict: bool = False, inp: str | Path | None = None, out: str | Path | None = None, num_parts: int = 2,
+           predict_args: str | Sequence[str] = (), partition: str | None = None, gpus_per_job: int | None = None,
+           cpus_per_job: int | None = None, time_limit: str | None = None, max_parallel: int | None = None,
+           sbatch_args: Sequence[str] = (), dry_run: bool = False, wait: bool = False, show_status: bool = False,
+           resubmit: bool = False, parser: argparse.ArgumentParser | None = None) -> JobSet:
+    """What `autoseg submit` asks for, one keyword per option: the state of a submission (``show_status``), its
+    failed jobs again (``resubmit``), prediction parts (``predict``) or a training study.
+
+    ``train_args``/``predict_args``: extra options for every job, as words or one string of shell words (as the
+    command line's --train-args gives them). ``after_folds``: the step after a configuration's folds (None: `autoseg
+    crossval` where ``parser`` has it; "": none). ``parser``: the `autoseg` command line the jobs run, handed in by
+    the CLI, so the jobs' arguments are parsed before anything is submitted."""
+    kind = "predict" if predict else "train"
+    if show_status:
+        return status(run_dir, kind)
+    if resubmit:
+        return resubmit_failed(run_dir, kind, dry_run, wait)
+    if not scheduler:
         raise AutosegError("give --scheduler slurm or --scheduler local")
-    options = {"partition": args.partition, "gpus_per_job": args.gpus_per_job, "cpus_per_job": args.cpus_per_job,
-               "time": args.time, "max_parallel": args.max_parallel, "sbatch_args": args.sbatch_arg}
-    if args.max_parallel is not None and args.max_parallel < 1:
-        raise AutosegError(f"--max-parallel {args.max_parallel}: give 1 or more")
-    if args.predict:
-        if not args.input or not args.output:
+    options = {"partition": partition, "gpus_per_job": gpus_per_job, "cpus_per_job": cpus_per_job,
+               "time": time_limit, "max_parallel": max_parallel, "sbatch_args": list(sbatch_args)}
+    if max_parallel is not None and max_parallel < 1:
+        raise AutosegError(f"--max-parallel {max_parallel}: give 1 or more")
+    if predict:
+        if not inp or not out:
             raise AutosegError("--predict needs -i INPUT_FOLDER and -o OUTPUT_FOLDER")
-        return submit_prediction(args.run_dir, args.input, args.output, args.num_parts, args.scheduler, options,
-                                 _words(args.predict_args, "--predict-args"), args.dry_run, args.wait)
-    if not args.configurations:
+        return submit_prediction(run_dir, inp, out, num_parts, scheduler, options,
+                                 predict_args=_words(predict_args, "--predict-args"), dry_run=dry_run, wait=wait,
+                                 parser=parser)
+    if not configurations:
         raise AutosegError("give the configurations to train with -c (e.g. -c 2d 3d_fullres)")
-    after = args.after_folds if args.after_folds is not None else default_after_folds()
+    after = after_folds if after_folds is not None else default_after_folds(parser)
     if after is None:
         print("note: this autoseg has no `crossval` command; no step is submitted after the folds (give one with "
               "--after-folds)", flush=True)
-    return submit_training(args.run_dir, args.configurations, args.folds, args.scheduler, options,
-                           _words(args.train_args, "--train-args"), after or None, args.dry_run, args.wait)
+    return submit_training(run_dir, list(configurations), list(folds), scheduler, options,
+                           train_args=_words(train_args, "--train-args"), after_folds=after or None, dry_run=dry_run,
+                           wait=wait, parser=parser)
 
 
-def _words(text: str, option: str) -> list[str]:
+def _words(text: str | Sequence[str] | None, option: str) -> list[str]:
+    """Shell words of one string (an option's value), or the words as given."""
+    if not isinstance(text, str):
+        return list(text or ())
     try:
-        return shlex.split(text or "")
+        return shlex.split(text)
     except ValueError as e:
         raise AutosegError(f"{option} {text!r}: not a valid command line ({e})") from None
 
 
-__all__ = ["submit_training", "submit_prediction", "resubmit_failed", "status", "refresh", "SCHEDULERS"]
+__all__ = ["submit", "submit_training", "submit_prediction", "resubmit_failed", "status", "refresh", "SCHEDULERS"]

@@ -117,19 +117,29 @@ def plan_signature(plans: Plans, config: str) -> dict:
             "dataset_dir": plans.dataset_dir}
 
 
+def _signature(plans: Plans, config: str) -> dict:
+    """``plan_signature`` as it reads back from plan_signature.json (lists, string keys)."""
+    return json.loads(json.dumps(plan_signature(plans, config)))
+
+
+def is_preprocessed(cases: list[str], plans: Plans, config: str, out_dir: Path) -> bool:
+    """True when ``out_dir`` was made under the current plans (its plan_signature.json) and holds every case
+    complete: what ``run_preprocessing`` would leave as it is. Reads only the signature and the files' presence."""
+    sig_path = out_dir / "plan_signature.json"
+    return (sig_path.is_file() and json.loads(sig_path.read_text()) == _signature(plans, config)
+            and all(case_done(out_dir, c) for c in cases))
+
+
 def run_preprocessing(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int = 2) -> None:
     """Preprocess every case not yet done. Cases made under different plans (re-planned run) are redone.
 
     The folder is locked while cases are written (a second writer is refused); when every case is already done
     under the current plans nothing is written and no lock is taken, so concurrent trainings can share it."""
-    sig_path = out_dir / "plan_signature.json"
-    sig = json.loads(json.dumps(plan_signature(plans, config)))
-    current = sig_path.is_file() and json.loads(sig_path.read_text()) == sig
-    if current and all(case_done(out_dir, c) for c in ds.cases):
+    if is_preprocessed(ds.cases, plans, config, out_dir):
         print(f"preprocess {config}: all {len(ds.cases)} cases already done", flush=True)
         return
     with folder_lock(out_dir, "preprocess"):
-        _preprocess_locked(ds, plans, config, out_dir, num_workers, sig)
+        _preprocess_locked(ds, plans, config, out_dir, num_workers, _signature(plans, config))
 
 
 def _preprocess_locked(ds: DatasetInfo, plans: Plans, config: str, out_dir: Path, num_workers: int,
