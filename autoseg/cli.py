@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "pool; track, report and resubmit failed jobs (state in RUN_DIR/jobs/)")
     s.add_argument("run_dir")
     s.add_argument("-c", "--configurations", nargs="+", help="configurations to train")
-    s.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default 0 1 2 3 4)")
+    s.add_argument("-f", "--folds", nargs="+", help="folds (default: every fold of the run's splits.json, "
+                   "0-4 as planned)")
     s.add_argument("--scheduler", choices=["slurm", "local"], help="sbatch jobs, or a process pool on this machine")
     s.add_argument("--partition", help="SLURM partition")
     s.add_argument("--gpus-per-job", type=int, help="GPUs per job (SLURM --gres=gpu:N; local: CUDA_VISIBLE_DEVICES)")

@@ -54,8 +54,8 @@ def test_phantom_study_on_slurm_folds_then_crossval_then_predict_parts(slurm_clu
     plans = json.loads((run / "plans.json").read_text())
     plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 8, 16, 16]
     (run / "plans.json").write_text(json.dumps(plans))
-    assert main(["submit", str(run), "-c", "2d", "-f", "0", "1", "--scheduler", "slurm", "--wait", "--time",
-                 "00:20:00", TRAIN]) == 0
+    assert main(["submit", str(run), "-c", "2d", "--scheduler", "slurm", "--wait", "--time", "00:20:00",
+                 TRAIN]) == 0  # every fold of splits.json: 0 and 1
     jobs = {j["name"]: j for j in json.loads((run / "jobs" / "train.json").read_text())["jobs"]}
     assert list(jobs) == ["preprocess", "train_2d_fold0", "train_2d_fold1", "after_2d"]
     assert all(j["state"] == "completed" and j["job_id"].isdigit() for j in jobs.values())

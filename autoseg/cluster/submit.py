@@ -9,14 +9,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..utils import AutosegError, format_table
+from ..utils import AutosegError, format_table, load_json
 from ..workspace import Workspace
 from . import local, slurm
 from .graph import default_after_folds, predict_jobs, preprocessing_done, train_jobs
 from .jobs import ACTIVE, RERUNNABLE, Job, JobSet, failed_summary, prepare_attempt
 
 SCHEDULERS = ("slurm", "local")
-DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
+DEFAULT_FOLDS = ("0", "1", "2", "3", "4")  # nnU-Net's five, where the run has no splits.json yet
+
+
+def every_fold(run_dir: str | Path) -> list[str]:
+    """The folds of the run's splits.json: five as planned, or as many as a user's own splits file holds."""
+    splits = Workspace.at(run_dir).splits
+    if splits.is_file():
+        folds = load_json(splits)
+        if isinstance(folds, list) and folds:
+            return [str(i) for i in range(len(folds))]
+    return list(DEFAULT_FOLDS)
 
 
 def submit_training(run_dir: str | Path, configs: list[str], folds: list[str], scheduler: str, options: dict, *,
@@ -162,7 +172,7 @@ def _print_plan(js: JobSet, jobs: list[Job] | None = None) -> None:
 
 
 def submit(run_dir: str | Path, *, scheduler: str | None = None, configurations: Sequence[str] | None = None,
-           folds: Sequence[str] = DEFAULT_FOLDS, train_args: str | Sequence[str] = (), after_folds: str | None = None,
+           folds: Sequence[str] | None = None, train_args: str | Sequence[str] = (), after_folds: str | None = None,
            predict: bool = False, inp: str | Path | None = None, out: str | Path | None = None, num_parts: int = 2,
            predict_args: str | Sequence[str] = (), partition: str | None = None, gpus_per_job: int | None = None,
            cpus_per_job: int | None = None, time_limit: str | None = None, max_parallel: int | None = None,
@@ -171,10 +181,11 @@ def submit(run_dir: str | Path, *, scheduler: str | None = None, configurations:
     """What `autoseg submit` asks for, one keyword per option: the state of a submission (``show_status``), its
     failed jobs again (``resubmit``), prediction parts (``predict``) or a training study.
 
-    ``train_args``/``predict_args``: extra options for every job, as words or one string of shell words (as the
-    command line's --train-args gives them). ``after_folds``: the step after a configuration's folds (None: `autoseg
-    crossval` where ``parser`` has it; "": none). ``parser``: the `autoseg` command line the jobs run, handed in by
-    the CLI, so the jobs' arguments are parsed before anything is submitted."""
+    ``folds``: default every fold of the run's splits.json. ``train_args``/``predict_args``: extra options for
+    every job, as words or one string of shell words (as the command line's --train-args gives them).
+    ``after_folds``: the step after a configuration's folds (None: `autoseg crossval` where ``parser`` has it; "":
+    none). ``parser``: the `autoseg` command line the jobs run, handed in by the CLI, so the jobs' arguments are
+    parsed before anything is submitted."""
     kind = "predict" if predict else "train"
     if show_status:
         return status(run_dir, kind)
@@ -198,7 +209,8 @@ def submit(run_dir: str | Path, *, scheduler: str | None = None, configurations:
     if after is None:
         print("note: this autoseg has no `crossval` command; no step is submitted after the folds (give one with "
               "--after-folds)", flush=True)
-    return submit_training(run_dir, list(configurations), list(folds), scheduler, options,
+    folds = list(folds) if folds else every_fold(run_dir)
+    return submit_training(run_dir, list(configurations), folds, scheduler, options,
                            train_args=_words(train_args, "--train-args"), after_folds=after or None, dry_run=dry_run,
                            wait=wait, parser=parser)
 
