@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.networks.checkpoint import load_matching_weights, save_checkpoint
 from autoseg.training.config import TrainConfig, poly_lr
 from autoseg.training.parts import seeded_network
-from autoseg.utils import AutosegError
 
 ARCH = {"network_class_name": "PlainConvUNet", "arch_kwargs": dict(
     dim=2, input_channels=1, num_classes=4, n_stages=3, features_per_stage=[4, 8, 16],
@@ -148,7 +148,7 @@ def _clock_init(now):
 
 
 def test_fold_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, capsys):
-    from autoseg.training.lock import fold_lock
+    from autoseg.core.locks import fold_lock
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -178,8 +178,8 @@ def test_log_jsonl_is_rewritten_to_the_checkpoint_epochs(tmp_path):
 
 
 def test_atomic_writes_follow_the_umask_and_importing_changes_nothing(tmp_path):
-    code = ("import os, sys; os.umask(0o027); import autoseg.api, autoseg.cli; from autoseg.utils import save_json; "
-            "save_json({}, sys.argv[1]); print(oct(os.umask(0)))")
+    code = ("import os, sys; os.umask(0o027); import autoseg.api, autoseg.cli; "
+            "from autoseg.core.jsonio import save_json; save_json({}, sys.argv[1]); print(oct(os.umask(0)))")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json")], check=True, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert res.stdout.strip() == "0o27"  # the process's umask is the one it set, after importing autoseg

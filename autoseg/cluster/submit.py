@@ -7,8 +7,9 @@ import shlex
 import time
 from pathlib import Path
 
-from ..utils import AutosegError, format_table
-from ..workspace import Workspace
+from ..core.errors import AutosegError
+from ..core.progress import format_table
+from ..io.workspace import Workspace
 from . import local, slurm
 from .graph import default_after_folds, predict_jobs, preprocessing_done, train_jobs
 from .jobs import ACTIVE, RERUNNABLE, Job, JobSet, failed_summary, prepare_attempt

@@ -1,5 +1,5 @@
 """Kill drills for `autoseg train`: a real train subprocess on the tiny phantom is killed (SIGKILL) or stopped
-(SIGTERM) at a controlled point (``AUTOSEG_FAULT``, see autoseg/faults.py), then the same command runs
+(SIGTERM) at a controlled point (``AUTOSEG_FAULT``, see autoseg/core/faults.py), then the same command runs
 again with --resume. It must finish; the epochs finished before the kill keep their log lines (nothing lost) and
 are not trained again (nothing redone); log.jsonl has one line per epoch; no temporary/hidden file or lock is left;
 SIGTERM ends with one line, no traceback and exit status 143."""
