@@ -126,7 +126,7 @@ def test_second_train_on_a_fold_is_refused_and_resume_needs_a_checkpoint(run):
             time.sleep(0.5)
         time.sleep(1)
         res = train(run, "--resume")
-        assert res.returncode == 2 and f"PID {holder.pid}" in res.stderr and "another `autoseg train`" in res.stderr
+        assert res.returncode == 2 and f"pid {holder.pid}" in res.stderr and "another `autoseg train`" in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
     finally:
         holder.kill()
