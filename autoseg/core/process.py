@@ -44,15 +44,18 @@ def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = 
 
     Unlike ``with ProcessPoolExecutor``, an error here does not wait for the queued items (they are cancelled), an
     interrupt terminates the workers at once, and workers exit by themselves if this process is killed."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if num_workers <= 1 or len(items) <= 1:
         return [fn(x) for x in progress(items, total=len(items), desc=desc)]
+    before = set(multiprocessing.active_children())
     ex = ProcessPoolExecutor(num_workers, initializer=exit_on_parent_death)
     try:
         out = list(progress(ex.map(fn, items), total=len(items), desc=desc))
     except KeyboardInterrupt:  # stop now: the executor sees its workers gone and fails the queued items
-        for proc in list(getattr(ex, "_processes", {}).values()):
+        # its workers are the child processes started since (public API; the executor's own list is private)
+        for proc in set(multiprocessing.active_children()) - before:
             proc.terminate()
         ex.shutdown(wait=True)
         raise
