@@ -132,7 +132,7 @@ def test_second_train_on_a_fold_is_refused_and_resume_needs_a_checkpoint(run):
         holder.kill()
         holder.communicate()
     res = train(run, "--resume")
-    assert res.returncode == 0 and f"taking over the lock of PID {holder.pid}" in res.stdout
+    assert res.returncode == 0 and f"taking over the lock of pid {holder.pid}" in res.stdout
     assert_finished(run, [], None, res.stdout)
 
 
