@@ -2,6 +2,7 @@
 state, the fold lock, log.jsonl after a resume, names that must stay inside the run folder, crossval."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -171,7 +172,8 @@ def test_fold_lock_refuses_a_live_holder_and_a_killed_one_never_blocks(tmp_path,
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid, child = map(int, holder.stdout.readline().split())
-        with pytest.raises(AutosegError, match=f"another `autoseg train` \\(pid {pid}\\) is writing here"):
+        refusal = f"{tmp_path}: another `autoseg train` (pid {pid}) is writing here"
+        with pytest.raises(AutosegError, match=re.escape(refusal)):
             with fold_lock(tmp_path):
                 pass
         holder.kill()
