@@ -5,7 +5,13 @@ import dataclasses
 import time
 from pathlib import Path
 
+from .core.errors import AutosegError
+from .core.files import remove_stale_temps
+from .core.jsonio import save_json
+from .core.locks import folder_lock
+from .core.progress import format_table
 from .io.dataset import load_dataset
+from .io.workspace import Workspace
 from .planner.fingerprint import extract_fingerprint
 from .planner.heuristics import get_preset
 from .planner.planner import make_plans, plans_table
@@ -13,8 +19,6 @@ from .planner.plans import Plans
 from .preprocessing.preprocessor import is_preprocessed, run_preprocessing
 from .training.config import TrainConfig
 from .training.splits import grouped_kfold, save_splits
-from .utils import AutosegError, folder_lock, format_table, remove_stale_temps, save_json
-from .workspace import Workspace
 
 
 def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None = None, group_by: str | None = None,
@@ -45,7 +49,7 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
     save_json(fp, ws.fingerprint)
     plans = make_plans(ds, fp, gpu_memory_gb, preset)
     if budget_s is not None:
-        from .device import resolve_device
+        from .core.device import resolve_device
         from .training.step_timing import step_timer
 
         dev = resolve_device(device)
@@ -264,8 +268,8 @@ def evaluate(pred_dir: str | Path, labels_dir: str | Path, dataset_json: str | P
 
 def _write_report(summary: dict, pred_dir: Path, labels_dir: Path, dataset_json, out_dir: Path,
                   images_dir) -> None:
+    from .core.jsonio import load_json
     from .evaluation.report import write_report
-    from .utils import load_json
 
     if images_dir is None:  # labelsTs -> imagesTs, labelsTr -> imagesTr
         cand = labels_dir.parent / labels_dir.name.replace("labels", "images", 1)
@@ -323,7 +327,7 @@ def demo(out: str | Path = "autoseg_demo", epochs: int = 15, iters_per_epoch: in
 
 def _set_features(ws: Workspace, configuration: str, features: list[int]) -> None:
     """Replace the planned network widths of one configuration in plans.json (as a person editing it would)."""
-    from .utils import load_json
+    from .core.jsonio import load_json
 
     plans = load_json(ws.plans)
     kwargs = plans["configurations"][configuration]["architecture"]["arch_kwargs"]

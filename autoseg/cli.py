@@ -6,8 +6,9 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .core.errors import AutosegError
+from .core.process import raise_on_sigterm
 from .training.config import TrainConfig
-from .utils import AutosegError, raise_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:

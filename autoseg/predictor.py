@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .core.errors import AutosegError
 from .io.images import DUMMY_2D_SPACING, Geometry
 from .preprocessing.cropping import uncrop
-from .utils import AutosegError
 
 
 class Predictor:
@@ -56,8 +56,8 @@ class Predictor:
         from .inference.ensemble import EnsemblePredictor
         from .inference.predictor import Predictor as _Inner
         from .inference.predictor import _chosen_members
+        from .io.workspace import Workspace
         from .planner.plans import Plans
-        from .workspace import Workspace
 
         ws = Workspace.at(run_dir).require_plans()
         members, lcc = _chosen_members(ws, Plans.load(ws.plans), configuration)

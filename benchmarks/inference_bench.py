@@ -21,8 +21,8 @@ import torch
 from autoseg.inference.predictor import Predictor
 from autoseg.inference.sliding_window import mirror_combinations, window_starts
 from autoseg.io.images import read_case_images
+from autoseg.io.workspace import Workspace
 from autoseg.preprocessing.preprocessor import preprocess_image
-from autoseg.workspace import Workspace
 
 
 @torch.inference_mode()

@@ -33,7 +33,8 @@ import re
 import sys
 from pathlib import Path
 
-from autoseg.utils import format_table, load_json, save_json
+from autoseg.core.jsonio import load_json, save_json
+from autoseg.core.progress import format_table
 from benchmarks.matrix.__main__ import make_split, run_stage, short_name, trained_steps
 
 HERE = Path(__file__).resolve().parent

@@ -25,11 +25,11 @@ from types import SimpleNamespace
 import torch
 
 from autoseg import api
-from autoseg.device import autocast_dtype
+from autoseg.core.cpu_share import use_free_cores
+from autoseg.core.device import autocast_dtype
+from autoseg.core.progress import format_table
 from autoseg.training.config import TrainConfig
-from autoseg.training.cpu_share import use_free_cores
 from autoseg.training.step_timing import TIMED_STEPS, median_seconds, pipeline_seconds, time_augmentation, training_step
-from autoseg.utils import format_table
 
 
 def candidate(cfg: dict) -> SimpleNamespace:

@@ -183,8 +183,8 @@ def cv_postprocessed_2d(oblique_2d, tmp_path_factory) -> Path:
     component of every label (the prior from the fingerprint), so the file's choice is visible."""
     import shutil
 
+    from autoseg.core.jsonio import save_json
     from autoseg.postprocessing.decide import postprocessing_record
-    from autoseg.utils import save_json
 
     run = tmp_path_factory.mktemp("cv_pp") / "run"
     shutil.copytree(oblique_2d, run, ignore=shutil.ignore_patterns("preprocessed", "3d_fullres"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.core.errors import AutosegError
 from autoseg.planner import budget as B
 from autoseg.training.config import BudgetClock
-from autoseg.utils import AutosegError
 
 
 @pytest.mark.parametrize("text,seconds", [("20m", 1200), ("1.5h", 5400), ("90s", 90), ("90", 90), (" 2M ", 120),

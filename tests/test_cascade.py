@@ -102,7 +102,7 @@ def _assert_uses_the_first_stage(run, image, cli_seg: np.ndarray) -> None:
     change. A cascade that ignored (or zeroed) the first stage's output would give the same both times."""
     from autoseg.inference.predictor import Predictor
     from autoseg.io.images import read_case_images
-    from autoseg.workspace import Workspace
+    from autoseg.io.workspace import Workspace
 
     pred = Predictor.from_run(Workspace.at(run), "3d_cascade_fullres", device="cpu", mirror=False)
     arr, geom = read_case_images([image])
@@ -157,7 +157,7 @@ def test_previous_stage_becomes_one_hot_input_aligned_with_the_labels(tmp_path, 
 
 
 def test_previous_stage_of_the_wrong_shape_is_refused(tmp_path):
-    from autoseg.utils import AutosegError
+    from autoseg.core.errors import AutosegError
 
     seg = np.zeros((20, 24, 24), np.int8)
     seg[5:15, 5:15, 5:15] = 1
@@ -189,7 +189,7 @@ def test_low_res_probabilities_resample_to_the_full_res_grid():
 
 def test_submit_orders_the_cascade_after_every_first_stage_fold(tmp_path):
     from autoseg.cluster.graph import train_jobs
-    from autoseg.workspace import Workspace
+    from autoseg.io.workspace import Workspace
 
     ws = Workspace(tmp_path)
     confs = {"3d_lowres": {"next_stage": "3d_cascade_fullres"},

@@ -14,8 +14,8 @@ from autoseg.cluster.jobs import Job, JobSet, autoseg_command, prepare_attempt
 from autoseg.cluster.shard import case_selector, output_complete, select_part
 from autoseg.cluster.slurm import sbatch_args
 from autoseg.cluster.submit import _launch, resubmit_failed
-from autoseg.utils import AutosegError
-from autoseg.workspace import Workspace
+from autoseg.core.errors import AutosegError
+from autoseg.io.workspace import Workspace
 
 
 # -- sharding --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from autoseg.cli import main
 from autoseg.cluster.jobs import Job, JobSet
 from autoseg.cluster.submit import _launch
-from autoseg.utils import AutosegError
+from autoseg.core.errors import AutosegError
 
 pytestmark = pytest.mark.slow
 START = Path(__file__).parent / "slurm" / "start_slurm.sh"

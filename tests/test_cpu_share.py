@@ -1,7 +1,7 @@
 """Cores kept busy by other processes, from a fake /proc, and the thread count chosen beside them."""
 from pathlib import Path
 
-from autoseg.training.cpu_share import CpuShare, threads_beside
+from autoseg.core.cpu_share import CpuShare, threads_beside
 
 
 def _write_proc(root: Path, busy: int, idle: int, own: int, child: int) -> None:
@@ -43,7 +43,7 @@ def test_use_free_cores_says_when_it_takes_fewer_than_all(monkeypatch):
     """Training and predict share the note: said only when other processes leave fewer than all cores."""
     import torch
 
-    from autoseg.training import cpu_share as S
+    from autoseg.core import cpu_share as S
 
     before = torch.get_num_threads()
     monkeypatch.setattr(S.os, "cpu_count", lambda: 4)

@@ -5,8 +5,8 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg import api
+from autoseg.io.workspace import Workspace
 from autoseg.postprocessing.decide import maybe_decide_postprocessing
-from autoseg.workspace import Workspace
 
 
 def test_lcc_kept_only_for_labels_it_helps(tiny_phantom, tmp_path):

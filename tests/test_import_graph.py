@@ -37,7 +37,7 @@ def test_layering(package):
 
 def test_the_checker_sees_imports():
     """The test above could pass by seeing nothing: the fold's set-up imports the planner, the parts the networks
-    (relative imports), and the training loop only its own package and the fault hook (``..faults``)."""
+    (relative imports), and the training loop only its own package and core (the fault hook, ``..core.faults``)."""
     assert "planner" in _imported_subpackages(PKG / "training" / "setup.py")
     assert "networks" in _imported_subpackages(PKG / "training" / "parts.py")
-    assert _imported_subpackages(PKG / "training" / "loop.py") == {"training", "faults"}
+    assert _imported_subpackages(PKG / "training" / "loop.py") == {"training", "core"}

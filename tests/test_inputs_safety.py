@@ -9,22 +9,18 @@ import sys
 import numpy as np
 import pytest
 
+from autoseg.core.errors import AutosegError
+from autoseg.core.files import atomic_write_bytes, refuse_overwriting_inputs, remove_stale_temps
+from autoseg.core.jsonio import save_json
+from autoseg.core.locks import folder_lock
 from autoseg.io.dataset import case_ids_in, load_dataset, verify_case
-from autoseg.utils import (
-    AutosegError,
-    atomic_write_bytes,
-    folder_lock,
-    refuse_overwriting_inputs,
-    remove_stale_temps,
-    save_json,
-)
 
 
 def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, capsys):
     with folder_lock(tmp_path) as lock:
         assert lock.read_text().strip() == str(os.getpid())
         (tmp_path / ".x.npy.autoseg-tmp-1.tmp").write_bytes(b"")
-        other = subprocess.run([sys.executable, "-c", "import sys; from autoseg.utils import folder_lock\n"
+        other = subprocess.run([sys.executable, "-c", "import sys; from autoseg.core.locks import folder_lock\n"
                                 f"with folder_lock({str(tmp_path)!r}): pass"], capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": os.getcwd()})
         assert other.returncode != 0 and f"pid {os.getpid()}" in other.stderr

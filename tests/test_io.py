@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from autoseg.core.errors import AutosegError
 from autoseg.io.dataset import load_dataset, verify_dataset
 from autoseg.io.images import Geometry, read_case_images, read_label, write_label
-from autoseg.utils import AutosegError
 
 
 @pytest.mark.parametrize("ending", [".nii.gz", ".mha", ".nrrd"])
@@ -122,7 +122,7 @@ def test_written_files_have_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from autoseg.utils import save_json
+    from autoseg.core.jsonio import save_json
 
     save_json({"a": 1}, tmp_path / "x.json")
     umask = os.umask(0)

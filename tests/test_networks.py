@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.core.errors import AutosegError
 from autoseg.networks import NETWORKS, build_network, network_args, register_network
 from autoseg.networks.blocks import BasicResidualBlock
-from autoseg.utils import AutosegError
 
 DATA = Path(__file__).parent / "data"
 

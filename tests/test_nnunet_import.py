@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.networks import build_network
 from autoseg.sharing.nnunet_import import convert_weights, load_nnunet_checkpoint
-from autoseg.utils import AutosegError
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS = ROOT / "tests" / "references" / "nnunet"

@@ -221,8 +221,8 @@ def test_presets_name_network_blocks_and_memory(tmp_path, preset, gb, cls, block
 
 
 def test_unknown_preset_is_an_autoseg_error(tmp_path):
+    from autoseg.core.errors import AutosegError
     from autoseg.planner.planner import make_plans
-    from autoseg.utils import AutosegError
 
     with pytest.raises(AutosegError, match="resenc-m"):
         make_plans(_dataset(tmp_path, 2), _fingerprint((1, 1, 1), (32, 32, 32), 2), preset="resenc-s")

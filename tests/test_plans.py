@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from autoseg.core.errors import AutosegError
 from autoseg.planner.plans import LEGACY_KEYS, PLANS_VERSION, Plans
-from autoseg.utils import AutosegError
 
 DATA = Path(__file__).parent / "data"
 REMOVED_TOP = LEGACY_KEYS[1]["plans"]

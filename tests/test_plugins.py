@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from autoseg.core.errors import AutosegError
 from autoseg.core.registry import Registry
 from autoseg.training.config import TrainConfig
 from autoseg.training.trainers import apply_trainer, register_trainer
-from autoseg.utils import AutosegError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from autoseg.device import autocast_dtype, plan_precision
+from autoseg.core.device import autocast_dtype, plan_precision
+from autoseg.core.errors import AutosegError
 from autoseg.inference.sliding_window import sliding_window_logits
 from autoseg.planner import budget as B
 from autoseg.planner.plans import Plans
 from autoseg.training import step_timing as T
 from autoseg.training.parts import Stepper
-from autoseg.utils import AutosegError
 
 
 def _tiny():

@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
+from autoseg.core.errors import AutosegError
 from autoseg.inference import predictor as P
 from autoseg.io.images import read_case_images
 from autoseg.networks import build_network
 from autoseg.planner.plans import Plans
-from autoseg.utils import AutosegError
 
 
 def _predictor(run, patch=None) -> P.Predictor:

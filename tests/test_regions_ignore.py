@@ -8,12 +8,12 @@ import SimpleITK as sitk
 import torch
 
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.evaluation.evaluate import evaluate_cases
 from autoseg.io.dataset import load_dataset
-from autoseg.labels import LabelSpec
+from autoseg.io.labels import LabelSpec
 from autoseg.training.losses import DiceCELoss, RegionDiceBCELoss, region_masks
 from autoseg.training.parts import pseudo_dice_counts, region_pseudo_dice_counts
-from autoseg.utils import AutosegError
 
 BRATS = {"background": 0, "whole tumor": [1, 2, 3, 4], "tumor core": [1, 3, 4], "enhancing tumor": [4]}
 NESTED = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "inner": [3]}
@@ -217,7 +217,7 @@ def test_an_ensemble_of_region_models_thresholds_the_mean_region_probabilities()
     from types import SimpleNamespace
 
     from autoseg.inference.ensemble import EnsemblePredictor
-    from autoseg.labels import LabelSpec
+    from autoseg.io.labels import LabelSpec
 
     spec = LabelSpec.parse({"background": 0, "whole": [1, 2, 3], "core": [1, 3], "enh": [3]}, [2, 1, 3], "test")
     rng = np.random.default_rng(0)

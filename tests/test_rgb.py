@@ -13,10 +13,10 @@ import SimpleITK as sitk
 
 from autoseg import api
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.inference.predictor import discover_inputs
 from autoseg.io.dataset import load_dataset, verify_case, verify_dataset
 from autoseg.io.images import read_case_images
-from autoseg.utils import AutosegError
 
 from .conftest import SHARED_DATA
 

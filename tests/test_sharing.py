@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.sharing.model_zip import extract_model, sha256_of
-from autoseg.utils import AutosegError
 
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "sharing.md"  # holds the Python API example
 

@@ -2,6 +2,7 @@
 state, the fold lock, log.jsonl after a resume, names that must stay inside the run folder, crossval."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from autoseg.cli import main
+from autoseg.core.errors import AutosegError
 from autoseg.networks.checkpoint import load_matching_weights, save_checkpoint
 from autoseg.training.config import TrainConfig, poly_lr
 from autoseg.training.parts import seeded_network
-from autoseg.utils import AutosegError
 
 ARCH = {"network_class_name": "PlainConvUNet", "arch_kwargs": dict(
     dim=2, input_channels=1, num_classes=4, n_stages=3, features_per_stage=[4, 8, 16],
@@ -147,22 +148,45 @@ def _clock_init(now):
     return init
 
 
-def test_fold_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, capsys):
-    from autoseg.training.lock import fold_lock
+# Holds a fold's lock, forks a child that lives on (as a data worker would), says both PIDs, and waits for its stdin
+# to close; the child too, so that neither outlives the test.
+HOLDER = """import os, sys
+from autoseg.core.locks import fold_lock
+with fold_lock(__import__("pathlib").Path(sys.argv[1])):
+    child = os.fork()
+    if child == 0:
+        sys.stdin.read()
+        os._exit(0)
+    print(os.getpid(), child, flush=True)
+    sys.stdin.read()
+"""
 
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+def test_fold_lock_refuses_a_live_holder_and_a_killed_one_never_blocks(tmp_path, capsys):
+    """A second holder is refused at once, naming the PID; after kill -9 of the holder the lock is free at once,
+    although its forked child lives on, and the lock file it left is taken over with a note."""
+    from autoseg.core.locks import fold_lock
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
     try:
-        (tmp_path / "train.lock").write_text(f"{sleeper.pid}\n")
-        with pytest.raises(AutosegError, match=f"PID {sleeper.pid}"):
+        pid, child = map(int, holder.stdout.readline().split())
+        refusal = f"{tmp_path}: another `autoseg train` (pid {pid}) is writing here"
+        with pytest.raises(AutosegError, match=re.escape(refusal)):
             with fold_lock(tmp_path):
                 pass
+        holder.kill()
+        holder.wait()
+        os.kill(child, 0)  # the forked child is still alive
+        assert (tmp_path / "train.lock").read_text().strip() == str(pid)  # left behind by the killed holder
+        with fold_lock(tmp_path) as path:
+            assert path.read_text().strip() == str(os.getpid())
+            assert f"taking over the lock of pid {pid}, which is no longer running" in capsys.readouterr().out
+        assert not path.exists()
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    with fold_lock(tmp_path) as path:
-        assert path.read_text().strip() == str(os.getpid())
-        assert f"taking over the lock of PID {sleeper.pid}" in capsys.readouterr().out
-    assert not path.exists()
+        holder.kill()
+        holder.stdin.close()  # ends the child
 
 
 def test_log_jsonl_is_rewritten_to_the_checkpoint_epochs(tmp_path):
@@ -178,8 +202,8 @@ def test_log_jsonl_is_rewritten_to_the_checkpoint_epochs(tmp_path):
 
 
 def test_atomic_writes_follow_the_umask_and_importing_changes_nothing(tmp_path):
-    code = ("import os, sys; os.umask(0o027); import autoseg.api, autoseg.cli; from autoseg.utils import save_json; "
-            "save_json({}, sys.argv[1]); print(oct(os.umask(0)))")
+    code = ("import os, sys; os.umask(0o027); import autoseg.api, autoseg.cli; "
+            "from autoseg.core.jsonio import save_json; save_json({}, sys.argv[1]); print(oct(os.umask(0)))")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json")], check=True, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert res.stdout.strip() == "0o27"  # the process's umask is the one it set, after importing autoseg

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.core.errors import AutosegError
 from autoseg.networks import build_network, register_network
 from autoseg.training.config import poly_lr
 from autoseg.training.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from autoseg.training.splits import grouped_kfold
-from autoseg.utils import AutosegError
 
 
 def test_dice_loss_known_values():

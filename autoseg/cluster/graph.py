@@ -6,8 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..utils import AutosegError
-from ..workspace import Workspace
+from ..core.errors import AutosegError
+from ..io.workspace import Workspace
 from .jobs import Job, autoseg_command, with_resume_if_started
 
 AFTER_FOLDS_CROSSVAL = "{autoseg} crossval {run} -c {config}"
@@ -89,7 +89,7 @@ def train_jobs(ws: Workspace, configs: list[str], folds: list[str], train_args: 
 def _first_stage_jobs(ws: Workspace, configs: list[str], folds: list[str]) -> dict[str, list[str]]:
     """The cascade trains on its first stage's cross-validation predictions: its fold jobs wait for every fold job
     of that stage submitted alongside."""
-    from ..utils import load_json
+    from ..core.jsonio import load_json
 
     if not ws.plans.is_file():  # `train` itself reports a run without plans
         return {}

@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..utils import AutosegError, atomic_write_bytes, load_json, save_json
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
+from ..core.jsonio import load_json, save_json
 
 ACTIVE = ("submitted", "pending", "running")  # states of a job that may still run
 RERUNNABLE = ("failed", "cancelled")  # what --resubmit-failed submits again

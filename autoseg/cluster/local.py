@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from ..utils import pid_alive
+from ..core.process import pid_alive
 from .jobs import ACTIVE, Job, JobSet, apply_exit_status, read_exit_status
 
 

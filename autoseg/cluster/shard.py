@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import zlib
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 from .jobs import ACTIVE, Job, JobSet, apply_exit_status, read_exit_status
 
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")

@@ -9,8 +9,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..utils import AutosegError, format_table, load_json
-from ..workspace import Workspace
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json
+from ..core.progress import format_table
+from ..io.workspace import Workspace
 from . import local, slurm
 from .graph import default_after_folds, predict_jobs, preprocessing_done, train_jobs
 from .jobs import ACTIVE, RERUNNABLE, Job, JobSet, failed_summary, prepare_attempt

@@ -1,3 +1,8 @@
-"""What every stage shares and that knows nothing of images, plans or training: the error type users act on and
-the registries that name extension points (networks, losses, trainer variants, augmentation pipelines) and load
-third-party plugins. Modules here import nothing from the rest of autoseg."""
+"""What every stage shares and that knows nothing of images, plans or training. Modules here import nothing from
+the rest of autoseg:
+
+``errors`` the error type users act on; ``registry`` the named extension points and plugins; ``jsonio`` JSON and npy
+files; ``files`` atomic writes, temporary-file clean-up, the refusal to overwrite inputs, a full disk; ``locks`` the
+one folder lock; ``process`` signals, parent death, the worker pool; ``progress`` progress lines and tables;
+``faults`` the fault hooks of the kill drills; ``device`` the torch device and its memory; ``cpu_share`` the cores
+other processes keep busy; ``records`` typed JSON records; ``tiling`` sliding-window starts."""

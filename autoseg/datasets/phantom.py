@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ..core.jsonio import save_json
 from ..io.images import Geometry, write_image
-from ..utils import save_json
 
 LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
 

@@ -19,20 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faults import fault_point
+from ..core.errors import AutosegError
+from ..core.faults import fault_point
+from ..core.files import atomic_write_bytes, refuse_overwriting_inputs
+from ..core.jsonio import load_json, save_json
+from ..core.locks import folder_lock
+from ..core.process import pool_map
+from ..core.progress import format_table
 from ..io.dataset import read_csv_rows
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_label
-from ..labels import IGNORE_NAME, LabelSpec
-from ..utils import (
-    AutosegError,
-    atomic_write_bytes,
-    folder_lock,
-    format_table,
-    load_json,
-    pool_map,
-    refuse_overwriting_inputs,
-    save_json,
-)
+from ..io.labels import IGNORE_NAME, LabelSpec
 from .clinical import agreement, short_axis_indices, simpson_biplane_ml, volume_ml
 from .head_circumference import HC_HEADERS, case_hc, hc_rows, hc_section, parse_reference, read_reference
 from .metrics import dice_iou_masks, mean_std

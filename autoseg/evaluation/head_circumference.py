@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..core.errors import AutosegError
 from ..io.dataset import read_csv_rows
-from ..utils import AutosegError
 
 DEFINITION = ("HC: perimeter (Ramanujan) of a least-squares ellipse fitted, in mm, to the sub-pixel boundary of the "
               "largest connected component (holes filled); absolute difference = |HC(prediction) - reference| in mm "

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.files import atomic_write_bytes
 from ..io.images import read_case_images, read_label
-from ..utils import atomic_write_bytes
 from .head_circumference import HC_HEADERS, hc_rows
 from .vessels import VESSEL_HEADERS, vessel_rows
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 from .metrics import mean_std
 
 SCORES = ("dice", "sensitivity", "specificity", "accuracy", "auc")

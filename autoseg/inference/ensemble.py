@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import ending_of, write_label
+from ..io.workspace import Workspace
 from ..postprocessing.components import apply_postprocessing
-from ..workspace import Workspace
 from .predictor import Predictor, save_probabilities_npz
 
 

@@ -17,10 +17,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..device import autocast_dtype, available_memory, plan_precision, resolve_device
-from ..faults import fault_point
+from ..core.device import autocast_dtype, available_memory, plan_precision, resolve_device
+from ..core.errors import AutosegError
+from ..core.faults import fault_point
+from ..core.files import atomic_write_bytes, refuse_overwriting_inputs
+from ..core.jsonio import load_json, save_json
+from ..core.locks import folder_lock
+from ..core.progress import format_table, progress
 from ..io.dataset import case_channel_files, case_files_in, channels_in_file, dimension_of, mixed_layout_problems
 from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
+from ..io.workspace import Workspace
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
 from ..postprocessing.components import (
@@ -32,17 +38,6 @@ from ..postprocessing.components import (
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image, target_spacing_for
 from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities, resampled_argmax
-from ..utils import (
-    AutosegError,
-    atomic_write_bytes,
-    folder_lock,
-    format_table,
-    load_json,
-    progress,
-    refuse_overwriting_inputs,
-    save_json,
-)
-from ..workspace import Workspace
 from .sliding_window import sliding_window_logits
 
 
@@ -444,7 +439,7 @@ def _threads_beside_other_work() -> None:
     """On a CPU, compute with the cores other processes leave free: beside a process that keeps both cores of a
     2-core machine busy, two threads run a network 3x slower than on an idle machine, one thread 1.3x
     (benchmarks/busy_threads.py)."""
-    from ..training.cpu_share import use_free_cores
+    from ..core.cpu_share import use_free_cores
 
     use_free_cores(0.3, say=lambda line: print(line, flush=True), doing="predicting")
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tiling import window_starts
+from ..core.tiling import window_starts
 
 
 def _gaussian_1d(p: int, sigma_scale: float) -> np.ndarray:

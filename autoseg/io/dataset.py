@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import LabelSpec
-from ..utils import AutosegError, load_json
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json
 from .images import SUPPORTED_ENDINGS, Geometry, read_case_images, read_label
+from .labels import LabelSpec
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 # keys nnU-Net v2 and its converters write; anything else is most likely a typo of one of these

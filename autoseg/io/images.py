@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..utils import AutosegError, atomic_write_bytes
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
 
 SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png", ".tif", ".tiff")
 NATURAL_IMAGE_ENDINGS = (".png", ".tif", ".tiff")  # 2D only, pixel spacing 1, written as 8-bit

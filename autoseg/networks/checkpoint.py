@@ -8,7 +8,8 @@ from typing import Callable
 
 import torch
 
-from ..utils import AutosegError, atomic_write_bytes
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
 from .registry import build_network
 
 

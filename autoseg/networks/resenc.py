@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import as_ints
+from ..core.records import as_ints
 from .blocks import BasicResidualBlock, BlockSpec, ConvNormAct, zero_last_norm_of_residuals
 from .registry import register_network
 from .unet import UNet, UNetArgs

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..records import Record, as_bool, as_float, as_int, as_ints, as_list, as_str
-from ..utils import AutosegError
+from ..core.errors import AutosegError
+from ..core.records import Record, as_bool, as_float, as_int, as_ints, as_list, as_str
 from .blocks import BlockSpec, ConvNormAct, DecoderSpec, head, init_weights, instance_norm, stage, upsample
 from .registry import register_network
 

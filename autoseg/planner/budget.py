@@ -41,10 +41,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.errors import AutosegError
+from ..core.tiling import window_starts
 from ..networks.resenc import ResidualEncoderUNetArgs
 from ..networks.unet import PlainConvUNetArgs, UNetArgs
-from ..tiling import window_starts
-from ..utils import AutosegError
 from . import heuristics as H
 from .plans import Architecture, BudgetRecord, CandidateRecord, ConfigurationPlan, Plans, Recommendation, Schedule
 

@@ -10,9 +10,9 @@ from functools import partial
 
 import numpy as np
 
+from ..core.process import pool_map
 from ..io.dataset import DatasetInfo, verify_case
 from ..preprocessing.cropping import crop_to_nonzero
-from ..utils import pool_map
 
 SAMPLES_PER_CASE = 10_000
 

@@ -72,7 +72,7 @@ reference_gb (8, 8, 24, 40 GB)."""
 
 
 def get_preset(name: str) -> Preset:
-    from ..utils import AutosegError
+    from ..core.errors import AutosegError
 
     if name not in PRESETS:
         raise AutosegError(f"unknown planner preset {name!r}; choose one of {sorted(PRESETS)}")

@@ -5,8 +5,8 @@ import dataclasses
 
 import numpy as np
 
+from ..core.progress import format_table
 from ..io.dataset import DatasetInfo
-from ..utils import format_table
 from . import heuristics as H
 from .plans import PLANS_VERSION, Architecture, ConfigurationPlan, Plans
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..labels import LabelSpec
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json, save_json
+from ..core.records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
+from ..io.labels import LabelSpec
 from ..networks import network_args, network_class
-from ..records import Record, as_bool, as_float, as_floats, as_int, as_ints, as_list, as_str
-from ..utils import AutosegError, load_json, save_json
 
 PLANS_VERSION = 2
 LEGACY_KEYS = {1: {"plans": ("planning_seconds", "budget_seconds", "budget_device"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import cc3d
 import numpy as np
 
-from ..utils import load_json
+from ..core.jsonio import load_json
 
 
 def keep_largest_component(seg: np.ndarray, label: int, connectivity: int = 26) -> np.ndarray:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json, save_json
+from ..core.progress import format_table
 from ..evaluation.evaluate import CaseTable, evaluate_cases, write_summary
 from ..evaluation.metrics import dice_iou
 from ..io.dataset import DatasetInfo, load_dataset
 from ..io.images import read_label
+from ..io.workspace import Workspace
 from ..planner.plans import Plans
-from ..utils import AutosegError, format_table, load_json, save_json
-from ..workspace import Workspace
 from .components import keep_largest_component
 
 

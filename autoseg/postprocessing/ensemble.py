@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json
+from ..core.progress import format_table
 from ..evaluation.metrics import dice_iou
 from ..io.dataset import DatasetInfo, load_dataset
 from ..io.images import read_label
+from ..io.workspace import Workspace
 from ..planner.plans import Plans
-from ..utils import AutosegError, format_table, load_json
-from ..workspace import Workspace
 from .decide import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
 
 FLAG = "--save-validation-probabilities"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 
 
 def _mean_std(x: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:

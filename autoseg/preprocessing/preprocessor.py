@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faults import fault_point
+from ..core.errors import AutosegError
+from ..core.faults import fault_point
+from ..core.jsonio import save_json, save_npy
+from ..core.locks import folder_lock
+from ..core.process import pool_map
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from ..utils import AutosegError, folder_lock, pool_map, save_json, save_npy
 from .cropping import crop_to_nonzero
 from .normalization import normalize
 from .resampling import case_resampling, new_shape_for, resample_data, resample_seg

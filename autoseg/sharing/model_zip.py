@@ -22,8 +22,10 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from .. import __version__
-from ..utils import AutosegError, atomic_write_bytes, load_json
-from ..workspace import Workspace
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
+from ..core.jsonio import load_json
+from ..io.workspace import Workspace
 
 MANIFEST = "manifest.json"
 FORMAT = "autoseg-model"

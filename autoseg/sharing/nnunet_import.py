@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json, save_json
+from ..io.workspace import Workspace
 from ..networks import build_network
 from ..planner.plans import PLANS_VERSION, Architecture, ConfigurationPlan, Plans
-from ..utils import AutosegError, load_json, save_json
-from ..workspace import Workspace
 
 ANISOTROPY_THRESHOLD = 3.0  # nnU-Net resamples the coarse axis on its own beyond this spacing ratio
 SUPPORTED_NORMS = {"ZScoreNormalization", "CTNormalization", "NoNormalization", "RGBTo01Normalization"}

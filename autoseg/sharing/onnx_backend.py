@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..utils import AutosegError, atomic_write_bytes
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
 
 ONNX_NAME = "network.onnx"
 

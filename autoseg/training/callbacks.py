@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..faults import fault_point
+from ..core.faults import fault_point
+from ..core.files import atomic_write_bytes
 from ..networks.checkpoint import save_checkpoint
-from ..utils import atomic_write_bytes
 from .loop import Callback, LoopState
 from .schedule import Schedule
 
@@ -127,7 +127,7 @@ class ThreadsFollowLoad(Callback):
     def on_epoch_end(self, state: LoopState, rec: dict, improved: bool, last: bool) -> None:
         import torch
 
-        from .cpu_share import threads_beside
+        from ..core.cpu_share import threads_beside
 
         others = self.share.others()
         threads = threads_beside(others, self.share.cores)

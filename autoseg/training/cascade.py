@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import AutosegError
+from ..core.files import atomic_write_bytes
+from ..io.workspace import Workspace
 from ..planner.plans import ConfigurationPlan, Plans
 from ..preprocessing.preprocessor import target_spacing_for
 from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities
-from ..utils import AutosegError, atomic_write_bytes
-from ..workspace import Workspace
 
 NEXT_STAGE_FOLDER = "predicted_next_stage"
 

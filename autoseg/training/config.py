@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 
 
 def _opt(help: str, flag: str | None = None, check: str | None = None, negate: bool = False) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 from .augmentation import AUGMENTATIONS
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..utils import AutosegError
+from ..core.errors import AutosegError
 
 
 class Sync:

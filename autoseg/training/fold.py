@@ -13,11 +13,13 @@ import signal
 import time
 from pathlib import Path
 
+from ..core.cpu_share import CpuShare
+from ..core.errors import AutosegError
+from ..core.jsonio import save_json
+from ..core.locks import fold_lock
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
-from ..utils import AutosegError, save_json
 from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot, ThreadsFollowLoad
 from .config import TrainConfig
-from .cpu_share import CpuShare
 from .distributed import (
     DDPSync,
     LaunchEnv,
@@ -31,7 +33,6 @@ from .distributed import (
     write_state_digest,
 )
 from .interrupt import StopFlag, TrainingInterrupted
-from .lock import fold_lock
 from .loop import LoopState, fit
 from .parts import Parts, build_parts
 from .schedule import ClockSchedule, EpochSchedule, Schedule

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..device import autocast_dtype, plan_precision
+from ..core.device import autocast_dtype, plan_precision
 from ..networks import build_network
 from ..networks.checkpoint import load_matching_weights
 from .config import TrainConfig
@@ -187,7 +187,7 @@ def set_compute_threads(device: torch.device, log: Callable[[str], None] | None 
     half a second; every core on an idle machine; data workers set their own to one thread). Returns the count."""
     if device.type != "cpu":
         return torch.get_num_threads()
-    from .cpu_share import use_free_cores
+    from ..core.cpu_share import use_free_cores
 
     say = (lambda line: log(line + " (re-measured every epoch)")) if log is not None else None
     return use_free_cores(say=say, doing="training computes")[0]

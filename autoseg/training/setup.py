@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.dataset import DatasetInfo
+from ..io.workspace import Workspace
 from ..networks import network_args
 from ..planner.plans import ConfigurationPlan, Plans
-from ..workspace import Workspace
 from .splits import load_fold, read_splits
 
 

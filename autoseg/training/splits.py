@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import AutosegError, load_json, save_json
+from ..core.errors import AutosegError
+from ..core.jsonio import load_json, save_json
 
 
 def grouped_kfold(cases: list[str], groups: dict[str, str], n_folds: int = 5, seed: int = 12345) -> list[dict]:
@@ -61,7 +62,7 @@ def load_fold(path: Path, fold: int | str, all_cases: list[str],
 
 
 def _fold_cases(split: dict, part: str, path: Path, k: int, all_cases: list[str]) -> list[str]:
-    from ..workspace import check_name
+    from ..io.workspace import check_name
 
     cases = split.get(part)
     if not isinstance(cases, list):

@@ -163,7 +163,7 @@ class StepTimer:
         self.fp32_seconds: float | None = None  # the comparison, when it was made
         self.bf16_seconds: float | None = None
         if device.type == "cpu":
-            from .cpu_share import use_free_cores
+            from ..core.cpu_share import use_free_cores
 
             use_free_cores()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..faults import fault_point
-from ..utils import load_json
+from ..core.faults import fault_point
+from ..core.jsonio import load_json
 from .setup import FoldSetup
 
 

@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from autoseg.core.jsonio import load_json, save_json
+from autoseg.core.progress import format_table
 from autoseg.io.dataset import load_dataset
-from autoseg.utils import format_table, load_json, save_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

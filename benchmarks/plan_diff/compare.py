@@ -232,7 +232,7 @@ def _short_value(v, n: int = 60) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    from autoseg.utils import format_table
+    from autoseg.core.progress import format_table
 
     body = [[r["dataset"].split("_", 1)[1], r["preset"], r["field"], _short_value(r["autoseg"]),
              _short_value(r["nnunet"]), "intended" if r["intended"] else "DIFF"] for r in rows]

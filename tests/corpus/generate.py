@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess as subprocess_
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,13 @@ class Case:
     exit_code: int = 2  # 0: the input is accepted with a warning (the fragment), or its leftovers cleaned up
     gone: list[Path] = field(default_factory=list)  # files that must not exist afterwards
     subprocess: bool = False  # run as its own process (a failure of its check must not hit the test's); else not
+    holder: subprocess_.Popen | None = None  # a process holding a folder's lock while the command runs (release())
+
+    def release(self) -> None:
+        """End the lock holder, if any (closing its stdin ends it; the lock file goes with it)."""
+        if self.holder is not None:
+            self.holder.stdin.close()
+            self.holder.wait(timeout=60)
 
 
 Builder = Callable[[Base, Path], Case]
@@ -57,6 +65,16 @@ def kind(name: str, command: str) -> Callable[[Builder], Builder]:
 
 
 # ---------------------------------------------------------------- helpers
+def hold_lock(folder: Path) -> subprocess_.Popen:
+    """A process that holds ``folder``'s lock (as a running `autoseg predict` would) until its stdin is closed."""
+    code = ("import sys; from autoseg.core.locks import folder_lock\n"
+            "with folder_lock(sys.argv[1], clean_temps=False):\n print('held', flush=True); sys.stdin.read()")
+    p = subprocess_.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess_.PIPE, stdout=subprocess_.PIPE,
+                          text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
 def copy_dataset(base: Base, work: Path) -> Path:
     ds = work / "data"
     shutil.copytree(base.dataset, ds)
@@ -238,15 +256,14 @@ def _(base: Base, work: Path) -> Case:
     return Case(["preprocess", str(run), "-c", "2d"], CASE, [ds])
 
 
-# The locks below name a live process that is not the one running the command (a lock holding the command's own
-# PID is that process's own, left by a killed earlier run of it): the parent of the test or generator.
+# The locks below are held by a live process (hold_lock), which the refusal must name.
 @kind("preprocess_locked_by_live_process", "preprocess")
 def _(base: Base, work: Path) -> Case:
     run = work / "run"
     shutil.copytree(base.run, run, ignore=shutil.ignore_patterns("preprocessed", "2d"))
     (run / "preprocessed" / "2d").mkdir(parents=True)
-    (run / "preprocessed" / "2d" / ".autoseg.lock").write_text(f"{os.getppid()}\n")
-    return Case(["preprocess", str(run), "-c", "2d"], f"pid {os.getppid()}", [run])
+    holder = hold_lock(run / "preprocessed" / "2d")
+    return Case(["preprocess", str(run), "-c", "2d"], f"pid {holder.pid}", [run], holder=holder)
 
 
 # ---------------------------------------------------------------- predict
@@ -323,8 +340,8 @@ def _(base: Base, work: Path) -> Case:
     out = work / "out"
     out.mkdir()
     (out / "earlier.nii.gz").write_bytes(b"an earlier result")
-    (out / ".autoseg.lock").write_text(f"{os.getppid()}\n")
-    return Case(predict(base, d, out), f"pid {os.getppid()}", [d, out])
+    holder = hold_lock(out)
+    return Case(predict(base, d, out), f"pid {holder.pid}", [d, out], holder=holder)
 
 
 def _copied_run(base: Base, work: Path, change: Callable[[dict], None]) -> Path:
@@ -451,8 +468,8 @@ def _(base: Base, work: Path) -> Case:
 @kind("evaluate_output_locked", "evaluate")
 def _(base: Base, work: Path) -> Case:
     preds, ds = eval_inputs(base, work)
-    (preds / ".autoseg.lock").write_text(f"{os.getppid()}\n")
-    return Case(evaluate(preds, ds / "labelsTs"), f"pid {os.getppid()}", [preds, ds])
+    holder = hold_lock(preds)
+    return Case(evaluate(preds, ds / "labelsTs"), f"pid {holder.pid}", [preds, ds], holder=holder)
 
 
 # ---------------------------------------------------------------- the last ones found (issue 23)
@@ -552,4 +569,5 @@ if __name__ == "__main__":
         (out / name / "command.json").write_text(json.dumps({"command": command, "argv": c.argv,
                                                              "fragment": c.fragment, "exit_code": c.exit_code},
                                                             indent=1))
+        c.release()  # a lock held by a process cannot be written to a folder: those kinds are not locked by hand
     print(f"{len(KINDS)} kinds written to {out}")

@@ -72,16 +72,19 @@ def test_bad_input_is_refused_cleanly(name, base, tmp_path):
     assert case.argv[0] == command
     guarded = case.guarded + [base.dataset, base.predictions]
     before = tree_hash(guarded)
-    r = (run_cli if case.subprocess else run_in_process)(case.argv)
-    assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == case.exit_code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    if case.exit_code == 2:
-        assert case.fragment in r.stderr, r.stderr
-        assert f"autoseg {command}: error:" in r.stderr
-    else:  # accepted: the warning (on stderr) or the note
-        assert case.fragment in r.stdout + r.stderr, (r.stdout[-2000:], r.stderr[-2000:])
-    assert not [p for p in case.gone if p.exists()]
-    assert tree_hash(guarded) == before
-    leftovers = [p for d in guarded if Path(d).is_dir() for p in Path(d).rglob(".*")
-                 if ".autoseg-tmp-" in p.name or (p.name == ".autoseg.lock" and "locked" not in name)]
-    assert not leftovers
+    try:  # a lock holder (if any) ends after the checks: its lock file is part of the guarded folders
+        r = (run_cli if case.subprocess else run_in_process)(case.argv)
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == case.exit_code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+        if case.exit_code == 2:
+            assert case.fragment in r.stderr, r.stderr
+            assert f"autoseg {command}: error:" in r.stderr
+        else:  # accepted: the warning (on stderr) or the note
+            assert case.fragment in r.stdout + r.stderr, (r.stdout[-2000:], r.stderr[-2000:])
+        assert not [p for p in case.gone if p.exists()]
+        assert tree_hash(guarded) == before
+        leftovers = [p for d in guarded if Path(d).is_dir() for p in Path(d).rglob(".*")
+                     if ".autoseg-tmp-" in p.name or (p.name == ".autoseg.lock" and "locked" not in name)]
+        assert not leftovers
+    finally:
+        case.release()

@@ -57,7 +57,7 @@ p = Plans.load(tmp / "run" / "plans.json")
 pb = B.apply_budget(p, 600, torch.device("cpu"), 10, timer=lambda c: 1e-10 * c.macs * c.batch_size + 0.05, verbose=False)
 d = pb.to_dict()
 d["dataset_dir"] = "/nonexistent/phantom"
-from autoseg.utils import save_json
+from autoseg.core.jsonio import save_json
 save_json(d, "tests/data/plans_main_phantom_budget.json")
 print("ok")
 

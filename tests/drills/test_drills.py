@@ -1,6 +1,6 @@
 """Kill drills for preprocess, predict and evaluate (train's are in test_train_drills.py).
 
-Each drill pauses the real CLI at a named point (AUTOSEG_FAULT=POINT:PAUSE:N, see autoseg.faults), sends SIGKILL or
+Each drill pauses the real CLI at a named point (AUTOSEG_FAULT=POINT:PAUSE:N, see autoseg.core.faults), sends SIGKILL or
 SIGTERM, then runs the same command again and checks: it finishes, nothing finished before the kill is lost or
 redone (same bytes and modification time), and no temporary or lock file is left or read.
 """

@@ -1,5 +1,5 @@
 """Kill drills for `autoseg train`: a real train subprocess on the tiny phantom is killed (SIGKILL) or stopped
-(SIGTERM) at a controlled point (``AUTOSEG_FAULT``, see autoseg/faults.py), then the same command runs
+(SIGTERM) at a controlled point (``AUTOSEG_FAULT``, see autoseg/core/faults.py), then the same command runs
 again with --resume. It must finish; the epochs finished before the kill keep their log lines (nothing lost) and
 are not trained again (nothing redone); log.jsonl has one line per epoch; no temporary/hidden file or lock is left;
 SIGTERM ends with one line, no traceback and exit status 143."""
@@ -126,13 +126,13 @@ def test_second_train_on_a_fold_is_refused_and_resume_needs_a_checkpoint(run):
             time.sleep(0.5)
         time.sleep(1)
         res = train(run, "--resume")
-        assert res.returncode == 2 and f"PID {holder.pid}" in res.stderr and "another `autoseg train`" in res.stderr
+        assert res.returncode == 2 and f"pid {holder.pid}" in res.stderr and "another `autoseg train`" in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
     finally:
         holder.kill()
         holder.communicate()
     res = train(run, "--resume")
-    assert res.returncode == 0 and f"taking over the lock of PID {holder.pid}" in res.stdout
+    assert res.returncode == 0 and f"taking over the lock of pid {holder.pid}" in res.stdout
     assert_finished(run, [], None, res.stdout)
 
 

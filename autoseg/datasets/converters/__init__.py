@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...utils import AutosegError
+from ...core.errors import AutosegError
 from . import acdc, camus, msd
 from .common import write_conversion
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...utils import AutosegError, save_json
+from ...core.errors import AutosegError
+from ...core.jsonio import save_json
 from .common import cfg_int, check_same_grid, copy_file, csv_text, parse_cfg
 
 LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...utils import AutosegError, save_json
+from ...core.errors import AutosegError
+from ...core.jsonio import save_json
 from .common import check_same_grid, copy_as_nifti, csv_text, find_image, parse_cfg
 
 LABELS = {"background": 0, "LV": 1, "MYO": 2, "LA": 3}

@@ -17,7 +17,9 @@ from typing import Callable
 import SimpleITK as sitk
 
 from ... import __version__
-from ...utils import AutosegError, atomic_write_bytes, load_json, save_json
+from ...core.errors import AutosegError
+from ...core.files import atomic_write_bytes
+from ...core.jsonio import load_json, save_json
 
 MARKER = "conversion.json"
 

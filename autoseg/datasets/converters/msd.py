@@ -12,7 +12,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ...utils import AutosegError, atomic_write_bytes, load_json, save_json
+from ...core.errors import AutosegError
+from ...core.files import atomic_write_bytes
+from ...core.jsonio import load_json, save_json
 from .common import copy_file, read_header
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any, Iterator, Sequence
 
-from .utils import AutosegError
+from .errors import AutosegError
 
 
 class Record(Mapping):

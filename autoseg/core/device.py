@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .utils import AutosegError
+from .errors import AutosegError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .utils import AutosegError
+from ..core.errors import AutosegError
 
 IGNORE_NAME = "ignore"
 

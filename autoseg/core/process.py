@@ -1,0 +1,80 @@
+"""Process helpers: signals turned into exceptions, pool workers that die with their parent, a pool map that
+stops at once on an interrupt, and whether a PID is alive."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+from .progress import progress
+
+T = TypeVar("T")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exit_on_parent_death(poll_s: float = 0.5) -> None:
+    """Pool-worker initializer: exit as soon as the parent process is gone (kill -9 of the main process), and leave
+    Ctrl-C to the parent (which stops the workers), so that the terminal shows one message, not one per worker."""
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() from the parent ends a worker at once
+
+    def _watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=_watch, daemon=True, name="parent-watch").start()
+
+
+def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = "") -> list[T]:
+    """``[fn(x) for x in items]`` over worker processes, with a progress line.
+
+    Unlike ``with ProcessPoolExecutor``, an error here does not wait for the queued items (they are cancelled), an
+    interrupt terminates the workers at once, and workers exit by themselves if this process is killed."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if num_workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in progress(items, total=len(items), desc=desc)]
+    before = set(multiprocessing.active_children())
+    ex = ProcessPoolExecutor(num_workers, initializer=exit_on_parent_death)
+    try:
+        out = list(progress(ex.map(fn, items), total=len(items), desc=desc))
+    except KeyboardInterrupt:  # stop now: the executor sees its workers gone and fails the queued items
+        # its workers are the child processes started since (public API; the executor's own list is private)
+        for proc in set(multiprocessing.active_children()) - before:
+            proc.terminate()
+        ex.shutdown(wait=True)
+        raise
+    except BaseException:  # an error in one item: the queued ones are cancelled, the running ones finish
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown()
+    return out
+
+
+def raise_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into KeyboardInterrupt, so that temporary files and locks are cleaned up on the way out.
+    Returns a function that restores the previous handler (a no-op outside the main thread, where signal
+    handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)

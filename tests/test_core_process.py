@@ -1,0 +1,39 @@
+"""core/process.py: an interrupt stops pool_map's workers at once (they ignore Ctrl-C; the parent ends them)."""
+import os
+import signal
+import subprocess
+import sys
+
+NAPPER = """import os, sys, time
+from autoseg.core.process import pool_map
+
+def nap(x):
+    print(os.getpid(), flush=True)
+    time.sleep(600)
+
+try:
+    pool_map(nap, [1, 2, 3, 4], 2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_an_interrupt_ends_pool_map_workers_at_once():
+    """Without terminating them, the interrupted map would wait for the workers' 600 s naps (and the test time out)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.Popen([sys.executable, "-c", NAPPER], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=env)
+    try:
+        workers = [int(p.stdout.readline()) for _ in range(2)]
+        os.kill(p.pid, signal.SIGINT)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert "interrupted" in out and p.returncode == 0
+    for w in workers:  # the workers were ended and reaped, not left napping
+        try:
+            os.kill(w, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        assert not alive, w
