@@ -8,7 +8,7 @@ NAPPER = """import os, sys, time
 from autoseg.core.process import pool_map
 
 def nap(x):
-    print(os.getpid(), flush=True)
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write per line: two workers' prints could interleave
     time.sleep(600)
 
 try:
