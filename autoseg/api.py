@@ -113,7 +113,7 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
     ds = load_dataset(plans.dataset_dir)
     setup = FoldSetup.load(ws, plans, ds, configuration, fold, tc.network)
     if setup.cfg.previous_stage:  # the cascade trains on the first stage's cross-validation predictions
-        from .training.cascade import require_previous_stage
+        from .preprocessing.cascade import require_previous_stage
         from .training.splits import read_splits
 
         require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.cli import main
-from autoseg.training.cascade import one_hot, to_next_stage
+from autoseg.preprocessing.cascade import one_hot, to_next_stage
 from autoseg.training.data import BatchStream
 from autoseg.training.splits import grouped_kfold, save_splits
 

@@ -122,7 +122,7 @@ class Predictor:
 
     def _previous_stage_channels(self, data: np.ndarray, geom: Geometry, shape) -> np.ndarray:
         """The first stage's segmentation on this stage's grid, one-hot (the cascade's extra input channels)."""
-        from ..training.cascade import one_hot, to_next_stage
+        from ..preprocessing.cascade import one_hot, to_next_stage
 
         first = self.previous
         grid, props = first.target_probabilities(data, geom)

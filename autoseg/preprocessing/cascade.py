@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..planner.plans import ConfigurationPlan, Plans
-from ..preprocessing.preprocessor import target_spacing_for
-from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities
 from ..utils import AutosegError, atomic_write_bytes
 from ..workspace import Workspace
+from .preprocessor import target_spacing_for
+from .resampling import case_resampling, new_shape_for, resample_probabilities
 
 NEXT_STAGE_FOLDER = "predicted_next_stage"
 
