@@ -183,7 +183,7 @@ def cv_postprocessed_2d(oblique_2d, tmp_path_factory) -> Path:
     component of every label (the prior from the fingerprint), so the file's choice is visible."""
     import shutil
 
-    from autoseg.postprocessing.decide import postprocessing_record
+    from autoseg.postprocessing.best import postprocessing_record
     from autoseg.utils import save_json
 
     run = tmp_path_factory.mktemp("cv_pp") / "run"

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from autoseg import api
 from autoseg.cli import main
 from autoseg.postprocessing.components import apply_postprocessing
-from autoseg.postprocessing.ensemble import ensemble_probabilities, held_out_cases, probabilities_path
+from autoseg.postprocessing.ranking import ensemble_probabilities, held_out_cases, probabilities_path
 from autoseg.training.config import TrainConfig
 from autoseg.workspace import Workspace
 
@@ -108,7 +108,7 @@ def test_save_validation_probabilities_is_a_train_flag():
 
 def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_path):
     from autoseg.inference.predictor import _chosen_members
-    from autoseg.postprocessing.decide import read_best, write_best
+    from autoseg.postprocessing.best import read_best, write_best
     from autoseg.utils import AutosegError
 
     ws = Workspace.at(tmp_path)

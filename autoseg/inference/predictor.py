@@ -489,7 +489,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
 
 def _chosen_members(ws: Workspace, plans: Plans, config: str | list[str] | None) -> tuple[list[str], list[int]]:
     """(configurations to run, LCC labels of an ensemble); says what it runs when best.json chose it."""
-    from ..postprocessing.decide import read_best
+    from ..postprocessing.best import read_best
 
     if isinstance(config, str):
         return [config], []

@@ -47,7 +47,7 @@ def _trained_folds(ws: Workspace, config: str) -> list[str]:
 
 
 def _default_configurations(ws: Workspace) -> list[str]:
-    from ..postprocessing.decide import read_best
+    from ..postprocessing.best import read_best
 
     best = read_best(ws)
     chosen = best["configurations"] if best else []
@@ -74,7 +74,7 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
     files = {"plans.json": ws.plans}
     if ws.fingerprint.is_file():
         files["fingerprint.json"] = ws.fingerprint
-    from ..postprocessing.decide import read_best
+    from ..postprocessing.best import read_best
 
     best = read_best(ws)
     if best and set(best["configurations"]) <= set(configs):

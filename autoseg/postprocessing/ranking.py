@@ -19,7 +19,7 @@ from ..io.images import read_label
 from ..planner.plans import Plans
 from ..utils import AutosegError, format_table, load_json
 from ..workspace import Workspace
-from .decide import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
+from .best import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
 
 FLAG = "--save-validation-probabilities"
 
