@@ -72,7 +72,8 @@ class Predictor:
             device = "cpu"
         inner = _Inner.from_run(ws, config, fold_names, device=device, step=step, mirror=mirror)
         if backend == "onnxruntime":
-            from .sharing.onnx_backend import ONNX_NAME, OnnxNetwork
+            from .inference.onnx_backend import OnnxNetwork
+            from .sharing.onnx_export import ONNX_NAME
 
             folds_used = fold_names or sorted(p.parent.name[5:] for p in ws.config_dir(config).glob(
                 "fold_*/checkpoint_final.pt"))

@@ -210,7 +210,7 @@ def test_onnx_export_matches_torch(trained_run, tiny_phantom, tmp_path):
     import torch
 
     from autoseg import Predictor
-    from autoseg.sharing.onnx_backend import OnnxNetwork
+    from autoseg.inference.onnx_backend import OnnxNetwork
 
     out = tmp_path / "onnx.zip"
     assert main(["export", str(trained_run), "-o", str(out), "-f", "0", "--onnx"]) == 0

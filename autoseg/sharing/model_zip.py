@@ -150,7 +150,7 @@ def _onnx_files(ws: Workspace, files: dict[str, Path], tmp_dir: Path) -> dict[st
     """{'<config>/fold_<k>/network.onnx': file} for every exported checkpoint."""
     from ..networks.checkpoint import load_checkpoint
     from ..planner.plans import Plans
-    from .onnx_backend import ONNX_NAME, export_network_onnx
+    from .onnx_export import ONNX_NAME, export_network_onnx
 
     plans = Plans.load(ws.plans)
     out = {}
