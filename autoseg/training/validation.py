@@ -72,7 +72,7 @@ def _previous_stage(setup: FoldSetup, device: torch.device):
     prev = setup.cfg.previous_stage
     if prev is None:
         return None
-    return Predictor.from_run(setup.ws, prev, [setup.fold], device=str(device), use_postprocessing=False)
+    return Predictor.of_configuration(setup.ws, prev, [setup.fold], device=str(device), use_postprocessing=False)
 
 
 def _next_stage_file(setup: FoldSetup, case: str):
