@@ -8,7 +8,7 @@ __all__ = ["Predictor", "__version__"]
 def __getattr__(name: str):
     # imported on first use, so that `import autoseg` (and the CLI's start-up) does not load torch
     if name == "Predictor":
-        from .predictor import Predictor
+        from .inference.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'autoseg' has no attribute {name!r}")

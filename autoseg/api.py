@@ -101,7 +101,7 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
     is named in ``explicit`` (see ``_resolve_optimizer``). Plans, dataset and split are read once, here. After the
     last fold has validated, the configuration is cross-validated (see ``crossval``)."""
     from .planner.budget import parse_budget
-    from .postprocessing.decide import missing_folds
+    from .postprocessing.best import missing_folds
     from .training.distributed import launch_env
     from .training.fold import train_fold
     from .training.setup import FoldSetup
@@ -117,7 +117,7 @@ def train(run_dir: str | Path, configuration: str | None, fold: str, tc: TrainCo
     ds = load_dataset(plans.dataset_dir)
     setup = FoldSetup.load(ws, plans, ds, configuration, fold, tc.network)
     if setup.cfg.previous_stage:  # the cascade trains on the first stage's cross-validation predictions
-        from .training.cascade import require_previous_stage
+        from .preprocessing.cascade import require_previous_stage
         from .training.splits import read_splits
 
         require_previous_stage(ws, plans, configuration, setup.train_cases + setup.val_cases, read_splits(ws.splits))
@@ -198,7 +198,7 @@ def _crossval(ws: Workspace, configuration: str, plans: Plans, ds, n_folds: int)
 def crossval(run_dir: str | Path, configuration: str) -> dict:
     """Score every fold's validation predictions together, decide the postprocessing and choose the best
     configuration (``cv_summary.json``, ``postprocessing.json``, ``best.json``)."""
-    from .postprocessing.decide import fold_count, missing_folds
+    from .postprocessing.best import fold_count, missing_folds
 
     ws = Workspace.at(run_dir).require_plans()
     plans = Plans.load(ws.plans)
@@ -215,7 +215,7 @@ def find_best(run_dir: str | Path, configurations: list[str] | None = None) -> d
     """Rank every trained configuration and every pair ensemble by cross-validation Dice, decide the winner's
     postprocessing and write best.json (needs validation probabilities: train with
     --save-validation-probabilities)."""
-    from .postprocessing.ensemble import find_best as _find_best
+    from .postprocessing.ranking import find_best as _find_best
 
     return _find_best(Workspace.at(run_dir), configurations)
 

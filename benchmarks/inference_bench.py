@@ -55,7 +55,7 @@ def main() -> None:
     ws = Workspace.at(a.run)
     files = sorted(Path(a.images).glob("*_0000.nii.gz"))
     for tb in a.tile_batch:
-        pred = Predictor.from_run(ws, a.config, [a.fold], device="cpu")
+        pred = Predictor.of_configuration(ws, a.config, [a.fold], device="cpu")
         pred.tile_batch = tb
         cfg = pred.plans.configuration(a.config)
         full, floor = [], []

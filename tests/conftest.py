@@ -184,7 +184,7 @@ def cv_postprocessed_2d(oblique_2d, tmp_path_factory) -> Path:
     import shutil
 
     from autoseg.core.jsonio import save_json
-    from autoseg.postprocessing.decide import postprocessing_record
+    from autoseg.postprocessing.best import postprocessing_record
 
     run = tmp_path_factory.mktemp("cv_pp") / "run"
     shutil.copytree(oblique_2d, run, ignore=shutil.ignore_patterns("preprocessed", "3d_fullres"))

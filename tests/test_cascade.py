@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.cli import main
-from autoseg.training.cascade import one_hot, to_next_stage
+from autoseg.preprocessing.cascade import one_hot, to_next_stage
 from autoseg.training.data import BatchStream
 from autoseg.training.splits import grouped_kfold, save_splits
 
@@ -100,11 +100,10 @@ def _assert_uses_the_first_stage(run, image, cli_seg: np.ndarray) -> None:
     """The cascade's prediction depends on its first stage: the same prediction twice gives the same
     probabilities (and the CLI's labels), but with the low-res prediction replaced by background everywhere they
     change. A cascade that ignored (or zeroed) the first stage's output would give the same both times."""
-    from autoseg.inference.predictor import Predictor
+    from autoseg import Predictor
     from autoseg.io.images import read_case_images
-    from autoseg.io.workspace import Workspace
 
-    pred = Predictor.from_run(Workspace.at(run), "3d_cascade_fullres", device="cpu", mirror=False)
+    pred = Predictor.from_run(run, configuration="3d_cascade_fullres", device="cpu", mirror=False)
     arr, geom = read_case_images([image])
     probs, _ = pred.probabilities(arr.copy(), geom)
     again, _ = pred.probabilities(arr.copy(), geom)

@@ -10,7 +10,7 @@ from autoseg import api
 from autoseg.cli import main
 from autoseg.io.workspace import Workspace
 from autoseg.postprocessing.components import apply_postprocessing
-from autoseg.postprocessing.ensemble import ensemble_probabilities, held_out_cases, probabilities_path
+from autoseg.postprocessing.ranking import ensemble_probabilities, held_out_cases, validation_probabilities_path
 from autoseg.training.config import TrainConfig
 
 CONFIGS = ["2d", "3d_fullres"]
@@ -42,7 +42,8 @@ def test_find_best_ranks_pairs_and_predict_runs_the_winner(trained_run, small_ph
     ws = Workspace.at(trained_run)
     cases = held_out_cases(ws)
     case, fold = sorted(cases.items())[0]
-    members = [np.load(probabilities_path(ws, c, fold, case))["probabilities"].astype(np.float32) for c in CONFIGS]
+    members = [np.load(validation_probabilities_path(ws, c, fold, case))["probabilities"].astype(np.float32)
+               for c in CONFIGS]
     assert np.allclose(ensemble_probabilities(ws, CONFIGS, fold, case), (members[0] + members[1]) / 2)
     assert np.allclose(members[0].sum(0), 1, atol=1e-2)
 
@@ -108,8 +109,8 @@ def test_save_validation_probabilities_is_a_train_flag():
 
 def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_path):
     from autoseg.core.errors import AutosegError
-    from autoseg.inference.predictor import _chosen_members
-    from autoseg.postprocessing.decide import read_best, write_best
+    from autoseg.inference.ensemble import chosen_configurations
+    from autoseg.postprocessing.best import read_best, write_best
 
     ws = Workspace.at(tmp_path)
     assert read_best(ws) is None
@@ -119,7 +120,7 @@ def test_best_json_readers_take_old_records_and_refuse_what_they_cannot_run(tmp_
     rec = write_best(ws, ["2d", "3d_fullres"], 0.81, table, {"lcc_labels": [3]}, "find-best")
     assert rec["kind"] == "ensemble" and "configuration" not in rec
     assert read_best(ws)["postprocessing"]["lcc_labels"] == [3]
-    assert _chosen_members(ws, None, None) == (["2d", "3d_fullres"], [3])  # what predict and Predictor run
+    assert chosen_configurations(ws, None, None) == (["2d", "3d_fullres"], [3])  # what predict and Predictor run
     ws.best.write_text(json.dumps({"configurations": "2d"}))
     with pytest.raises(AutosegError, match="find-best"):
         read_best(ws)

@@ -111,7 +111,7 @@ def test_rgb_end_to_end(rgb_dataset, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["per_case"]) == 2
     # the Python Predictor takes the RGB image as read from the file, and agrees with `autoseg predict`
-    from autoseg.predictor import Predictor
+    from autoseg import Predictor
 
     pr = Predictor.from_run(run, folds=[0], device="cpu")
     first = sorted((rgb_dataset / "imagesTs").glob("*.png"))[0]

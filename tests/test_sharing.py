@@ -210,7 +210,7 @@ def test_onnx_export_matches_torch(trained_run, tiny_phantom, tmp_path):
     import torch
 
     from autoseg import Predictor
-    from autoseg.sharing.onnx_backend import OnnxNetwork
+    from autoseg.inference.onnx_backend import OnnxNetwork
 
     out = tmp_path / "onnx.zip"
     assert main(["export", str(trained_run), "-o", str(out), "-f", "0", "--onnx"]) == 0
@@ -218,12 +218,12 @@ def test_onnx_export_matches_torch(trained_run, tiny_phantom, tmp_path):
         assert "2d/fold_0/network.onnx" in z.namelist() and json.loads(z.read("manifest.json"))["onnx"] is True
     torch_pred = Predictor.from_run(out, device="cpu")
     onnx_pred = Predictor.from_run(out, backend="onnxruntime")
-    assert isinstance(onnx_pred._inner.networks[0], OnnxNetwork) and ort.get_device()
-    patch = torch_pred._inner.plans.configuration("2d").patch_size
+    assert isinstance(onnx_pred.networks[0], OnnxNetwork) and ort.get_device()
+    patch = torch_pred.plans.configuration("2d").patch_size
     tiles = torch.randn((3, 1, *patch))  # the same tiles through both networks
     with torch.no_grad():
-        a = torch.softmax(torch_pred._inner.networks[0](tiles), 1)
-    b = torch.softmax(onnx_pred._inner.networks[0](tiles), 1)
+        a = torch.softmax(torch_pred.networks[0](tiles), 1)
+    b = torch.softmax(onnx_pred.networks[0](tiles), 1)
     assert float((a - b).abs().max()) < 1e-4
     img = sitk.ReadImage(str(sorted((tiny_phantom / "imagesTs").glob("*.nii.gz"))[0]))
     args = (sitk.GetArrayFromImage(img), img.GetSpacing(), img.GetOrigin(), img.GetDirection())

@@ -1,54 +1,64 @@
-"""Predict with an ensemble of configurations: each member's folds are ensembled first (its Predictor), the
-members' probabilities meet on the image's own grid and are averaged, then argmax and the ensemble's
-postprocessing (decided by `autoseg find-best`). ``autoseg.inference.predictor.predict`` runs it like a single
-configuration: the same input checks, output-folder lock and manifest (a rerun keeps finished cases)."""
+"""Which configurations a prediction runs, and how an ensemble of them is combined.
+
+With no configuration named, ``best.json``'s winner runs (one configuration, or an ensemble of them with the
+postprocessing `autoseg find-best` decided for it), else the only trained configuration. An ensemble's members each
+average their own folds first; the members' probabilities then meet on the image's own grid (each resamples from
+its own spacing) and are averaged before the argmax and the ensemble's postprocessing (``Predictor`` with
+``members``: `autoseg predict -c A B` and ``Predictor.from_run(configuration=[A, B])``).
+"""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..io.images import ending_of, write_label
+from ..core.errors import AutosegError
 from ..io.workspace import Workspace
-from ..postprocessing.components import apply_postprocessing
-from .predictor import Predictor, save_probabilities_npz
+from ..planner.plans import Plans
+from ..postprocessing.best import read_best
 
 
-class EnsemblePredictor:
-    def __init__(self, members: list[Predictor], lcc_labels: list[int]) -> None:
-        self.members, self.lcc_labels = members, list(lcc_labels)
-        self.configs = [m.config for m in members]
-        self.config = "+".join(self.configs)
-        self.networks = [n for m in members for n in m.networks]
-        self.step, self.mirror = members[0].step, members[0].mirror
-        self.folds_text = "/".join(str(len(m.networks)) for m in members)
+class _Member(Protocol):
+    def full_probabilities(self, data: np.ndarray, geom) -> np.ndarray: ...
 
-    @staticmethod
-    def from_run(ws: Workspace, configs: list[str], folds: list[str] | None, checkpoint: str, device: str,
-                 step: float, mirror: bool, lcc_labels: list[int]) -> "EnsemblePredictor":
-        members = [Predictor.from_run(ws, c, folds, checkpoint, device, step, mirror, use_postprocessing=False)
-                   for c in configs]
-        return EnsemblePredictor(members, lcc_labels)
 
-    def probabilities(self, data: np.ndarray, geom) -> np.ndarray:
-        """The mean of the members' probabilities on the full original grid (float32)."""
-        return np.mean([m.full_probabilities(data, geom).astype(np.float32) for m in self.members], axis=0)
+def mean_full_probabilities(members: Sequence[_Member], data: np.ndarray, geom) -> np.ndarray:
+    """The mean of the members' probabilities on the image's full original grid (float32)."""
+    return np.mean([m.full_probabilities(data, geom).astype(np.float32) for m in members], axis=0)
 
-    def segment(self, data: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:
-        """(label map, mean probabilities), both on the image's full grid."""
-        probs = self.probabilities(data, geom)
-        seg = self.members[0].plans.label_spec.segment(probs)  # argmax, or regions in regions_class_order
-        if self.lcc_labels:
-            seg = apply_postprocessing(seg, self.lcc_labels)
-        return seg, probs
 
-    def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False) -> None:
-        case = out_file.name[: -len(ending_of(out_file))]
-        data, geom = self.members[0].read_checked(image_files, case)
-        for m in self.members[1:]:  # each member resamples to its own grid
-            m.check_memory(data.shape, geom, case)
-        seg, probs = self.segment(data, geom)
-        write_label(seg, geom, out_file)
-        if save_probabilities:
-            save_probabilities_npz(probs.astype(np.float16), self.members[0].output_names(), out_file)
+def chosen_configurations(ws: Workspace, plans: Plans, config: str | list[str] | None
+                          ) -> tuple[list[str], list[int]]:
+    """(configurations to run, LCC labels of an ensemble); says what it runs when best.json chose it."""
+    if isinstance(config, str):
+        return [config], []
+    if config and len(config) == 1:
+        return list(config), []
+    best = read_best(ws)
+    if config:
+        members = list(dict.fromkeys(config))
+        same = best is not None and sorted(best["configurations"]) == sorted(members)
+        lcc = list(best["postprocessing"].get("lcc_labels", [])) if same else []
+        print(f"predict: ensemble of {' + '.join(members)}; postprocessing "
+              f"{lcc or 'none'}{'' if same else ' (best.json decided none for this ensemble: run find-best)'}",
+              flush=True)
+        return members, lcc
+    if best is None:
+        return [_only_trained(ws, plans)], []
+    members = best["configurations"]
+    print(f"predict: best.json's winner {best.get('name', '+'.join(members))} ({best.get('kind', 'configuration')}, "
+          f"cross-validation mean Dice {best.get('cv_mean_foreground_dice', float('nan')):.4f})", flush=True)
+    return members, list((best.get("postprocessing") or {}).get("lcc_labels", []))
 
+
+def _only_trained(ws: Workspace, plans: Plans) -> str:
+    trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
+    if not trained:
+        raise AutosegError(f"{ws.root}: no trained configuration; run `autoseg train`")
+    if len(trained) > 1:
+        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c, or run "
+                           f"`autoseg find-best {ws.root}`")
+    return trained[0]
+
+
+__all__ = ["chosen_configurations", "mean_full_probabilities"]

@@ -1,7 +1,9 @@
-"""Predict images with one or several trained folds of a configuration.
+"""Predict images with the trained folds of a configuration, or an ensemble of configurations: ``Predictor``
+(``autoseg.Predictor`` from Python) and ``predict`` (``autoseg predict``).
 
 read -> crop -> normalise -> resample -> sliding window x folds (mean softmax) -> resample probabilities to the
 cropped original grid -> argmax -> uncrop -> postprocess -> write with the input's size, spacing, origin, direction.
+An ensemble averages its configurations' probabilities on the image's own grid before the argmax (``ensemble``).
 """
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from ..core.device import autocast_dtype, available_memory, plan_precision, resolve_device
@@ -25,7 +28,7 @@ from ..core.jsonio import load_json, save_json
 from ..core.locks import folder_lock
 from ..core.progress import format_table, progress
 from ..io.dataset import case_channel_files, case_files_in, channels_in_file, dimension_of, mixed_layout_problems
-from ..io.images import SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
+from ..io.images import DUMMY_2D_SPACING, SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..io.workspace import Workspace
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
 from ..planner.plans import Plans
@@ -38,11 +41,25 @@ from ..postprocessing.components import (
 from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image, target_spacing_for
 from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities, resampled_argmax
+from ..sharing.model_zip import extracted_model, is_model_zip
+from ..sharing.onnx_export import ONNX_NAME
+from .ensemble import chosen_configurations, mean_full_probabilities
+from .onnx_backend import OnnxNetwork
 from .sliding_window import sliding_window_logits
 
 
 @dataclass
 class Predictor:
+    """A loaded model that segments images: one configuration (the mean softmax of its folds; a cascade stage runs
+    its first stage before it) or an ensemble of configurations (``members``, each with its folds: the mean of
+    their probabilities on the image's own grid). ``autoseg predict`` and each fold's validation run this class, so
+    the Python API's labels are the CLI's, voxel for voxel.
+
+    From Python: ``Predictor.from_run(RUN_DIR or MODEL.zip)`` then ``predict(array, spacing, ...)`` or
+    ``predict_image(sitk_image)``. Geometry follows SimpleITK: ``spacing``, ``origin`` and ``direction`` in
+    (x, y[, z]) order, as ``image.GetSpacing()`` returns them; arrays in numpy order ((Z,) Y, X), as
+    ``SimpleITK.GetArrayFromImage`` returns them."""
+
     plans: Plans
     config: str
     networks: list[torch.nn.Module]
@@ -54,19 +71,71 @@ class Predictor:
     previous: "Predictor | None" = None  # the cascade's first stage, run before this one (its folds ensembled)
     # the training images' spacing per axis (z, y, x): (smallest, largest), from the run's fingerprint
     train_spacing: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    # an ensemble's configurations (each a Predictor with its folds); empty for one configuration
+    members: list["Predictor"] = field(default_factory=list)
 
-    @property
-    def configs(self) -> list[str]:
-        return [self.config]
+    @classmethod
+    def from_run(cls, run_or_zip: str | Path, folds: Sequence[int | str] | None = None, device: str = "auto",
+                 configuration: str | Sequence[str] | None = None, mirror: bool = True, step: float = 0.5,
+                 backend: str = "torch") -> "Predictor":
+        """Load the folds (default: every trained one) of a run folder or a model zip made by `autoseg export`.
 
-    @property
-    def folds_text(self) -> str:
-        return str(len(self.networks))
+        ``configuration`` defaults to best.json's winner (an ensemble of configurations included, with the
+        postprocessing `autoseg find-best` decided for it), or the only trained one; a list of configurations is an
+        ensemble (the mean of their probabilities), as ``autoseg predict -c A B``. A zip is unpacked into a temporary
+        folder that is removed once the networks are in memory. ``backend='onnxruntime'`` runs each fold's
+        ``network.onnx`` (from `autoseg export --onnx`) instead of the torch network, on the CPU."""
+        if backend not in ("torch", "onnxruntime"):
+            raise AutosegError(f"backend {backend!r}: choose 'torch' or 'onnxruntime'")
+        args = (folds, device, configuration, mirror, step, backend)
+        if is_model_zip(run_or_zip):
+            with extracted_model(run_or_zip) as run_dir:
+                return cls._from_folder(run_dir, *args)
+        if not Path(run_or_zip).is_dir():
+            raise AutosegError(f"{run_or_zip}: neither a run folder nor a model .zip")
+        return cls._from_folder(Path(run_or_zip), *args)
 
-    @staticmethod
-    def from_run(ws: Workspace, config: str, folds: list[str] | None = None, checkpoint: str = "checkpoint_final.pt",
-                 device: str = "auto", step: float = 0.5, mirror: bool = True,
-                 use_postprocessing: bool = True) -> "Predictor":
+    @classmethod
+    def _from_folder(cls, run_dir: Path, folds, device: str, configuration: str | Sequence[str] | None,
+                     mirror: bool, step: float, backend: str) -> "Predictor":
+        ws = Workspace.at(run_dir).require_plans()
+        members, lcc = chosen_configurations(ws, Plans.load(ws.plans), configuration)
+        fold_names = None if not folds or list(folds) == ["all"] else [str(f) for f in folds]
+        if len(members) > 1 and backend != "torch":
+            raise AutosegError(f"backend {backend!r} runs one configuration; {'+'.join(members)} is an ensemble")
+        if backend == "onnxruntime":
+            device = "cpu"
+        pred = cls.load(ws, members, fold_names, device=device, step=step, mirror=mirror, lcc_labels=lcc)
+        if backend == "onnxruntime":
+            config = members[0]
+            folds_used = fold_names or sorted(p.parent.name[5:] for p in ws.config_dir(config).glob(
+                "fold_*/checkpoint_final.pt"))
+            pred.networks = [OnnxNetwork(ws.fold_dir(config, f) / ONNX_NAME) for f in folds_used]
+        return pred
+
+    @classmethod
+    def load(cls, ws: Workspace, configs: list[str], folds: list[str] | None = None,
+             checkpoint: str = "checkpoint_final.pt", device: str = "auto", step: float = 0.5, mirror: bool = True,
+             lcc_labels: Sequence[int] = (), use_postprocessing: bool = True) -> "Predictor":
+        """One configuration (with its own postprocessing.json when ``use_postprocessing``), or an ensemble of
+        several with ``lcc_labels`` (best.json's decision for that ensemble)."""
+        if len(configs) > 1:
+            return cls.of_ensemble([cls.of_configuration(ws, c, folds, checkpoint, device, step, mirror,
+                                                         use_postprocessing=False) for c in configs], lcc_labels)
+        return cls.of_configuration(ws, configs[0], folds, checkpoint, device, step, mirror, use_postprocessing)
+
+    @classmethod
+    def of_ensemble(cls, members: list["Predictor"], lcc_labels: Sequence[int]) -> "Predictor":
+        """An ensemble of loaded configurations, postprocessed with ``lcc_labels``."""
+        first = members[0]
+        return cls(first.plans, "+".join(m.config for m in members), [n for m in members for n in m.networks],
+                   list(lcc_labels), first.device, first.step, first.mirror, members=list(members))
+
+    @classmethod
+    def of_configuration(cls, ws: Workspace, config: str, folds: list[str] | None = None,
+                         checkpoint: str = "checkpoint_final.pt", device: str = "auto", step: float = 0.5,
+                         mirror: bool = True, use_postprocessing: bool = True) -> "Predictor":
+        """The folds (default: every one with ``checkpoint``) of one configuration of a run."""
         plans = Plans.load(ws.require_plans().plans)
         plans.configuration(config)  # an unknown name fails before the checkpoints load
         if not folds:
@@ -86,9 +155,97 @@ class Predictor:
         if use_postprocessing and not ws.postprocessing(config).is_file() and folds == ["all"]:
             lcc = _prior_postprocessing(ws, plans)
         prev = plans.configuration(config).previous_stage
-        first = Predictor.from_run(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
-        return Predictor(plans, config, nets, lcc, dev, step, mirror, previous=first,
-                         train_spacing=_training_spacing(ws, plans))
+        first = cls.of_configuration(ws, prev, None, checkpoint, device, step, mirror, False) if prev else None
+        return cls(plans, config, nets, lcc, dev, step, mirror, previous=first,
+                   train_spacing=_training_spacing(ws, plans))
+
+    @property
+    def configs(self) -> list[str]:
+        return [m.config for m in self.members] if self.members else [self.config]
+
+    @property
+    def folds_text(self) -> str:
+        return "/".join(str(len(m.networks)) for m in self.members) if self.members else str(len(self.networks))
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return dict(self.plans.labels)
+
+    @property
+    def configuration(self) -> str:
+        """The configuration's name, or the ensemble's members joined by '+'."""
+        return self.config
+
+    @property
+    def num_input_channels(self) -> int:
+        return self.plans.num_input_channels
+
+    def predict(self, array: np.ndarray, spacing: Sequence[float], origin: Sequence[float] | None = None,
+                direction: Sequence[float] | None = None, return_probabilities: bool = False):
+        """Label map of ``array`` ((Z,) Y, X, with a leading channel axis for multi-channel models).
+
+        Returns the int16 label array of the image's shape, or (labels, probabilities (K, (Z,) Y, X) float32)
+        with ``return_probabilities``; probabilities follow the sorted label values."""
+        data, geom, spatial = self._as_internal(np.asarray(array), spacing, origin, direction)
+        seg, full = self.segment_full_grid(data, geom, return_probabilities)
+        seg = seg.reshape(spatial)
+        if not return_probabilities:
+            return seg
+        return seg, full.reshape((full.shape[0],) + spatial)
+
+    def predict_image(self, image: sitk.Image | Sequence[sitk.Image]) -> sitk.Image:
+        """Segment a SimpleITK image (or one image per channel); the result has the input's geometry. A colour image
+        (RGB, RGBA, as read from a PNG) is several channels, its components in order, as ``autoseg predict`` reads
+        the file."""
+        images = [image] if isinstance(image, sitk.Image) else list(image)
+        first = images[0]
+        for im in images[1:]:
+            if im.GetSize() != first.GetSize():
+                raise AutosegError(f"predict_image: channel sizes differ ({im.GetSize()} vs {first.GetSize()})")
+        arrays = []
+        for im in images:
+            a = sitk.GetArrayFromImage(im)
+            arrays += list(np.moveaxis(a, -1, 0)) if im.GetNumberOfComponentsPerPixel() > 1 else [a]
+        if len(arrays) != self.num_input_channels:
+            raise AutosegError(f"predict_image: the images hold {len(arrays)} channel(s), the model expects "
+                               f"{self.num_input_channels} ({', '.join(self.plans.channel_names.values())})")
+        arr = np.stack(arrays) if len(arrays) > 1 else arrays[0]
+        seg = self.predict(arr, first.GetSpacing(), first.GetOrigin(), first.GetDirection())
+        out = sitk.GetImageFromArray(seg.astype(np.uint8 if seg.min() >= 0 and seg.max() < 256 else np.int16))
+        out.CopyInformation(first)
+        return out
+
+    def _as_internal(self, arr: np.ndarray, spacing, origin, direction) -> tuple[np.ndarray, Geometry, tuple]:
+        """(C, Z, Y, X) float32 data, its Geometry and the caller's spatial shape."""
+        nch = self.num_input_channels
+        if nch > 1 or arr.ndim == len(spacing) + 1:
+            if arr.ndim != len(spacing) + 1 or arr.shape[0] != nch:
+                raise AutosegError(f"predict: the model expects {nch} channel(s) first and {len(spacing)} spatial "
+                                   f"axes (from the spacing), got an array of shape {arr.shape}")
+            data = arr
+        else:
+            data = arr[None]
+        spatial = tuple(data.shape[1:])
+        dim = len(spatial)
+        if dim not in (2, 3) or len(spacing) != dim:
+            raise AutosegError(f"predict: {len(spacing)} spacing value(s) for an image with spatial shape {spatial}; "
+                               "give one per axis in (x, y[, z]) order")
+        if not np.isfinite(data).all():
+            raise AutosegError("predict: the image contains NaN or inf values")
+        sp = tuple(float(s) for s in spacing)
+        if min(sp) <= 0:
+            raise AutosegError(f"predict: spacing {sp} must be positive")
+        origin = tuple(float(v) for v in (origin if origin is not None else (0.0,) * dim))
+        direction = tuple(float(v) for v in (direction if direction is not None else np.eye(dim).ravel()))
+        if len(origin) != dim or len(direction) != dim * dim:
+            raise AutosegError(f"predict: origin needs {dim} values and direction {dim * dim}")
+        if dim == 2:
+            data = data[:, None]
+            zyx = (DUMMY_2D_SPACING, sp[1], sp[0])
+        else:
+            zyx = (sp[2], sp[1], sp[0])
+        geom = Geometry(dim, tuple(int(v) for v in data.shape[1:]), zyx, sp, origin, direction)
+        return data.astype(np.float32, copy=False), geom, spatial
 
     @torch.inference_mode()
     def target_probabilities(self, data: np.ndarray | list, geom: Geometry) -> tuple[torch.Tensor, dict]:
@@ -117,7 +274,7 @@ class Predictor:
 
     def _previous_stage_channels(self, data: np.ndarray, geom: Geometry, shape) -> np.ndarray:
         """The first stage's segmentation on this stage's grid, one-hot (the cascade's extra input channels)."""
-        from ..training.cascade import one_hot, to_next_stage
+        from ..preprocessing.cascade import one_hot, to_next_stage
 
         first = self.previous
         grid, props = first.target_probabilities(data, geom)
@@ -169,17 +326,40 @@ class Predictor:
             seg = apply_postprocessing(seg, self.lcc_labels)
         return seg, probs, props
 
+    def segment_full_grid(self, data: np.ndarray, geom: Geometry, with_probabilities: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(label map, probabilities float32 or None), both on the image's full grid. An ensemble averages its
+        members' probabilities there, then takes the argmax (regions: thresholds) and its postprocessing."""
+        if self.members:
+            probs = mean_full_probabilities(self.members, data, geom)
+            seg = self.plans.label_spec.segment(probs)  # argmax, or regions in regions_class_order
+            if self.lcc_labels:
+                seg = apply_postprocessing(seg, self.lcc_labels)
+            return seg, probs
+        seg, probs, props = self.segment(data, geom)
+        return seg, self._on_full_grid(probs, props, geom, np.float32) if with_probabilities else None
+
     def full_probabilities(self, data: np.ndarray, geom: Geometry) -> np.ndarray:
         """Class (or region) probabilities on the image's own full grid (float16); outside the crop box the
         background has probability 1 (every region 0). Configurations with other spacings meet here, so ensembles
         average these."""
         probs, props = self.probabilities(data, geom)
-        full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
-        if not self.plans.label_spec.has_regions:  # region probabilities are 0 outside the box, all of them
+        return self._on_full_grid(probs, props, geom, np.float16)
+
+    def _on_full_grid(self, probs: np.ndarray, props: dict, geom: Geometry, dtype) -> np.ndarray:
+        """Cropped-grid probabilities put back on the full grid: outside the crop box the background has
+        probability 1 (region probabilities are 0 there, all of them)."""
+        full = uncrop(probs.astype(dtype), props["bbox"], geom.shape, fill=0)
+        if not self.plans.label_spec.has_regions:
             full[0][full.sum(0) == 0] = 1
         return full
 
     def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
+        if self.members:  # each member resamples to its own grid
+            data, geom = self.members[0].read_checked(image_files, case)
+            for m in self.members[1:]:
+                m.check_memory(data.shape, geom, case)
+            return data, geom
         data, geom = read_case_images(image_files, case, self.plans.num_input_channels)
         if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
             raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
@@ -237,6 +417,10 @@ class Predictor:
         """Refuse, before allocating, an image whose prediction needs more memory than the device has (e.g. a
         spacing of 500 mm resampled to 1.5 mm: 300 times more voxels per axis), saying what it needs and what
         there is, instead of an allocation traceback or the kernel's out-of-memory kill."""
+        if self.members:
+            for m in self.members:
+                m.check_memory(shape, geom, case)
+            return
         if self.previous is not None:
             self.previous.check_memory(shape, geom, case)
         free = available_memory(self.device)
@@ -251,16 +435,18 @@ class Predictor:
     def predict_files(self, image_files: list[Path], out_file: Path, save_probabilities: bool = False,
                       grid_sink: Callable[[np.ndarray, dict], None] | None = None) -> None:
         data, geom = self.read_checked(image_files, out_file.name[: -len(ending_of(out_file))])
+        if self.members:
+            seg, probs = self.segment_full_grid(data, geom)
+            write_label(seg, geom, out_file)
+            if save_probabilities:
+                save_probabilities_npz(probs.astype(np.float16), self.output_names(), out_file)
+            return
         holder = [data]  # handed over, so the image can be freed after preprocessing
         del data
         seg, probs, props = self.segment(holder, geom, keep_probabilities=save_probabilities, grid_sink=grid_sink)
         write_label(seg, geom, out_file)
         if save_probabilities:
-            full = uncrop(probs.astype(np.float16), props["bbox"], geom.shape, fill=0)
-            spec = self.plans.label_spec
-            if not spec.has_regions:  # outside the crop box the background has probability 1
-                full[0][full.sum(0) == 0] = 1
-            save_probabilities_npz(full, self.output_names(), out_file)
+            save_probabilities_npz(self._on_full_grid(probs, props, geom, np.float16), self.output_names(), out_file)
 
     def output_names(self) -> list:
         """What each probability channel is: region names, or label values (ignore has no channel)."""
@@ -407,7 +593,7 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
     if not Path(inp).exists():
         raise AutosegError(f"{inp}: input not found (give an image file or a folder of <case>_0000 files)")
     plans = Plans.load(ws.plans)
-    members, lcc = _chosen_members(ws, plans, config)
+    members, lcc = chosen_configurations(ws, plans, config)
     lcc = lcc if use_postprocessing else []
     inputs = discover_inputs(Path(inp), plans.file_ending if Path(inp).is_dir() else ending_of(inp),
                              plans.num_input_channels, list(plans.channel_names.values()))
@@ -423,12 +609,7 @@ def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | l
                               [f for _, files in inputs for f in files])
     for member in members:
         _refuse_2d_inputs_for_3d(plans, member, inputs)
-    if len(members) > 1:
-        from .ensemble import EnsemblePredictor
-
-        pred = EnsemblePredictor.from_run(ws, members, folds, checkpoint, device, step, mirror, lcc)
-    else:
-        pred = Predictor.from_run(ws, members[0], folds, checkpoint, device, step, mirror, use_postprocessing)
+    pred = Predictor.load(ws, members, folds, checkpoint, device, step, mirror, lcc, use_postprocessing)
     if resolve_device(device).type == "cpu":
         _threads_beside_other_work()
     with folder_lock(out_dir, "predict", name=f".autoseg{tag}.lock", clean_temps=not tag):
@@ -480,41 +661,6 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
                        [[len(written), pred.config, pred.folds_text, pred.mirror, pred.lcc_labels or "none",
                          f"{np.median(timings):.2f}" if timings else "-"]]), flush=True)
     return written
-
-
-def _chosen_members(ws: Workspace, plans: Plans, config: str | list[str] | None) -> tuple[list[str], list[int]]:
-    """(configurations to run, LCC labels of an ensemble); says what it runs when best.json chose it."""
-    from ..postprocessing.decide import read_best
-
-    if isinstance(config, str):
-        return [config], []
-    if config and len(config) == 1:
-        return list(config), []
-    best = read_best(ws)
-    if config:
-        members = list(dict.fromkeys(config))
-        same = best is not None and sorted(best["configurations"]) == sorted(members)
-        lcc = list(best["postprocessing"].get("lcc_labels", [])) if same else []
-        print(f"predict: ensemble of {' + '.join(members)}; postprocessing "
-              f"{lcc or 'none'}{'' if same else ' (best.json decided none for this ensemble: run find-best)'}",
-              flush=True)
-        return members, lcc
-    if best is None:
-        return [_only_trained(ws, plans)], []
-    members = best["configurations"]
-    print(f"predict: best.json's winner {best.get('name', '+'.join(members))} ({best.get('kind', 'configuration')}, "
-          f"cross-validation mean Dice {best.get('cv_mean_foreground_dice', float('nan')):.4f})", flush=True)
-    return members, list((best.get("postprocessing") or {}).get("lcc_labels", []))
-
-
-def _only_trained(ws: Workspace, plans: Plans) -> str:
-    trained = [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
-    if not trained:
-        raise AutosegError(f"{ws.root}: no trained configuration; run `autoseg train`")
-    if len(trained) > 1:
-        raise AutosegError(f"{ws.root}: several trained configurations {trained}; choose one with -c, or run "
-                           f"`autoseg find-best {ws.root}`")
-    return trained[0]
 
 
 __all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]

@@ -49,7 +49,7 @@ def _trained_folds(ws: Workspace, config: str) -> list[str]:
 
 
 def _default_configurations(ws: Workspace) -> list[str]:
-    from ..postprocessing.decide import read_best
+    from ..postprocessing.best import read_best
 
     best = read_best(ws)
     chosen = best["configurations"] if best else []
@@ -76,7 +76,7 @@ def export_files(run_dir: str | Path, configurations: list[str] | None = None,
     files = {"plans.json": ws.plans}
     if ws.fingerprint.is_file():
         files["fingerprint.json"] = ws.fingerprint
-    from ..postprocessing.decide import read_best
+    from ..postprocessing.best import read_best
 
     best = read_best(ws)
     if best and set(best["configurations"]) <= set(configs):
@@ -152,7 +152,7 @@ def _onnx_files(ws: Workspace, files: dict[str, Path], tmp_dir: Path) -> dict[st
     """{'<config>/fold_<k>/network.onnx': file} for every exported checkpoint."""
     from ..networks.checkpoint import load_checkpoint
     from ..planner.plans import Plans
-    from .onnx_backend import ONNX_NAME, export_network_onnx
+    from .onnx_export import ONNX_NAME, export_network_onnx
 
     plans = Plans.load(ws.plans)
     out = {}

@@ -73,6 +73,6 @@ class FoldSetup:
         """The cascade's first-stage cross-validation predictions for this configuration (None otherwise)."""
         if not self.cfg.previous_stage:
             return None
-        from .cascade import next_stage_dir
+        from ..preprocessing.cascade import next_stage_dir
 
         return next_stage_dir(self.ws, self.cfg.previous_stage, self.config)

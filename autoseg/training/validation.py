@@ -72,11 +72,11 @@ def _previous_stage(setup: FoldSetup, device: torch.device):
     prev = setup.cfg.previous_stage
     if prev is None:
         return None
-    return Predictor.from_run(setup.ws, prev, [setup.fold], device=str(device), use_postprocessing=False)
+    return Predictor.of_configuration(setup.ws, prev, [setup.fold], device=str(device), use_postprocessing=False)
 
 
 def _next_stage_file(setup: FoldSetup, case: str):
-    from .cascade import next_stage_dir
+    from ..preprocessing.cascade import next_stage_dir
 
     return next_stage_dir(setup.ws, setup.config, setup.cfg.next_stage) / f"{case}.npy"
 
@@ -88,7 +88,7 @@ def _next_stage_done(setup: FoldSetup, case: str) -> bool:
 def _next_stage_sink(setup: FoldSetup, case: str):
     """A first stage keeps each held-out case's prediction on the next stage's grid (nnU-Net's
     predicted_next_stage), which trains the cascade."""
-    from .cascade import save_next_stage, to_next_stage
+    from ..preprocessing.cascade import save_next_stage, to_next_stage
 
     nxt = setup.cfg.next_stage
     if nxt is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ...core.errors import AutosegError
 from ...core.jsonio import save_json
-from .common import cfg_int, check_same_grid, copy_file, csv_text, parse_cfg
+from .common import cfg_int, check_label_fits_image, copy_file, csv_text, parse_cfg
 
 LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
 COLUMNS = ["case", "patient", "phase", "frame", "group", "height", "weight", "split"]
@@ -39,7 +39,7 @@ def convert_patient(pdir: Path, split: str, out: Path) -> list[dict]:
         frame = cfg_int(info, phase, cfg_path)
         case = f"{pdir.name}_frame{frame:02d}"
         image, label = pdir / f"{case}.nii.gz", pdir / f"{case}_gt.nii.gz"
-        check_same_grid(image, label)
+        check_label_fits_image(image, label)
         copy_file(image, out / f"images{split}" / f"{case}_0000.nii.gz")
         copy_file(label, out / f"labels{split}" / f"{case}.nii.gz")
         rows.append({"case": case, "patient": pdir.name, "phase": phase, "frame": frame, "group": info["Group"],

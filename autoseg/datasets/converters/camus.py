@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ...core.errors import AutosegError
 from ...core.jsonio import save_json
-from .common import check_same_grid, copy_as_nifti, csv_text, find_image, parse_cfg
+from .common import check_label_fits_image, copy_as_nifti, csv_text, find_image, parse_cfg
 
 LABELS = {"background": 0, "LV": 1, "MYO": 2, "LA": 3}
 COLUMNS = ["case", "patient", "view", "phase", "image_quality", "ef", "sex", "age"]
@@ -28,7 +28,7 @@ def convert_patient(pdir: Path, out: Path) -> list[dict]:
         for phase in PHASES:
             case = f"{pdir.name}_{view}_{phase}"
             image, label = find_image(pdir, case), find_image(pdir, f"{case}_gt")
-            check_same_grid(image, label)
+            check_label_fits_image(image, label)
             copy_as_nifti(image, out / "imagesTr" / f"{case}_0000.nii.gz")
             copy_as_nifti(label, out / "labelsTr" / f"{case}.nii.gz")
             rows.append({"case": case, "patient": pdir.name, "view": view, "phase": phase,

@@ -59,7 +59,8 @@ def read_header(path: Path) -> sitk.ImageFileReader:
     return r
 
 
-def check_same_grid(image: Path, label: Path) -> None:
+def check_label_fits_image(image: Path, label: Path) -> None:
+    """A converted label is read voxel for voxel against its image, so their sizes must agree (headers only)."""
     a, b = read_header(image), read_header(label)
     if a.GetSize() != b.GetSize():
         raise AutosegError(f"{label}: size {b.GetSize()} differs from its image {image.name} {a.GetSize()}")

@@ -21,7 +21,7 @@ from ..io.dataset import DatasetInfo, load_dataset
 from ..io.images import read_label
 from ..io.workspace import Workspace
 from ..planner.plans import Plans
-from .decide import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
+from .best import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
 
 FLAG = "--save-validation-probabilities"
 
@@ -32,7 +32,7 @@ def held_out_cases(ws: Workspace) -> dict[str, int]:
     return {c: k for k, s in enumerate(load_json(ws.splits)) for c in s["val"]}
 
 
-def probabilities_path(ws: Workspace, config: str, fold: int, case: str) -> Path:
+def validation_probabilities_path(ws: Workspace, config: str, fold: int, case: str) -> Path:
     return ws.fold_dir(config, fold) / "validation" / f"{case}.npz"
 
 
@@ -43,7 +43,7 @@ def check_configuration(ws: Workspace, config: str, cases: dict[str, int]) -> No
     if missing:
         raise AutosegError(f"{ws.config_dir(config)}: fold(s) {missing} are not validated; train them with "
                            f"`autoseg train {ws.root} -c {config} -f K {FLAG}`, or leave {config} out with -c")
-    lacking = sorted({k for c, k in cases.items() if not probabilities_path(ws, config, k, c).is_file()})
+    lacking = sorted({k for c, k in cases.items() if not validation_probabilities_path(ws, config, k, c).is_file()})
     if lacking:
         raise AutosegError(f"{ws.config_dir(config)}: fold(s) {lacking} kept no validation probabilities "
                            f"(validation/<case>.npz); validate again with `autoseg train {ws.root} -c {config} "
@@ -60,14 +60,14 @@ def load_probabilities(path: Path) -> np.ndarray:
 
 def ensemble_probabilities(ws: Workspace, members: list[str], fold: int, case: str) -> np.ndarray:
     """The mean of the members' validation probabilities of ``case`` (all on the case's original grid)."""
-    probs = [load_probabilities(probabilities_path(ws, c, fold, case)) for c in members]
+    probs = [load_probabilities(validation_probabilities_path(ws, c, fold, case)) for c in members]
     if len({p.shape for p in probs}) > 1:
         raise AutosegError(f"case {case}: the probabilities of {members} have different shapes "
                            f"{[p.shape for p in probs]}; validate the folds again")
     return np.mean(probs, axis=0)
 
 
-def candidates(configs: list[str]) -> list[tuple[str, ...]]:
+def candidate_members(configs: list[str]) -> list[tuple[str, ...]]:
     return [(c,) for c in configs] + list(combinations(configs, 2))
 
 
@@ -81,7 +81,7 @@ def score_candidates(ws: Workspace, configs: list[str], cases: dict[str, int], l
     """{name: {"members", "dice": {label: mean Dice over cases}, "mean"}}; each case's probabilities are read
     once per configuration."""
     fg = {n: v for n, v in labels.items() if v != 0}
-    cands = candidates(configs)
+    cands = candidate_members(configs)
     dice: dict[tuple, dict[str, list]] = {m: {n: [] for n in fg} for m in cands}
     for case, fold in sorted(cases.items()):
         ref, _ = read_label(ds.label_file(case), case)

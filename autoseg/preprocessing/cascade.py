@@ -15,8 +15,8 @@ from ..core.errors import AutosegError
 from ..core.files import atomic_write_bytes
 from ..io.workspace import Workspace
 from ..planner.plans import ConfigurationPlan, Plans
-from ..preprocessing.preprocessor import target_spacing_for
-from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities
+from .preprocessor import target_spacing_for
+from .resampling import case_resampling, new_shape_for, resample_probabilities
 
 NEXT_STAGE_FOLDER = "predicted_next_stage"
 
