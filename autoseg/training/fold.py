@@ -34,7 +34,7 @@ from .interrupt import StopFlag, TrainingInterrupted
 from .lock import fold_lock
 from .loop import LoopState, fit
 from .parts import Parts, build_parts
-from .schedule import ClockSchedule, EpochSchedule, Schedule
+from .schedule import ClockSchedule, EpochSchedule, LRSchedule
 from .setup import FoldSetup
 from .validation import probabilities_missing, read_validation, summary_path, validate_fold, validation_reserve
 
@@ -188,7 +188,7 @@ def _validation_stop(stop: StopFlag):
     return check
 
 
-def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: float) -> Schedule:
+def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: float) -> LRSchedule:
     if not tc.budget_seconds:
         return EpochSchedule(tc.initial_lr, tc.epochs, start_time)
 
@@ -202,7 +202,7 @@ def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: f
                          (lambda line: print(line, flush=True)) if parts.sync.is_main else None)
 
 
-def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: Schedule, state: LoopState) -> dict:
+def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: LRSchedule, state: LoopState) -> dict:
     """Plain values and state dicts only (``torch.load(weights_only=True)``); the keys are those of earlier
     checkpoints, which still load."""
     scaler = parts.stepper.scaler
@@ -214,7 +214,7 @@ def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: 
             "batch_size": parts.batch_size, **schedule.state_dict()}
 
 
-def restore(ck: dict, parts: Parts, schedule: Schedule) -> LoopState:
+def restore(ck: dict, parts: Parts, schedule: LRSchedule) -> LoopState:
     parts.net.load_state_dict(ck["network_weights"])
     parts.stepper.optimizer.load_state_dict(ck["optimizer_state"])
     if parts.stepper.scaler and ck.get("grad_scaler_state"):
@@ -244,7 +244,7 @@ def _write_config(setup: FoldSetup, tc: TrainConfig, parts: Parts) -> None:
 
 
 def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_time: float, rank: int,
-              world_size: int) -> tuple[Parts, Schedule, LoopState]:
+              world_size: int) -> tuple[Parts, LRSchedule, LoopState]:
     from ..inference.predictor import resolve_device
 
     local_rank = launch_env().local_rank if world_size > 1 else 0
@@ -303,7 +303,7 @@ def run_training(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, st
     return result
 
 
-def _fit_or_save(parts: Parts, schedule: Schedule, state: LoopState, callbacks: list, tc: TrainConfig,
+def _fit_or_save(parts: Parts, schedule: LRSchedule, state: LoopState, callbacks: list, tc: TrainConfig,
                  setup: FoldSetup, stop: StopFlag, ckpts: Checkpoints) -> None:
     """Run the loop; on a signal, save checkpoint_latest.pt and end with a one-line message."""
     def check() -> None:

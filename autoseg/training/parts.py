@@ -79,7 +79,7 @@ def build_metric(setup: FoldSetup) -> Callable[[torch.Tensor, torch.Tensor], np.
     return lambda out, y: pseudo_dice_counts(out, y, k, spec.ignore_label)
 
 
-def as_float(out):
+def outputs_to_fp32(out):
     """Network outputs (a tensor, or the deep-supervision list) in fp32."""
     return [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
 
@@ -98,7 +98,7 @@ class Stepper:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.model(x)
-        out = as_float(out)  # softmax, Dice and cross-entropy in fp32 whatever the network ran in
+        out = outputs_to_fp32(out)  # softmax, Dice and cross-entropy in fp32 whatever the network ran in
         return out, self.loss(out, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
