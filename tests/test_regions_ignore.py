@@ -12,7 +12,7 @@ from autoseg.evaluation.evaluate import evaluate_cases
 from autoseg.io.dataset import load_dataset
 from autoseg.labels import LabelSpec
 from autoseg.training.losses import DiceCELoss, RegionDiceBCELoss, region_masks
-from autoseg.training.parts import pseudo_dice_counts, region_pseudo_dice_counts
+from autoseg.training.pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
 from autoseg.utils import AutosegError
 
 BRATS = {"background": 0, "whole tumor": [1, 2, 3, 4], "tumor core": [1, 3, 4], "enhancing tumor": [4]}
