@@ -1,9 +1,10 @@
 """One fold's training from start (or resume) to its validated final checkpoint, read top-down:
 
-``train_fold`` (the entry: one process, a torchrun rank, or ``--num-gpus`` starting the ranks) -> ``_decide``
+``train_fold`` (the entry: one process, a torchrun rank, or ``--num-gpus`` starting the ranks) asks ``_decide``
 (rank 0, under the fold lock, decides for all: nothing left, finish the validation, or train from scratch or from
-``checkpoint_latest.pt``) -> ``_train`` (assemble parts, schedule and callbacks; ``_fit``; the final validation)
--> ``_fit`` -> ``loop.fit``.
+``checkpoint_latest.pt``), then calls ``_finish_validation`` or ``_train`` (assemble parts, schedule and
+callbacks; ``_fit``, which saves the latest checkpoint on a signal; the final validation). The path to the loop is
+``train_fold -> _train -> _fit -> loop.fit`` (tests/test_call_depth.py keeps it at most four calls deep).
 
 A fold is finished only when ``validation/summary.json`` exists (or no validation was asked for): a run killed
 during the final validation is completed by ``--resume``, keeping the cases already predicted. SIGTERM/Ctrl-C save
@@ -37,7 +38,7 @@ from .distributed import (
 )
 from .interrupt import StopFlag, TrainingInterrupted
 from .lock import fold_lock
-from .loop import Callback, LoopState, fit
+from .loop import LoopState, fit
 from .parts import Parts, build_parts
 from .schedule import ClockSchedule, EpochSchedule, LRSchedule
 from .setup import FoldSetup
@@ -175,7 +176,7 @@ def _train(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_ti
 
 
 def _fit(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: LRSchedule, state: LoopState,
-         callbacks: list[Callback], ckpts: Checkpoints, stop: StopFlag) -> None:
+         callbacks: list, ckpts: Checkpoints, stop: StopFlag) -> None:
     """Run the loop; on a signal, save checkpoint_latest.pt and end with a one-line message."""
     def check() -> None:
         # under DDP a signal may reach some ranks only: all stop at the same step when any was signalled
@@ -255,7 +256,7 @@ def checkpoint_state(setup: FoldSetup, tc: TrainConfig, parts: Parts, schedule: 
 
 
 def _callbacks(setup: FoldSetup, tc: TrainConfig, parts: Parts,
-               schedule: LRSchedule) -> tuple[list[Callback], Checkpoints]:
+               schedule: LRSchedule) -> tuple[list, Checkpoints]:
     """Rank 0's printed line, log.jsonl, checkpoints and progress plot; on a CPU, every rank's thread count
     following the load of other processes. The checkpoints come back apart too: an interruption saves one."""
     main = parts.sync.is_main
