@@ -3,8 +3,8 @@
 - fold orchestration: ``fold`` (``train_fold``, the entry: the lock, the resume decision, rank 0 deciding for a
   torchrun group, the final checkpoint and validation; read top-down, ``train_fold -> _train -> _fit -> loop.fit``),
   ``setup`` (``FoldSetup``: what a fold reads, loaded once by the API), ``splits`` (patient-grouped folds),
-  ``validation`` (the held-out cases at full resolution), ``interrupt`` (SIGTERM/Ctrl-C end training cleanly),
-  ``lock`` (one ``train`` per fold).
+  ``validation`` (the held-out cases at full resolution), ``interrupt`` (SIGTERM/Ctrl-C end training cleanly;
+  with the fold lock and the fault hooks, which issue 24 moves to core, it makes training safe to stop).
 - the fit loop: ``loop`` (``fit``, ``LoopState``, ``Callback``), ``schedule`` (``LRSchedule``: epochs or the
   budget clock), ``callbacks`` (log line, log.jsonl, progress plot, checkpoints, CPU threads).
 - the parts the loop drives: ``parts`` (seeded network, optimiser, ``Stepper``, loss, metric and data streams, each
