@@ -14,14 +14,14 @@ from ..core.faults import fault_point
 from ..core.files import atomic_write_bytes
 from ..networks.checkpoint import save_checkpoint
 from .loop import Callback, LoopState
-from .schedule import Schedule
+from .schedule import LRSchedule
 
 SAVE_LATEST_SECONDS = 600  # write checkpoint_latest.pt at least this often (long CPU epochs)
 CHEAP_SAVE_SHARE = 0.05  # ... and every epoch while a save costs less than this share of an epoch
 
 
 class EpochPrinter(Callback):
-    def __init__(self, schedule: Schedule):
+    def __init__(self, schedule: LRSchedule):
         self.schedule = schedule
 
     def on_epoch_end(self, state: LoopState, rec: dict, improved: bool, last: bool) -> None:

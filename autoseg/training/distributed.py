@@ -5,9 +5,10 @@ with torch's own elastic launcher (the engine of torchrun) so that both take one
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -91,6 +92,9 @@ class LaunchEnv:
     restart: int  # 0 on the first attempt; n after the group was restarted n times (--max-restarts)
 
 
+ONE_PROCESS = LaunchEnv(rank=0, local_rank=0, world_size=1, restart=0)  # not started by a launcher, or alone
+
+
 def launch_env() -> LaunchEnv | None:
     """The torchrun environment of this process, or None when it was not started by a torch launcher."""
     env = os.environ
@@ -142,6 +146,19 @@ def close_group(ok: bool) -> None:
     if ok:
         barrier()
     dist.destroy_process_group()
+
+
+@contextmanager
+def process_group(use_cuda: bool) -> Iterator[None]:
+    """Inside: this process is one rank of the launcher's group (``init_group``); on the way out it leaves the
+    group, waiting for the others only when the body ended without an error (``close_group``)."""
+    init_group(use_cuda)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        close_group(ok)
 
 
 def share(obj: object) -> object:

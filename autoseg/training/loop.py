@@ -17,7 +17,7 @@ import torch
 
 from ..core.faults import fault_point
 from .parts import Parts
-from .schedule import Schedule
+from .schedule import LRSchedule
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Callback:
         """Training ended as scheduled (not on an interruption)."""
 
 
-def _train_steps(parts: Parts, schedule: Schedule, iters: int, check_stop: Callable[[], None]) -> dict:
+def _train_steps(parts: Parts, schedule: LRSchedule, iters: int, check_stop: Callable[[], None]) -> dict:
     parts.net.train()
     t0, wait, losses = time.time(), 0.0, []
     for it in range(iters):
@@ -79,7 +79,7 @@ def _validation_patches(parts: Parts, iters: int, num_classes: int) -> tuple[np.
     return counts, losses
 
 
-def run_epoch(parts: Parts, schedule: Schedule, epoch: int, iters: int, val_iters: int, num_classes: int,
+def run_epoch(parts: Parts, schedule: LRSchedule, epoch: int, iters: int, val_iters: int, num_classes: int,
               check_stop: Callable[[], None]) -> dict:
     """One epoch's steps and validation patches; returns its log record (without the moving average)."""
     t0 = time.time()
@@ -100,7 +100,7 @@ def run_epoch(parts: Parts, schedule: Schedule, epoch: int, iters: int, val_iter
             "iters_per_second": n / max(ts, 1e-9), "elapsed_seconds": schedule.elapsed()}
 
 
-def fit(parts: Parts, schedule: Schedule, state: LoopState, callbacks: list[Callback], iters: int, val_iters: int,
+def fit(parts: Parts, schedule: LRSchedule, state: LoopState, callbacks: list[Callback], iters: int, val_iters: int,
         ema_alpha: float, num_classes: int, check_stop: Callable[[], None]) -> LoopState:
     """Run epochs until the schedule says stop. ``check_stop`` raises to interrupt (a signal), between steps."""
     for cb in callbacks:

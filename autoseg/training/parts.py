@@ -18,7 +18,8 @@ from ..networks.checkpoint import load_matching_weights
 from .config import TrainConfig
 from .data import BatchStream, make_loader
 from .distributed import Sync
-from .losses import LOSSES, DeepSupervisionLoss, LossSpec, region_masks
+from .losses import LOSSES, DeepSupervisionLoss, LossSpec
+from .pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
 from .setup import FoldSetup
 
 
@@ -42,34 +43,6 @@ def pretrained_report(loaded: list[str], skipped: list[str], path: str) -> str:
     return "\n".join(lines)
 
 
-def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int,
-                       ignore_label: int | None = None) -> np.ndarray:
-    """(3, K-1) array of TP, FP, FN per foreground class, summed over the batch (softmax outputs, one label map);
-    voxels with the ignore label are not counted."""
-    pred = logits.argmax(1)
-    tgt = target[:, 0]
-    valid = tgt != ignore_label if ignore_label is not None else torch.ones_like(tgt, dtype=torch.bool)
-    out = np.zeros((3, num_classes - 1))
-    for k in range(1, num_classes):
-        p, t = (pred == k) & valid, (tgt == k) & valid
-        out[0, k - 1] = (p & t).sum().item()
-        out[1, k - 1] = (p & ~t).sum().item()
-        out[2, k - 1] = (~p & t).sum().item()
-    return out
-
-
-def region_pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, regions: list[tuple[int, ...]],
-                              ignore_label: int | None = None) -> np.ndarray:
-    """(3, R) TP, FP, FN per region: sigmoid over 0.5 against the region's mask, ignored voxels left out."""
-    pred = logits > 0  # sigmoid(x) > 0.5
-    tgt = region_masks(target, regions) > 0
-    valid = target != ignore_label if ignore_label is not None else torch.ones_like(target, dtype=torch.bool)
-    p, t = pred & valid, tgt & valid
-    dims = [0] + list(range(2, p.ndim))
-    return np.stack([(p & t).sum(dims).cpu().numpy(), (p & ~t).sum(dims).cpu().numpy(),
-                     (~p & t).sum(dims).cpu().numpy()]).astype(float)
-
-
 def build_metric(setup: FoldSetup) -> Callable[[torch.Tensor, torch.Tensor], np.ndarray]:
     """Pseudo-Dice counts per foreground label, or per region for region-based training."""
     spec = setup.plans.label_spec
@@ -79,7 +52,7 @@ def build_metric(setup: FoldSetup) -> Callable[[torch.Tensor, torch.Tensor], np.
     return lambda out, y: pseudo_dice_counts(out, y, k, spec.ignore_label)
 
 
-def as_float(out):
+def outputs_to_fp32(out):
     """Network outputs (a tensor, or the deep-supervision list) in fp32."""
     return [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
 
@@ -98,7 +71,7 @@ class Stepper:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.model(x)
-        out = as_float(out)  # softmax, Dice and cross-entropy in fp32 whatever the network ran in
+        out = outputs_to_fp32(out)  # softmax, Dice and cross-entropy in fp32 whatever the network ran in
         return out, self.loss(out, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -14,7 +14,10 @@ from typing import Callable, Protocol
 from .config import BudgetClock, poly_lr
 
 
-class Schedule(Protocol):
+class LRSchedule(Protocol):
+    """The learning rate and the end of training, as the loop asks for them (the planner's ``plans.Schedule``
+    is a plan's record of the budget's steps, another thing)."""
+
     def begin(self) -> None:
         """Called once by the loop right before the first epoch (after ``load_state_dict`` on a resume)."""
 

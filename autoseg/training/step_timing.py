@@ -17,7 +17,7 @@ from ..networks import build_network
 from .augmentation import enlarged_patch_size, training_transforms
 from .config import BUDGET_OPTIMIZER, DEFAULT_LR
 from .losses import DeepSupervisionLoss, DiceCELoss
-from .parts import as_float, make_optimizer
+from .parts import make_optimizer, outputs_to_fp32
 
 TIMED_STEPS = 6
 GRAD_CLIP = 12.0  # TrainConfig's default: training clips every step, so the timed step does too
@@ -47,7 +47,7 @@ def training_step(c: Any, device: torch.device, batch_dice: bool = False, channe
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             out = model(xb)
-        loss = loss_fn(as_float(out), yb)  # as training computes it
+        loss = loss_fn(outputs_to_fp32(out), yb)  # as training computes it
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
         opt.step()
