@@ -1,6 +1,6 @@
 """autoseg: self-configuring medical image segmentation in the nnU-Net tradition."""
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 __all__ = ["Predictor", "__version__"]
 

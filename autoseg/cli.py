@@ -5,9 +5,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from . import __version__
 from .core.errors import AutosegError
 from .core.process import raise_on_sigterm
+from .core.version import __version__
 from .training.config import TrainConfig
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from autoseg.io.cropping import bbox_of, crop_to_nonzero, uncrop
 from autoseg.io.dataset import load_dataset, verify_case
 from autoseg.planner.fingerprint import extract_fingerprint
 from autoseg.planner.planner import make_plans
-from autoseg.preprocessing.cropping import bbox_of, crop_to_nonzero, uncrop
 from autoseg.preprocessing.preprocessor import preprocess_image
 from autoseg.preprocessing.resampling import (
     case_resampling,

@@ -27,6 +27,7 @@ from ..core.files import atomic_write_bytes, refuse_overwriting_inputs
 from ..core.jsonio import load_json, save_json
 from ..core.locks import folder_lock
 from ..core.progress import format_table, progress
+from ..io.cropping import uncrop
 from ..io.dataset import case_channel_files, case_files_in, channels_in_file, dimension_of, mixed_layout_problems
 from ..io.images import DUMMY_2D_SPACING, SUPPORTED_ENDINGS, Geometry, ending_of, read_case_images, write_label
 from ..io.workspace import Workspace
@@ -38,7 +39,6 @@ from ..postprocessing.components import (
     load_postprocessing,
     single_piece_labels,
 )
-from ..preprocessing.cropping import uncrop
 from ..preprocessing.preprocessor import preprocess_image, target_spacing_for
 from ..preprocessing.resampling import case_resampling, new_shape_for, resample_probabilities, resampled_argmax
 from ..sharing.model_zip import extracted_model, is_model_zip

@@ -11,8 +11,8 @@ from functools import partial
 import numpy as np
 
 from ..core.process import pool_map
+from ..io.cropping import crop_to_nonzero
 from ..io.dataset import DatasetInfo, verify_case
-from ..preprocessing.cropping import crop_to_nonzero
 
 SAMPLES_PER_CASE = 10_000
 

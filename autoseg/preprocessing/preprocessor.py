@@ -19,10 +19,10 @@ from ..core.faults import fault_point
 from ..core.jsonio import save_json, save_npy
 from ..core.locks import folder_lock
 from ..core.process import pool_map
+from ..io.cropping import crop_to_nonzero
 from ..io.dataset import DatasetInfo, verify_case
 from ..io.images import Geometry
 from ..planner.plans import ConfigurationPlan, Plans
-from .cropping import crop_to_nonzero
 from .normalization import normalize
 from .resampling import case_resampling, new_shape_for, resample_data, resample_seg
 

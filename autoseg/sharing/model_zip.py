@@ -21,10 +21,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from .. import __version__
 from ..core.errors import AutosegError
 from ..core.files import atomic_write_bytes
 from ..core.jsonio import load_json
+from ..core.version import __version__
 from ..io.workspace import Workspace
 
 MANIFEST = "manifest.json"

@@ -16,10 +16,10 @@ from typing import Callable
 
 import SimpleITK as sitk
 
-from ... import __version__
 from ...core.errors import AutosegError
 from ...core.files import atomic_write_bytes
 from ...core.jsonio import load_json, save_json
+from ...core.version import __version__
 
 MARKER = "conversion.json"
 
