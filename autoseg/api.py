@@ -215,9 +215,9 @@ def find_best(run_dir: str | Path, configurations: list[str] | None = None) -> d
     """Rank every trained configuration and every pair ensemble by cross-validation Dice, decide the winner's
     postprocessing and write best.json (needs validation probabilities: train with
     --save-validation-probabilities)."""
-    from .postprocessing.ranking import find_best as _find_best
+    from .postprocessing.ranking import rank_configurations
 
-    return _find_best(Workspace.at(run_dir), configurations)
+    return rank_configurations(Workspace.at(run_dir), configurations)
 
 
 def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, *,
@@ -228,7 +228,7 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, *,
     the sorted cases (parts may run anywhere into one output folder); ``skip_done`` (--continue) skips cases whose
     output is complete. The settings are keywords: thirteen in a row are too easy to shift by one."""
     from .cluster.shard import case_selector
-    from .inference.predictor import predict as _predict
+    from .inference.predictor import predict_folder
 
     if folds == ["all"]:
         folds = None  # every trained fold
@@ -237,10 +237,10 @@ def predict(run_dir: str | Path, inp: str | Path, out_dir: str | Path, *,
 
     if is_model_zip(run_dir):  # a model made by `autoseg export`: unpacked (checked) into a temporary folder
         with extracted_model(run_dir) as model_dir:
-            return _predict(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
+            return predict_folder(Workspace.at(model_dir), inp, out_dir, configuration, folds, mirror, step,
                             save_probabilities, device, select=select, part=(part_id, num_parts),
                             use_postprocessing=postprocessing)
-    return _predict(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
+    return predict_folder(Workspace.at(run_dir), inp, out_dir, configuration, folds, mirror, step, save_probabilities,
                     device, select=select, part=(part_id, num_parts), use_postprocessing=postprocessing)
 
 
@@ -352,8 +352,8 @@ def plugins() -> dict[str, dict[str, str]]:
     table; plugin packages found through the 'autoseg.plugins' entry point are loaded first."""
     from .core.registry import load_plugins
     from .networks import NETWORKS
-    from .training.augmentation import AUGMENTATIONS
-    from .training.losses import LOSSES
+    from .training.objective.losses import LOSSES
+    from .training.sampling.augmentation import AUGMENTATIONS
     from .training.trainers import TRAINERS
 
     found = load_plugins()

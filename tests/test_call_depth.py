@@ -8,29 +8,36 @@ import ast
 from pathlib import Path
 
 TRAINING = Path(__file__).resolve().parents[1] / "autoseg" / "training"
-ENTRY, TARGET = ("fold", "train_fold"), ("loop", "fit")
+ENTRY, TARGET = ("fold", "train_fold"), ("fit.loop", "fit")
 MAX_DEPTH = 4
 
 Node = tuple[str, str]  # (module, function)
 
 
-def _resolvers(tree: ast.Module, mod: str, siblings: set[str]) -> tuple[dict[str, Node], dict[str, str]]:
-    """In module ``mod``: the names that stand for package functions, and those that stand for sibling modules."""
+def _resolvers(tree: ast.Module, mod: str, modules_here: set[str]) -> tuple[dict[str, Node], dict[str, str]]:
+    """In module ``mod`` (dotted, relative to the package): the names that stand for the package's functions, and
+    those that stand for its modules. Relative imports at any depth inside the package are followed."""
     funcs = {n.name: (mod, n.name) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     modules = {}
+    pkg = mod.split(".")[:-1]
     for node in ast.walk(tree):  # imports inside functions count too
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            for a in node.names:
-                if node.module in siblings:
-                    funcs[a.asname or a.name] = (node.module, a.name)
-                elif node.module is None and a.name in siblings:
-                    modules[a.asname or a.name] = a.name
+        if not isinstance(node, ast.ImportFrom) or not node.level or node.level > len(pkg) + 1:
+            continue
+        base = ".".join(pkg[:len(pkg) - node.level + 1] + (node.module.split(".") if node.module else []))
+        for a in node.names:
+            inner = f"{base}.{a.name}" if base else a.name
+            if base in modules_here:
+                funcs[a.asname or a.name] = (base, a.name)
+            elif inner in modules_here:
+                modules[a.asname or a.name] = inner
     return funcs, modules
 
 
 def call_graph(folder: Path) -> dict[Node, set[Node]]:
-    """Each module-level function of the package's modules -> the package's functions it calls."""
-    trees = {p.stem: ast.parse(p.read_text()) for p in sorted(folder.glob("*.py"))}
+    """Each module-level function of the package's modules (subpackages included) -> the package's functions it
+    calls."""
+    trees = {".".join(p.relative_to(folder).with_suffix("").parts): ast.parse(p.read_text())
+             for p in sorted(folder.rglob("*.py")) if p.name != "__init__.py"}
     graph: dict[Node, set[Node]] = {}
     for mod, tree in trees.items():
         funcs, modules = _resolvers(tree, mod, set(trees))
@@ -88,15 +95,16 @@ def test_train_fold_reaches_fit_within_four_calls():
 def test_the_measure_sees_a_wrapper_added_in_another_module(tmp_path):
     """The check above could pass by seeing nothing: a chain through imported names, a function-level import and a
     ``module.function`` call is followed, and one more wrapper makes it one deeper."""
-    (tmp_path / "loop.py").write_text("def fit():\n    pass\n")
-    (tmp_path / "steps.py").write_text("from .loop import fit as run\n\n\ndef c():\n    run()\n")
+    (tmp_path / "fit").mkdir()
+    (tmp_path / "fit" / "loop.py").write_text("def fit():\n    pass\n")
+    (tmp_path / "steps.py").write_text("from .fit.loop import fit as run\n\n\ndef c():\n    run()\n")
     (tmp_path / "fold.py").write_text(
         "from . import steps\n\n\ndef train_fold():\n    a()\n\n\ndef a():\n    def inner():\n        b()\n"
         "    inner()\n\n\ndef b():\n    steps.c()\n")
     assert _names(longest_path(call_graph(tmp_path), ENTRY, TARGET)) == \
-        "fold.train_fold -> fold.a -> fold.b -> steps.c -> loop.fit"
+        "fold.train_fold -> fold.a -> fold.b -> steps.c -> fit.loop.fit"
     (tmp_path / "steps.py").write_text(
-        "def c():\n    from .loop import fit\n\n    wrap(fit)\n    d()\n\n\ndef d():\n    from .loop import fit\n\n"
-        "    fit()\n\n\ndef wrap(f):\n    return f\n")
+        "def c():\n    from .fit import loop\n\n    wrap(loop.fit)\n    d()\n\n\n"
+        "def d():\n    from .fit.loop import fit\n\n    fit()\n\n\ndef wrap(f):\n    return f\n")
     path = longest_path(call_graph(tmp_path), ENTRY, TARGET)
     assert len(path) - 1 == 5 and path[-2] == ("steps", "d")

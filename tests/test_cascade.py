@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from autoseg.cli import main
 from autoseg.preprocessing.cascade import one_hot, to_next_stage
-from autoseg.training.data import BatchStream
+from autoseg.training.sampling.patches import BatchStream
 from autoseg.training.splits import grouped_kfold, save_splits
 
 FAST = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--num-workers", "0"]

@@ -108,7 +108,7 @@ def test_predict_settings_are_keywords(tmp_path):
 
 def test_worker_errors_surface_with_the_real_message(run):
     """A failing data worker must raise its own error in the trainer, not 'workers are no longer alive'."""
-    from autoseg.training.data import BatchStream, make_loader
+    from autoseg.training.sampling.patches import BatchStream, make_loader
 
     folder = run / "preprocessed" / "2d"
     stream = BatchStream(folder, ["phantom000_frame01"], [32, 32], 2, False, True, 0)

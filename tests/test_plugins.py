@@ -25,7 +25,7 @@ import torch
 
 from autoseg.networks import register_network
 from autoseg.networks.unet import PlainConvUNet, PlainConvUNetArgs
-from autoseg.training.losses import DiceCELoss, register_loss
+from autoseg.training.objective.losses import DiceCELoss, register_loss
 from autoseg.training.trainers import register_trainer
 
 
@@ -110,7 +110,7 @@ def test_plugin_package_adds_a_network_and_a_loss_and_trains_with_them(small_run
 @pytest.mark.slow
 def test_a_plugin_that_takes_a_taken_name_is_refused_in_one_line(tmp_path):
     site = _install(tmp_path, "autoseg-dup-plugin", "autoseg_dup_plugin", textwrap.dedent('''
-        from autoseg.training.losses import register_loss
+        from autoseg.training.objective.losses import register_loss
 
         register_loss("dice_ce")(lambda spec: None)
         '''))
@@ -152,7 +152,7 @@ def test_registry_refuses_duplicates_and_odd_names():
 
 def test_no_augmentation_pipeline_samples_the_patch_itself(small_run):
     """noDA: patches come out at the network's size, untouched (the default pipeline rotates an enlarged patch)."""
-    from autoseg.training.augmentation import AUGMENTATIONS
+    from autoseg.training.sampling.augmentation import AUGMENTATIONS
 
     none, default = AUGMENTATIONS.get("none"), AUGMENTATIONS.get("default")
     assert none.sample_size([48, 48], 2, False) == [48, 48] and none.transforms([48, 48], 2, False) is None

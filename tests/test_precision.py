@@ -11,7 +11,7 @@ from autoseg.inference.sliding_window import sliding_window_logits
 from autoseg.planner import budget as B
 from autoseg.planner.plans import Plans
 from autoseg.training import step_timing as T
-from autoseg.training.parts import Stepper
+from autoseg.training.fit.parts import Stepper
 
 
 def _tiny():

@@ -12,8 +12,8 @@ from autoseg.core.errors import AutosegError
 from autoseg.evaluation.evaluate import evaluate_cases
 from autoseg.io.dataset import load_dataset
 from autoseg.io.labels import LabelSpec
-from autoseg.training.losses import DiceCELoss, RegionDiceBCELoss, region_masks
-from autoseg.training.pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
+from autoseg.training.objective.losses import DiceCELoss, RegionDiceBCELoss, region_masks
+from autoseg.training.objective.pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
 
 BRATS = {"background": 0, "whole tumor": [1, 2, 3, 4], "tumor core": [1, 3, 4], "enhancing tumor": [4]}
 NESTED = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "inner": [3]}
@@ -216,7 +216,7 @@ def test_an_ensemble_of_region_models_thresholds_the_mean_region_probabilities()
     would give the wrong labels: every tumour voxel is in 'whole tumour')."""
     from types import SimpleNamespace
 
-    from autoseg.inference.ensemble import EnsemblePredictor
+    from autoseg.inference.predictor import Predictor
     from autoseg.io.labels import LabelSpec
 
     spec = LabelSpec.parse({"background": 0, "whole": [1, 2, 3], "core": [1, 3], "enh": [3]}, [2, 1, 3], "test")
@@ -224,7 +224,7 @@ def test_an_ensemble_of_region_models_thresholds_the_mean_region_probabilities()
 
     class Member:  # a trained configuration's predictor, reduced to what the ensemble calls
         def __init__(self, name):
-            self.config, self.networks, self.step, self.mirror = name, [None], 0.5, False
+            self.config, self.networks, self.step, self.mirror, self.device = name, [None], 0.5, False, None
             self.plans = SimpleNamespace(label_spec=spec)
             self.probs = rng.random((3, 4, 6, 5)).astype(np.float16)
 
@@ -235,7 +235,7 @@ def test_an_ensemble_of_region_models_thresholds_the_mean_region_probabilities()
             return ["whole", "core", "enh"]
 
     a, b = Member("2d"), Member("3d_fullres")
-    seg, probs = EnsemblePredictor([a, b], []).segment(None, None)
+    seg, probs = Predictor.of_ensemble([a, b], []).segment_full_grid(None, None)
     mean = (a.probs.astype(np.float32) + b.probs.astype(np.float32)) / 2
     assert np.allclose(probs, mean)
     assert np.array_equal(seg, spec.label_map(mean))

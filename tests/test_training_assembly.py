@@ -14,7 +14,7 @@ from autoseg.cli import main
 from autoseg.core.errors import AutosegError
 from autoseg.networks.checkpoint import load_matching_weights, save_checkpoint
 from autoseg.training.config import TrainConfig, poly_lr
-from autoseg.training.parts import seeded_network
+from autoseg.training.fit.parts import seeded_network
 
 ARCH = {"network_class_name": "PlainConvUNet", "arch_kwargs": dict(
     dim=2, input_channels=1, num_classes=4, n_stages=3, features_per_stage=[4, 8, 16],
@@ -84,7 +84,7 @@ def test_an_unknown_optimiser_is_refused_by_name():
     (None, {"initial_lr": 0.05}, ("sgd", 0.05))])
 def test_the_optimiser_and_its_learning_rate_are_resolved(budget, given, want):
     from autoseg.api import _resolve_optimizer
-    from autoseg.training.parts import make_optimizer
+    from autoseg.training.fit.parts import make_optimizer
 
     tc = _resolve_optimizer(TrainConfig(budget_seconds=budget, **given), set(given)).validate()
     assert (tc.optimizer, tc.initial_lr) == want
@@ -100,7 +100,7 @@ def test_defaults_are_valid():
 
 
 def test_epoch_schedule_is_nnunets_poly_and_stops_at_the_last_epoch():
-    from autoseg.training.schedule import EpochSchedule
+    from autoseg.training.fit.schedule import EpochSchedule
 
     s = EpochSchedule(0.01, 4, start_time=0.0)
     assert [s.epoch_lr(e) for e in range(4)] == [poly_lr(0.01, e, 4) for e in range(4)]
@@ -111,7 +111,7 @@ def test_epoch_schedule_is_nnunets_poly_and_stops_at_the_last_epoch():
 
 def test_clock_schedule_continues_the_same_budget_after_a_resume(monkeypatch):
     import autoseg.training.config as config
-    import autoseg.training.schedule as schedule
+    import autoseg.training.fit.schedule as schedule
 
     now = [1000.0]
     monkeypatch.setattr(schedule.time, "time", lambda: now[0])
@@ -190,8 +190,8 @@ def test_fold_lock_refuses_a_live_holder_and_a_killed_one_never_blocks(tmp_path,
 
 
 def test_log_jsonl_is_rewritten_to_the_checkpoint_epochs(tmp_path):
-    from autoseg.training.callbacks import JsonLog
-    from autoseg.training.loop import LoopState
+    from autoseg.training.fit.callbacks import JsonLog
+    from autoseg.training.fit.loop import LoopState
 
     path = tmp_path / "log.jsonl"
     path.write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(1, 6)))  # a run killed after epoch 5
@@ -264,7 +264,7 @@ def test_clock_schedule_says_once_when_training_is_slower_than_planned(step, sai
     within the timing noise, nothing."""
     import time
 
-    from autoseg.training.schedule import ClockSchedule
+    from autoseg.training.fit.schedule import ClockSchedule
 
     lines = []
     sched = ClockSchedule(0.01, 1000.0, time.time(), lambda s: 0.0, planned=(0.1, 2000), say=lines.append)

@@ -5,7 +5,7 @@ import torch
 from autoseg.core.errors import AutosegError
 from autoseg.networks import build_network, register_network
 from autoseg.training.config import poly_lr
-from autoseg.training.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
+from autoseg.training.objective.losses import DeepSupervisionLoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from autoseg.training.splits import grouped_kfold
 
 
@@ -98,7 +98,7 @@ def test_random_patches_reach_every_border_of_the_image(tmp_path, image, enlarge
     """The final patch (the centre the spatial transform keeps) must be able to touch each border, whether the
     enlarged patch is bigger than the image (as with ACDC at a coarse budget spacing) or smaller; it must never
     leave the image. A sampler that cut big patches from the middle only never showed the periphery."""
-    from autoseg.training.data import PatchSampler, PreprocessedCases
+    from autoseg.training.sampling.patches import PatchSampler, PreprocessedCases
 
     _coordinate_case(tmp_path, image)
     final = (16, 16)
@@ -117,7 +117,7 @@ def test_random_patches_reach_every_border_of_the_image(tmp_path, image, enlarge
 
 
 def test_an_image_smaller_than_the_patch_is_centred(tmp_path):
-    from autoseg.training.data import PatchSampler, PreprocessedCases
+    from autoseg.training.sampling.patches import PatchSampler, PreprocessedCases
 
     _coordinate_case(tmp_path, (10, 12))
     sampler = PatchSampler(PreprocessedCases(tmp_path, ["c"]), [32, 32], 2, [16, 16])

@@ -575,7 +575,7 @@ def _signature(ws: Workspace, pred: "Predictor", checkpoint: str, save_probabili
             "step": pred.step, "mirror": pred.mirror, "lcc": pred.lcc_labels, "probabilities": save_probabilities}
 
 
-def predict(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | list[str] | None = None,
+def predict_folder(ws: Workspace, inp: str | Path, out_dir: str | Path, config: str | list[str] | None = None,
             folds: list[str] | None = None, mirror: bool = True, step: float = 0.5,
             save_probabilities: bool = False, device: str = "auto",
             checkpoint: str = "checkpoint_final.pt",
@@ -663,7 +663,7 @@ def _predict_locked(ws: Workspace, pred: "Predictor", inputs: list, out_dir: Pat
     return written
 
 
-__all__ = ["Predictor", "predict", "discover_inputs", "resolve_device", "SUPPORTED_ENDINGS"]
+__all__ = ["Predictor", "predict_folder", "discover_inputs", "SUPPORTED_ENDINGS"]
 
 
 def _prior_postprocessing(ws: Workspace, plans: Plans) -> list[int]:

@@ -10,7 +10,7 @@ import torch
 
 from ..core.errors import AutosegError
 from ..core.files import atomic_write_bytes
-from .registry import build_network
+from .catalog import build_network
 
 
 def save_checkpoint(state: dict, path: Path, before_rename: Callable[[], None] | None = None) -> None:

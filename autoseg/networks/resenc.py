@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core.records import as_ints
 from .blocks import BasicResidualBlock, BlockSpec, ConvNormAct, zero_last_norm_of_residuals
-from .registry import register_network
+from .catalog import register_network
 from .unet import UNet, UNetArgs
 
 

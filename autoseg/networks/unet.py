@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..core.errors import AutosegError
 from ..core.records import Record, as_bool, as_float, as_int, as_ints, as_list, as_str
 from .blocks import BlockSpec, ConvNormAct, DecoderSpec, head, init_weights, instance_norm, stage, upsample
-from .registry import register_network
+from .catalog import register_network
 
 __all__ = ["UNetArgs", "PlainConvUNetArgs", "UNet", "PlainConvUNet", "NetworkCosts", "instance_norm"]
 

@@ -28,7 +28,7 @@ The rules are plain and printed with the plan:
   measurement. Every figure is recorded in plans.json with ``measured`` saying which.
 
 The schedule is epochs x iterations of about a minute each; training follows the clock, not the epoch count (see
-``autoseg.training.loop``), so the learning rate reaches zero as the budget runs out on whatever the real speed is.
+``autoseg.training.fit.loop``), so the learning rate reaches zero as the budget runs out on whatever the real speed is.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from ..io.images import read_label
 from ..io.workspace import Workspace
 from ..planner.plans import Plans
 from .best import fold_count, lcc_rows, missing_folds, postprocessed_dice, postprocessing_record, write_best
-from .ranking import find_best
+from .ranking import rank_configurations
 
 
 def maybe_decide_postprocessing(ws: Workspace, config: str, plans: Plans | None = None,
@@ -84,7 +84,7 @@ def choose_best_configuration(ws: Workspace, plans: Plans | None = None) -> dict
         # a ranking that included ensembles is redone with this fold's new results, not replaced by a narrower one
         try:
             print(f"{ws.best} came from find-best: ranking configurations and their ensembles again", flush=True)
-            return find_best(ws, list(dict.fromkeys(m for n in earlier.get("dice_table", {}) for m in
+            return rank_configurations(ws, list(dict.fromkeys(m for n in earlier.get("dice_table", {}) for m in
                                                      earlier["dice_table"][n].get("members", []))) or None)
         except AutosegError as e:
             print(f"note: find-best could not be redone ({e}); {ws.best} now holds the best single configuration",

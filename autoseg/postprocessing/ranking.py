@@ -117,7 +117,7 @@ def trained_configurations(ws: Workspace, plans: Plans) -> list[str]:
     return [c for c in plans.configurations if any(ws.config_dir(c).glob("fold_*/checkpoint_final.pt"))]
 
 
-def find_best(ws: Workspace, configs: list[str] | None = None) -> dict:
+def rank_configurations(ws: Workspace, configs: list[str] | None = None) -> dict:
     """Rank the candidates, decide the winner's postprocessing, write best.json and print the ranking."""
     plans = Plans.load(ws.require_plans().plans)
     configs = list(dict.fromkeys(configs or trained_configurations(ws, plans)))

@@ -24,7 +24,6 @@ from ..core.errors import AutosegError
 from ..core.jsonio import save_json
 from ..core.locks import fold_lock
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
-from .callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot, ThreadsFollowLoad
 from .config import TrainConfig
 from .distributed import (
     ONE_PROCESS,
@@ -38,10 +37,11 @@ from .distributed import (
     share,
     write_state_digest,
 )
+from .fit.callbacks import Checkpoints, EpochPrinter, JsonLog, ProgressPlot, ThreadsFollowLoad
+from .fit.loop import LoopState, fit
+from .fit.parts import Parts, build_parts
+from .fit.schedule import ClockSchedule, EpochSchedule, LRSchedule
 from .interrupt import StopFlag, TrainingInterrupted
-from .loop import LoopState, fit
-from .parts import Parts, build_parts
-from .schedule import ClockSchedule, EpochSchedule, LRSchedule
 from .setup import FoldSetup
 from .validation import probabilities_missing, read_validation, summary_path, validate_fold, validation_reserve
 
@@ -200,7 +200,7 @@ def _assemble(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start
               ranks: LaunchEnv) -> tuple[Parts, LRSchedule, LoopState]:
     """This rank's device and DDP agreement, the parts, the schedule and the loop state (a resumed checkpoint's
     weights, optimiser, schedule and epochs)."""
-    from ..inference.predictor import resolve_device
+    from ..core.device import resolve_device
 
     device = rank_device(resolve_device(tc.device), ranks.local_rank, ranks.world_size)
     sync = DDPSync(ranks.rank, ranks.world_size, device) if ranks.world_size > 1 else Sync()
@@ -295,7 +295,7 @@ def _header(setup: FoldSetup, tc: TrainConfig, parts: Parts) -> str:
 def _finish_validation(setup: FoldSetup, tc: TrainConfig, ranks: LaunchEnv) -> dict:
     """A fold trained to its final checkpoint whose validation was interrupted: each rank predicts its share of
     the cases not yet predicted, and rank 0 evaluates them all."""
-    from ..inference.predictor import resolve_device
+    from ..core.device import resolve_device
 
     device = rank_device(resolve_device(tc.device), ranks.local_rank, ranks.world_size)
     if ranks.rank == 0:

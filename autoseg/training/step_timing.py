@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from ..networks import build_network
-from .augmentation import enlarged_patch_size, training_transforms
 from .config import BUDGET_OPTIMIZER, DEFAULT_LR
-from .losses import DeepSupervisionLoss, DiceCELoss
-from .parts import make_optimizer, outputs_to_fp32
+from .fit.parts import make_optimizer, outputs_to_fp32
+from .objective.losses import DeepSupervisionLoss, DiceCELoss
+from .sampling.augmentation import enlarged_patch_size, training_transforms
 
 TIMED_STEPS = 6
 GRAD_CLIP = 12.0  # TrainConfig's default: training clips every step, so the timed step does too
@@ -118,7 +118,7 @@ def pipeline_seconds(c: Any, device: torch.device, autocast_dtype: torch.dtype |
     """Median seconds per step while ``workers`` data-loading processes augment the next batches, as in training:
     on a CPU they share the cores with the step's compute threads, so the step is slower than compute plus
     augmentation timed apart would say."""
-    from .data import make_loader
+    from .sampling.patches import make_loader
 
     loader = make_loader(RandomAugmentedBatches(c), workers, False)  # type: ignore[arg-type]
     batches = iter(loader)

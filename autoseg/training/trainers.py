@@ -13,9 +13,9 @@ from typing import Any
 from ..core.errors import AutosegError
 from ..core.registry import Registry
 from ..networks import network_class
-from .augmentation import AUGMENTATIONS
 from .config import TrainConfig
-from .losses import LOSSES
+from .objective.losses import LOSSES
+from .sampling.augmentation import AUGMENTATIONS
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def test_every_flag_reaches_training_and_the_last_fold_runs_crossval(run, tiny_p
         (vdir / "summary.json").write_text("{}")
     pre = tmp_path / "pre.pt"
     from autoseg.networks.checkpoint import save_checkpoint
-    from autoseg.training.parts import seeded_network
+    from autoseg.training.fit.parts import seeded_network
 
     arch = json.loads((run / "plans.json").read_text())["configurations"]["2d"]["architecture"]
     save_checkpoint({"network_weights": seeded_network(arch, 5).state_dict(), "architecture": arch}, pre)

@@ -1,7 +1,8 @@
-"""An explicit registry of network classes: a plan names its network, and the name must be registered together with
-the dataclass of its arguments. Registering a name twice is an error, so two networks can never silently shadow
-each other; no class is ever looked up from a module path in a string. A plugin package registers its own networks
-the same way (``autoseg.core.registry``); a name not yet known loads the plugins once before it is refused."""
+"""The catalogue of network classes, an explicit registry: a plan names its network, and the name must be
+registered together with the dataclass of its arguments. Registering a name twice is an error, so two networks can
+never silently shadow each other; no class is ever looked up from a module path in a string. A plugin package
+registers its own networks the same way (``autoseg.core.registry``); a name not yet known loads the plugins once
+before it is refused."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping

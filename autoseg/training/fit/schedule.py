@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
-from .config import BudgetClock, poly_lr
+from ..config import BudgetClock, poly_lr
 
 
 class LRSchedule(Protocol):

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.errors import AutosegError
-from ..core.registry import Registry
+from ...core.errors import AutosegError
+from ...core.registry import Registry
 
 
 class SoftDiceLoss(nn.Module):

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core.faults import fault_point
+from ...core.faults import fault_point
 from .parts import Parts
 from .schedule import LRSchedule
 

@@ -1,5 +1,5 @@
 """What happens after each epoch besides training: the printed line, log.jsonl, progress.png and the best and
-latest checkpoints (callbacks of ``autoseg.training.loop.fit`` run on rank 0 only), and, on every rank, the CPU
+latest checkpoints (callbacks of ``autoseg.training.fit.loop.fit`` run on rank 0 only), and, on every rank, the CPU
 thread count following the load of other processes."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.faults import fault_point
-from ..core.files import atomic_write_bytes
-from ..networks.checkpoint import save_checkpoint
+from ...core.faults import fault_point
+from ...core.files import atomic_write_bytes
+from ...networks.checkpoint import save_checkpoint
 from .loop import Callback, LoopState
 from .schedule import LRSchedule
 
@@ -127,7 +127,7 @@ class ThreadsFollowLoad(Callback):
     def on_epoch_end(self, state: LoopState, rec: dict, improved: bool, last: bool) -> None:
         import torch
 
-        from ..core.cpu_share import threads_beside
+        from ...core.cpu_share import threads_beside
 
         others = self.share.others()
         threads = threads_beside(others, self.share.cores)

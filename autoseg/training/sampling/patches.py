@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..core.errors import AutosegError
+from ...core.errors import AutosegError
 from .augmentation import AUGMENTATIONS
 
 
@@ -48,7 +48,7 @@ class PreprocessedCases:
         """The first stage's label map for the case (cascade only), checked against the image's grid."""
         if self.previous_stage is None:
             return None
-        from ..preprocessing.cascade import check_next_stage_shape
+        from ...preprocessing.cascade import check_next_stage_shape
 
         prev = np.load(self.previous_stage / f"{case}.npy", mmap_mode="r")
         check_next_stage_shape(prev, shape, case, self.previous_stage)
@@ -170,7 +170,7 @@ class BatchStream(IterableDataset):
 def previous_stage_as_input(batch: dict, num_classes: int) -> dict:
     """The cascade: the first stage's labels (moved and mirrored with the reference, untouched by the intensity
     transforms) leave the labels and join the image as one-hot channels, as nnU-Net's cascade data stream does."""
-    from ..preprocessing.cascade import one_hot
+    from ...preprocessing.cascade import one_hot
 
     prev = np.round(batch["seg"][:, 1]).astype(np.int64)
     extra = np.stack([one_hot(p, num_classes) for p in prev])

@@ -20,7 +20,7 @@ from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, G
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
-from ..core.registry import Registry
+from ...core.registry import Registry
 
 SCALE_RANGE = (0.7, 1.4)
 

@@ -12,15 +12,15 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..core.device import autocast_dtype, plan_precision
-from ..networks import build_network
-from ..networks.checkpoint import load_matching_weights
-from .config import TrainConfig
-from .data import BatchStream, make_loader
-from .distributed import Sync
-from .losses import LOSSES, DeepSupervisionLoss, LossSpec
-from .pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
-from .setup import FoldSetup
+from ...core.device import autocast_dtype, plan_precision
+from ...networks import build_network
+from ...networks.checkpoint import load_matching_weights
+from ..config import TrainConfig
+from ..distributed import Sync
+from ..objective.losses import LOSSES, DeepSupervisionLoss, LossSpec
+from ..objective.pseudo_dice import pseudo_dice_counts, region_pseudo_dice_counts
+from ..sampling.patches import BatchStream, make_loader
+from ..setup import FoldSetup
 
 
 def default_workers(device: torch.device) -> int:
@@ -160,7 +160,7 @@ def set_compute_threads(device: torch.device, log: Callable[[str], None] | None 
     half a second; every core on an idle machine; data workers set their own to one thread). Returns the count."""
     if device.type != "cpu":
         return torch.get_num_threads()
-    from ..core.cpu_share import use_free_cores
+    from ...core.cpu_share import use_free_cores
 
     say = (lambda line: log(line + " (re-measured every epoch)")) if log is not None else None
     return use_free_cores(say=say, doing="training computes")[0]
