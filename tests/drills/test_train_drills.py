@@ -73,13 +73,13 @@ def assert_clean_interrupt(res, sig: str = "TERM") -> None:
 
 
 # fault, resumed-at epoch (None: the training had finished; the final validation is completed)
+# (mid-step SIGTERM takes the handler SIGINT takes, and checkpoint_best is written as checkpoint_latest is: both
+# drills were cut from the suite's ten minutes, issue 23)
 DRILLS = [
     ("step:KILL:3", 1),  # mid-epoch 2
-    ("step:TERM:3", 1),
     ("step:INT:3", 1),  # Ctrl-C, with a data worker process
     ("checkpoint_latest:KILL:2", 1),  # while epoch 2's latest checkpoint is written
     ("checkpoint_latest:TERM:2", 2),  # the write completes, then training stops
-    ("checkpoint_best:KILL:1", 1),
     ("checkpoint_final:KILL:1", EPOCHS),  # the last epoch's latest checkpoint is kept: nothing to redo
     ("validation_case:KILL:1", None),
     ("validation_case:TERM:1", None),
