@@ -204,6 +204,10 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     assert (fold / "checkpoint_final.pt").is_file() and not (fold / "checkpoint_latest.pt").exists()
     assert (fold / "validation" / "summary.json").is_file()
     assert "budget 20s: training ended after" in out and "adamw from lr 0.001" in out
+    rec = json.loads((fold / "budget.json").read_text())  # planned against trained steps, kept with the fold
+    assert rec["trained_steps"] == sum(r["iterations"] for r in log) and rec["expected_steps_here"] > 0
+    assert rec["planned_seconds_per_step"] == json.loads((run / "plans.json").read_text())[
+        "configurations"]["2d"]["budget"]["seconds_per_step"]
 
 
 def test_timing_noise_rule_does_not_trade_batch_for_context():

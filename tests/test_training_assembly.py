@@ -140,6 +140,33 @@ def test_clock_schedule_continues_the_same_budget_after_a_resume(monkeypatch):
     assert (old.used, old.loop_offset, old.finished(0)) == (5.0, 1.0, False)
 
 
+def test_clock_schedule_records_planned_against_trained_steps(monkeypatch):
+    """Issue 25: the plan timed 0.1 s per step; this run's loop has 90 s (100 s budget, 10 s reserve), so ~900 steps
+    at that timing; it trains 600 steps at 0.15 s (the first epoch, slower with start-up, is left out of the measured
+    speed), and the record says -33%. A resume keeps the first process's expectation."""
+    import autoseg.training.config as config
+    import autoseg.training.fit.schedule as schedule
+
+    now = [1000.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: now[0])
+    monkeypatch.setattr(config.BudgetClock, "__init__", _clock_init(now))
+    sched = schedule.ClockSchedule(0.01, 100.0, start_time=1000.0, reserve_for=lambda step: 10.0,
+                                   planned=(0.1, 500), say=None, plan_expected_steps=700)
+    sched.begin()
+    log = [{"train_seconds": 50.0, "iterations": 200}] + [{"train_seconds": 30.0, "iterations": 200}] * 2
+    now[0] = 1090.0
+    r = sched.record(log)
+    assert (r["expected_steps_here"], r["plan_expected_steps"], r["trained_steps"]) == (900, 700, 600)
+    assert r["trained_seconds_per_step"] == pytest.approx(0.15) and r["steps_vs_expected"] == pytest.approx(-1 / 3,
+                                                                                                          abs=1e-3)
+    assert r["loop_seconds_per_step"] == pytest.approx(0.15)
+    assert "time for ~900 (-33%)" in sched.report(3, 600)
+    later = schedule.ClockSchedule(0.01, 100.0, start_time=2000.0, reserve_for=lambda step: 50.0, planned=(0.1, 500))
+    later.load_state_dict(sched.state_dict())
+    later.begin()
+    assert later.expected_here == 900
+
+
 def _clock_init(now):
     def init(self, budget_seconds, start, reserve=0.0, now_fn=None):
         self.budget, self.start, self.reserve = float(budget_seconds), float(start), float(reserve)

@@ -45,6 +45,8 @@ from .interrupt import StopFlag, TrainingInterrupted
 from .setup import FoldSetup
 from .validation import probabilities_missing, read_validation, summary_path, validate_fold, validation_reserve
 
+BUDGET_RECORD = "budget.json"  # a budget run's planned against trained steps (``ClockSchedule.record``)
+
 LATEST, FINAL = "checkpoint_latest.pt", "checkpoint_final.pt"
 
 
@@ -173,6 +175,7 @@ def _train(setup: FoldSetup, tc: TrainConfig, resume_from: Path | None, start_ti
     if isinstance(schedule, ClockSchedule):
         print(schedule.report(state.epoch, sum(r.get("iterations", tc.iters_per_epoch) for r in state.log)),
               flush=True)
+        save_json(schedule.record(state.log), setup.out / BUDGET_RECORD)  # planned vs trained steps, issue 25
     return result
 
 
@@ -230,7 +233,8 @@ def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: f
     same_batch = b is not None and parts.batch_size * parts.sync.world_size == setup.cfg.batch_size
     planned = (float(b.seconds_per_step), int(b.min_steps)) if same_batch and b.seconds_per_step else None
     return ClockSchedule(tc.initial_lr, tc.budget_seconds, start_time, reserve, parts.sync.agree, planned,
-                         (lambda line: print(line, flush=True)) if parts.sync.is_main else None)
+                         (lambda line: print(line, flush=True)) if parts.sync.is_main else None,
+                         int(b.expected_steps) if planned else None)
 
 
 def restore(ck: dict, parts: Parts, schedule: LRSchedule) -> LoopState:

@@ -215,6 +215,10 @@ def fold_result(root, k, n_folds, budget, plans, chosen, run, ev, times, info, l
                  "precision": b.get("precision"), "seconds_per_step": b.get("seconds_per_step"),
                  "planned_steps": b.get("expected_steps")},
         "trained_steps": trained_steps(run / chosen / "fold_all"),
+        # training's own record (issue 25): the steps the plan's timing allowed in this run's loop (fold 'all' has
+        # no final validation, so more than the plan's figure for a fold), and the speed it really ran at
+        "budget_record": load_json(run / chosen / "fold_all" / "budget.json")
+        if (run / chosen / "fold_all" / "budget.json").is_file() else None,
         "stage_seconds": times, "dice": dice, "mean_dice": sum(dice.values()) / max(len(dice), 1),
         "domain": domain_figures(summary),
         "load_average_start": [round(x, 2) for x in load_start],
@@ -272,6 +276,17 @@ def _domain_text(folds: list[dict]) -> str:
     return "; ".join(out) or "-"
 
 
+def _planned_text(f: dict) -> str:
+    """The plan's steps (for a fold with validation) and, where training recorded it, the steps the plan's timing
+    allowed in this fold-'all' run and the trained speed against the planned one."""
+    r = f.get("budget_record")
+    if not r or not r.get("expected_steps_here"):
+        return str(f["plan"]["planned_steps"])
+    ratio = (r["trained_seconds_per_step"] or 0) / r["planned_seconds_per_step"] if r["planned_seconds_per_step"] \
+        else 0
+    return f"{f['plan']['planned_steps']} ({r['expected_steps_here']} here; step x{ratio:.2f})"
+
+
 def write_table(results: Path) -> str:
     refs = _references()
     rows, fold_rows = [], []
@@ -290,7 +305,7 @@ def write_table(results: Path) -> str:
             p = f["plan"]
             fold_rows.append([name, f["fold"], f["configuration"], [round(s, 3) for s in p["spacing"]],
                               p["patch_size"], p["batch_size"],
-                              p["features"], p["precision"], p["planned_steps"], f["trained_steps"],
+                              p["features"], p["precision"], _planned_text(f), f["trained_steps"],
                               round(f["stage_seconds"].get("train", 0)), round(f["mean_dice"], 3),
                               "/".join(f"{x:.1f}" for x in f["load_average_start"][:1] + f["load_average_end"][:1]),
                               f["started"][:16]])

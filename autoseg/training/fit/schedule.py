@@ -85,13 +85,17 @@ class ClockSchedule:
 
     def __init__(self, initial_lr: float, budget_seconds: float, start_time: float,
                  reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool,
-                 planned: tuple[float, int] | None = None, say: Callable[[str], None] | None = print):
+                 planned: tuple[float, int] | None = None, say: Callable[[str], None] | None = print,
+                 plan_expected_steps: int | None = None):
         self.initial_lr, self.budget = initial_lr, budget_seconds
         self.start_time, self.reserve_for, self.agree = start_time, reserve_for, agree
         self.used, self.loop_offset, self.ended = 0.0, 0.0, False
         self.clock: BudgetClock | None = None
         # (seconds per step the plan timed, steps it requires): the first epoch's speed is checked against it
         self.planned, self.say, self.checked, self.epochs_seen = planned, say, False, 0
+        # the plan's steps for a fold with a final validation; ``expected_here``: at the plan's timing, the steps
+        # this run's own loop time allows (more for fold 'all', which has no final validation to reserve for)
+        self.plan_expected_steps, self.expected_here = plan_expected_steps, None
 
     def begin(self) -> None:
         self.start_time -= self.used  # a resumed run continues the same budget
@@ -103,6 +107,8 @@ class ClockSchedule:
             clock.loop_start = self.start_time + self.loop_offset
         else:
             self.loop_offset = clock.loop_start - self.start_time
+        if self.planned and self.expected_here is None:
+            self.expected_here = int(max(clock.deadline - clock.loop_start, 0.0) / self.planned[0])
 
     def epoch_lr(self, epoch: int) -> float:
         return self.clock.lr(self.initial_lr)
@@ -150,14 +156,37 @@ class ClockSchedule:
         return time.time() - self.start_time
 
     def state_dict(self) -> dict:
-        return {"budget_used": self.elapsed(), "budget_loop_offset": self.loop_offset, "budget_ended": self.ended}
+        return {"budget_used": self.elapsed(), "budget_loop_offset": self.loop_offset, "budget_ended": self.ended,
+                "budget_expected_steps": self.expected_here}
 
     def load_state_dict(self, d: dict) -> None:
         self.used = float(d.get("budget_used", 0.0))
         self.loop_offset = float(d.get("budget_loop_offset", 0.0))
         self.ended = bool(d.get("budget_ended", False))
+        self.expected_here = d.get("budget_expected_steps")
+
+    def record(self, log: list[dict]) -> dict:
+        """Planned against trained steps for this run (written to the fold's budget.json; issue 25): the plan's
+        timing and its expectation, the steps trained and their measured speed (median over the epochs after the
+        first, which includes the start-up), and the loop's seconds per step (with each epoch's validation batches,
+        checkpoints and logs)."""
+        steps = sum(int(r.get("iterations", 0)) for r in log)
+        speeds = [r["train_seconds"] / r["iterations"] for r in log if r.get("iterations")]
+        step = sorted(speeds[1:] or speeds)[len(speeds[1:] or speeds) // 2] if speeds else None
+        loop = max(time.time() - self.clock.loop_start, 0.0) if self.clock else None
+        return {"budget_seconds": self.budget, "elapsed_seconds": round(self.elapsed(), 1),
+                "planned_seconds_per_step": self.planned[0] if self.planned else None,
+                "plan_expected_steps": self.plan_expected_steps, "expected_steps_here": self.expected_here,
+                "trained_steps": steps, "epochs": len(log),
+                "trained_seconds_per_step": round(step, 4) if step else None,
+                "loop_seconds_per_step": round(loop / steps, 4) if loop and steps else None,
+                "steps_vs_expected": round(steps / self.expected_here - 1, 3) if self.expected_here else None}
 
     def report(self, epochs: int, iterations: int) -> str:
         total = self.elapsed()
-        return (f"budget {self.budget:.0f}s: training ended after {total:.0f}s "
+        line = (f"budget {self.budget:.0f}s: training ended after {total:.0f}s "
                 f"({100 * total / self.budget:.0f}% of the budget), {epochs} epochs, {iterations} iterations")
+        if self.expected_here:
+            line += (f"; at the plan's {self.planned[0]:.3f}s per step this run had time for ~{self.expected_here} "
+                     f"({iterations / self.expected_here - 1:+.0%})")
+        return line
