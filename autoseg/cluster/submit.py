@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import AutosegError
-from ..core.jsonio import load_json
 from ..core.progress import format_table
 from ..io.workspace import Workspace
+from ..postprocessing.best import fold_count
 from . import local, slurm
 from .graph import default_after_folds, predict_jobs, preprocessing_done, train_jobs
 from .jobs import ACTIVE, RERUNNABLE, Job, JobSet, failed_summary, prepare_attempt
@@ -23,12 +23,8 @@ DEFAULT_FOLDS = ("0", "1", "2", "3", "4")  # nnU-Net's five, where the run has n
 
 def every_fold(run_dir: str | Path) -> list[str]:
     """The folds of the run's splits.json: five as planned, or as many as a user's own splits file holds."""
-    splits = Workspace.at(run_dir).splits
-    if splits.is_file():
-        folds = load_json(splits)
-        if isinstance(folds, list) and folds:
-            return [str(i) for i in range(len(folds))]
-    return list(DEFAULT_FOLDS)
+    ws = Workspace.at(run_dir)
+    return [str(i) for i in range(fold_count(ws))] if ws.splits.is_file() else list(DEFAULT_FOLDS)
 
 
 def submit_training(run_dir: str | Path, configs: list[str], folds: list[str], scheduler: str, options: dict, *,

@@ -8,6 +8,7 @@ per step), whether the epoch or the training ends, and keeps its state in the ch
 """
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable, Protocol
 
@@ -172,7 +173,7 @@ class ClockSchedule:
         checkpoints and logs)."""
         steps = sum(int(r.get("iterations", 0)) for r in log)
         speeds = [r["train_seconds"] / r["iterations"] for r in log if r.get("iterations")]
-        step = sorted(speeds[1:] or speeds)[len(speeds[1:] or speeds) // 2] if speeds else None
+        step = statistics.median_high(speeds[1:] or speeds) if speeds else None
         loop = max(time.time() - self.clock.loop_start, 0.0) if self.clock else None
         return {"budget_seconds": self.budget, "elapsed_seconds": round(self.elapsed(), 1),
                 "planned_seconds_per_step": self.planned[0] if self.planned else None,
