@@ -3,9 +3,12 @@
 For the configuration a budget plan chose (RUN/plans.json, preprocessed), in alternating rounds:
 
 - ``plan model``: what the planner adds up on a CPU: the bare step (forward, backward, optimiser) on fixed data plus
-  the time to augment one batch, each timed alone;
+  the time a data worker takes to make one augmented batch of random data (``step_timing.time_augmentation``), each
+  timed alone;
 - ``live worker``: steps fed by a data-loading process that augments random batches while the step computes
   (``step_timing.pipeline_seconds``), so both share the cores as in training;
+- ``real batch``: one batch as the training worker makes it from the run's preprocessed cases (cut, oversample
+  foreground, augment; mean of ``--batches``, on one thread), beside the planner's ``augment`` on random data;
 - ``training``: the real thing: `train` for a few short epochs on the run's preprocessed cases (fold all, no
   validation), seconds per step of its later epochs (log.jsonl ``train_seconds / iterations``).
 
@@ -19,6 +22,7 @@ import argparse
 import json
 import shutil
 import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,7 +33,14 @@ from autoseg.core.cpu_share import use_free_cores
 from autoseg.core.device import autocast_dtype
 from autoseg.core.progress import format_table
 from autoseg.training.config import TrainConfig
-from autoseg.training.step_timing import TIMED_STEPS, median_seconds, pipeline_seconds, time_augmentation, training_step
+from autoseg.training.sampling.patches import BatchStream
+from autoseg.training.step_timing import (
+    TIMED_STEPS,
+    median_seconds,
+    pipeline_seconds,
+    time_augmentation,
+    training_step,
+)
 
 
 def candidate(cfg: dict) -> SimpleNamespace:
@@ -50,12 +61,38 @@ def training_seconds(run: Path, config: str, iters: int) -> float:
     return statistics.median(r["train_seconds"] / r["iterations"] for r in log[1:])
 
 
+def mean_batch_seconds(make, n: int, warm: int = 1) -> float:
+    """Mean seconds per batch of ``n`` batches from the iterator ``make()`` on one thread (as a data worker), after
+    ``warm`` untimed batches."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        it = make()
+        for _ in range(warm):
+            next(it)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            next(it)
+            times.append(time.perf_counter() - t)
+        return statistics.fmean(times)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def real_batches(run: Path, config: str, cfg: dict, c: SimpleNamespace):
+    folder = run / "preprocessed" / config
+    cases = sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}_seg.npy").is_file())
+    return iter(BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("-c", "--configuration")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--batches", type=int, default=20)
     a = ap.parse_args()
     plans = json.loads((a.run / "plans.json").read_text())
     config = a.configuration or (plans.get("recommendation") or {}).get("configuration") or "2d"
@@ -64,18 +101,23 @@ def main() -> None:
     cpu = torch.device("cpu")
     dtype = autocast_dtype(cpu, b.get("precision", "fp32"))
     c = candidate(cfg)
-    rows, cols = [], {"plan model": [], "live worker": [], "training": []}
+    rows, cols = [], {"plan model": [], "bare + real batch": [], "live worker": [], "training": []}
     for r in range(a.rounds):
         use_free_cores()  # the threads the planner and training take: the cores other processes leave free
         bare = median_seconds(training_step(c, cpu, autocast_dtype=dtype), cpu, TIMED_STEPS)[0]
         aug = time_augmentation(c)
+        n_cases = len(list((a.run / "preprocessed" / config).glob("*_seg.npy")))
+        # untimed first: a batch per case or so, as training reads each case's properties once
+        batch = mean_batch_seconds(lambda: real_batches(a.run, config, cfg, c), a.batches,
+                                   warm=-(-n_cases // cfg["batch_size"]))
         live = pipeline_seconds(c, cpu, dtype)
         real = training_seconds(a.run, config, a.iters)
-        for k, v in (("plan model", bare + aug), ("live worker", live), ("training", real)):
+        for k, v in (("plan model", bare + aug), ("bare + real batch", bare + batch), ("live worker", live),
+                     ("training", real)):
             cols[k].append(v)
-        rows.append([r + 1, round(bare, 4), round(aug, 4), round(bare + aug, 4), round(live, 4), round(real, 4)])
-        print(format_table(["round", "bare step", "augment", "plan model", "live worker", "training"], rows),
-              flush=True)
+        rows.append([r + 1] + [round(v, 4) for v in (bare, aug, batch, bare + aug, live, real)])
+        print(format_table(["round", "bare step", "augment", "real batch", "plan model",
+                            "live worker", "training"], rows), flush=True)
     planned = b.get("seconds_per_step")
     med = {k: statistics.median(v) for k, v in cols.items()}
     print(f"\n{a.run.name} {config}: the plan recorded {planned} s/step in {b.get('precision')}")

@@ -33,7 +33,7 @@ def test_timer_compares_once_and_keeps_bf16_only_when_clearly_faster(monkeypatch
 
     monkeypatch.setattr(T.StepTimer, "_step", fake_step)
     monkeypatch.setattr(T.StepTimer, "_compare", fake_compare)
-    monkeypatch.setattr(T, "time_augmentation", lambda c, repeats=3: 0.25)
+    monkeypatch.setattr(T, "time_augmentation", lambda c, batches=16: 0.25)
     timer = T.StepTimer(torch.device("cpu"))
     assert timer.precision is None and timer.comparison() == ""
     assert timer(_tiny()) == pytest.approx(first + 0.25)  # the augmentation is added on a CPU

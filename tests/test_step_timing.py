@@ -41,7 +41,7 @@ def test_cpu_timer_adds_the_augmentation():
     calls = []
     orig = T.time_augmentation
     try:
-        T.time_augmentation = lambda cand, repeats=3: calls.append(cand) or 100.0
+        T.time_augmentation = lambda cand, batches=16: calls.append(cand) or 100.0
         t = T.step_timer(torch.device("cpu"))(c)
     finally:
         T.time_augmentation = orig
@@ -51,4 +51,32 @@ def test_cpu_timer_adds_the_augmentation():
 def test_augmentation_time_of_a_3d_candidate_with_2d_augmentation():
     c = B.candidates([6.0, 2.0, 2.0], [8, 32, 32], 2, 1, 3, coarsen_all=False, dummy_2d=True)[-1]
     assert c.dummy_2d and len(c.patch_size) == 3
-    assert np.isfinite(T.time_augmentation(c, repeats=1))
+    assert np.isfinite(T.time_augmentation(c, batches=1))
+
+
+def test_augmentation_time_is_the_mean_that_rare_costly_batches_raise(monkeypatch):
+    """Three batches in four cost nothing and the fourth 80 ms (a spatial transform drawn for a third of the samples
+    makes batches like that): training pays 20 ms per batch on average, which a median would have called 0. The
+    timing leaves numpy's global random state (batchgenerators draws from it) as it found it."""
+    import time
+
+    class Stream:
+        def __init__(self, c):
+            self.c = c
+
+        def __iter__(self):
+            k = 0
+            while True:
+                np.random.uniform()  # draws from the global state, as batchgenerators does
+                if k % 4 == 3:
+                    time.sleep(0.08)
+                k += 1
+                yield k
+
+    monkeypatch.setattr(T, "RandomAugmentedBatches", Stream)
+    np.random.seed(123)
+    expected_next = np.random.uniform()
+    np.random.seed(123)
+    t = T.time_augmentation(_tiny(), batches=8)  # batches 2-9 of the stream: two costly ones
+    assert 0.017 < t < 0.03
+    assert np.random.uniform() == expected_next

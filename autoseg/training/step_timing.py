@@ -74,21 +74,30 @@ def median_seconds(fn: Callable[[], None], device: torch.device, steps: int, war
     return float(np.median(times[warmup:])), times[0]
 
 
-def time_augmentation(c: Any, repeats: int = 3) -> float:
-    """Median seconds to augment one batch of ``c`` (random data of the enlarged patch that training cuts)."""
-    dim = len(c.patch_size)
-    cut = enlarged_patch_size(c.patch_size, dim, c.dummy_2d)
-    rng = np.random.default_rng(0)
-    transforms = training_transforms(list(c.patch_size), dim, c.dummy_2d)
-    kw = dict(c.arch_kwargs)
-    times = []
-    for _ in range(repeats):
-        batch = {"data": rng.standard_normal((c.batch_size, kw["input_channels"], *cut), np.float32),
-                 "seg": rng.integers(0, kw["num_classes"], (c.batch_size, 1, *cut)).astype(np.float32)}
+AUGMENT_BATCHES = 16
+
+
+def time_augmentation(c: Any, batches: int = AUGMENT_BATCHES) -> float:
+    """Mean seconds for a data worker to make one batch of ``c`` (random data of the enlarged patch that training
+    cuts, augmented, turned into tensors), on one thread as a worker computes, over ``batches`` batches after one
+    untimed. Each transform is drawn per sample with its probability (a spatial transform for about a third of the
+    samples), so most batches are cheap and a few are not: the mean is what training pays per step. A median of
+    three batches, timed before, was often a batch without a spatial transform: 0.003 s where DRIVE's mean is
+    0.029 s, one reason its training steps ran 31% slower than the plan timed (benchmarks/README.md, issue 25).
+    numpy's global random state (batchgenerators draws from it) is seeded for the timing and restored after."""
+    state = np.random.get_state()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stream = iter(RandomAugmentedBatches(c))
+        next(stream)
         t = time.perf_counter()
-        transforms(**batch)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        for _ in range(batches):
+            next(stream)
+        return (time.perf_counter() - t) / batches
+    finally:
+        torch.set_num_threads(threads)
+        np.random.set_state(state)
 
 
 class RandomAugmentedBatches(torch.utils.data.IterableDataset):
