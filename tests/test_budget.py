@@ -290,3 +290,25 @@ def test_train_without_configuration_needs_a_budget_plan(small_run, capsys):
     assert main(["train", str(small_run), "-f", "0"]) == 2
     err = capsys.readouterr().err
     assert "recommends no configuration (it was planned without --budget); name one with -c: planned are 2d" in err
+
+
+def test_the_more_detailed_candidate_a_faster_machine_affords():
+    """Candidates most detailed first; the plan chose the third (the first two lacked steps). At 0.6 of the timed
+    step the second gets 1500 / 0.6 = 2500 >= 2000 steps and the first 900 / 0.6 = 1500 does not; at 0.4 the first
+    does; at the timed speed none, and never one after the chosen."""
+    from autoseg.planner.plans import BudgetRecord, CandidateRecord, Schedule
+
+    def cand(steps, chosen=False):
+        return CandidateRecord(spacing=[1.0, 1.0], patch_size=[64, 64], batch_size=8, base_features=16,
+                               gmacs_per_sample=1.0, seconds_per_step=0.1, measured=True, steps_in_budget=steps,
+                               chosen=chosen)
+
+    cands = [cand(900), cand(1500), cand(2100, chosen=True), cand(5000)]
+    rec = BudgetRecord(budget_seconds=600.0, device="cpu", seconds_per_step=0.1, train_seconds=500.0,
+                       final_validation_seconds=10.0, expected_steps=2100,
+                       schedule=Schedule(epochs=5, iters_per_epoch=250, val_iters=12), min_steps=2000,
+                       candidates=cands)
+    assert B.affordable_at(rec, 0.6) is cands[1]
+    assert B.affordable_at(rec, 0.4) is cands[0]
+    assert B.affordable_at(rec, 1.0) is None
+    assert B.affordable_at(rec, 0.01) is cands[0]

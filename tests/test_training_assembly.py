@@ -306,3 +306,33 @@ def test_clock_schedule_says_once_when_training_is_slower_than_planned(step, sai
 
         assert abs(int(re.search(r"about (\d+) steps", lines[0]).group(1)) - 1000 / step) <= 2
         assert ("fewer than the 2000" in lines[0]) == fewer
+
+
+@pytest.mark.parametrize("step,said,named", [(0.09, False, False), (0.07, True, False), (0.04, True, True)])
+def test_clock_schedule_says_once_when_training_is_faster_than_planned(step, said, named):
+    """A machine idler during training than while it was planned: one line with the steps the budget will give and,
+    where the plan's candidates hold one, the more detailed configuration that would have had its minimum steps at
+    the speed measured; within the timing noise, nothing."""
+    import re
+    import time
+
+    from autoseg.training.fit.schedule import ClockSchedule
+
+    lines, asked = [], []
+
+    def affordable(speed):
+        asked.append(speed)
+        return "spacing [1.0, 1.0]" if speed < 0.5 else None
+
+    sched = ClockSchedule(0.01, 1000.0, time.time(), lambda s: 0.0, planned=(0.1, 2000), say=lines.append,
+                          affordable_at=affordable)
+    sched.begin()
+    sched.after_epoch({"train_seconds": 2.0 * 100, "iterations": 100})
+    for _ in range(3):
+        sched.after_epoch({"train_seconds": step * 100, "iterations": 100})
+    assert len(lines) == int(said)
+    if said:
+        assert "less than the 0.100s the plan timed" in lines[0]
+        assert abs(int(re.search(r"about (\d+) steps", lines[0]).group(1)) - 1000 / step) <= 2
+        assert asked == [pytest.approx(step / 0.1)]
+        assert ("more detailed configuration would have fitted (spacing [1.0, 1.0])" in lines[0]) == named

@@ -250,6 +250,17 @@ def _within_noise(chosen: int, measured: dict, measure, predict, steps, batches:
     return chosen
 
 
+def affordable_at(record: BudgetRecord, speed: float) -> CandidateRecord | None:
+    """The most detailed of the plan's candidates before the chosen one that would still get its minimum steps if
+    every step took ``speed`` times the time the plan timed or predicted for it (training running faster than
+    planned: ``speed`` < 1), or None."""
+    chosen = next((i for i, c in enumerate(record.candidates) if c.chosen), len(record.candidates))
+    for c in record.candidates[:chosen]:
+        if c.steps_in_budget / speed >= record.min_steps:
+            return c
+    return None
+
+
 def schedule(step_seconds: float, train_seconds: float) -> dict:
     """Epochs x iterations (about a minute each) expected to fill ``train_seconds``."""
     ipe = int(np.clip(round(EPOCH_SECONDS / step_seconds), 10, 250))

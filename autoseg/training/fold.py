@@ -24,6 +24,7 @@ from ..core.errors import AutosegError
 from ..core.jsonio import save_json
 from ..core.locks import fold_lock
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
+from ..planner.budget import affordable_at
 from .config import TrainConfig
 from .distributed import (
     ONE_PROCESS,
@@ -234,7 +235,16 @@ def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: f
     planned = (float(b.seconds_per_step), int(b.min_steps)) if same_batch and b.seconds_per_step else None
     return ClockSchedule(tc.initial_lr, tc.budget_seconds, start_time, reserve, parts.sync.agree, planned,
                          (lambda line: print(line, flush=True)) if parts.sync.is_main else None,
-                         int(b.expected_steps) if planned else None)
+                         int(b.expected_steps) if planned else None,
+                         (lambda speed: _describe(affordable_at(b, speed), speed)) if planned else None)
+
+
+def _describe(c, speed: float) -> str | None:
+    """A candidate of the plan's budget record, as the faster-than-planned note names it."""
+    if c is None:
+        return None
+    return (f"spacing {c.spacing}, patch {c.patch_size}, batch {c.batch_size}, {c.base_features} base features: "
+            f"about {c.steps_in_budget / speed:.0f} steps at this speed")
 
 
 def restore(ck: dict, parts: Parts, schedule: LRSchedule) -> LoopState:

@@ -77,6 +77,7 @@ class EpochSchedule:
 
 
 SLOWER_THAN_PLANNED = 1.25  # the timing noise between plans is ~15%
+FASTER_THAN_PLANNED = 1 / SLOWER_THAN_PLANNED
 
 
 class ClockSchedule:
@@ -87,7 +88,8 @@ class ClockSchedule:
     def __init__(self, initial_lr: float, budget_seconds: float, start_time: float,
                  reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool,
                  planned: tuple[float, int] | None = None, say: Callable[[str], None] | None = print,
-                 plan_expected_steps: int | None = None):
+                 plan_expected_steps: int | None = None,
+                 affordable_at: Callable[[float], str | None] | None = None):
         self.initial_lr, self.budget = initial_lr, budget_seconds
         self.start_time, self.reserve_for, self.agree = start_time, reserve_for, agree
         self.used, self.loop_offset, self.ended = 0.0, 0.0, False
@@ -97,6 +99,9 @@ class ClockSchedule:
         # the plan's steps for a fold with a final validation; ``expected_here``: at the plan's timing, the steps
         # this run's own loop time allows (more for fold 'all', which has no final validation to reserve for)
         self.plan_expected_steps, self.expected_here = plan_expected_steps, None
+        # ``affordable_at(speed)``: the more detailed configuration of the plan's candidates that would have had its
+        # minimum steps with every step ``speed`` times the timed one (described), or None
+        self.affordable_at = affordable_at
 
     def begin(self) -> None:
         self.start_time -= self.used  # a resumed run continues the same budget
@@ -136,18 +141,32 @@ class ClockSchedule:
 
     def _check_speed(self, step: float) -> None:
         """Say so once (after the second epoch: the first includes the start-up of the data workers and the
-        first passes) when training runs much slower than the plan's timing (a machine busier now than when it
-        was planned): the clock still ends training on time, with fewer steps than the plan counted on."""
-        if not self.planned or self.say is None or step <= self.planned[0] * SLOWER_THAN_PLANNED:
+        first passes) when training runs much slower or much faster than the plan's timing (a machine busier or
+        idler now than when it was planned): the clock still ends training on time, with fewer or more steps than
+        the plan counted on; when faster, which more detailed configuration of the plan's candidates would have
+        fitted."""
+        if not self.planned or self.say is None:
             return
         planned_step, min_steps = self.planned
+        speed = step / planned_step
+        if FASTER_THAN_PLANNED <= speed <= SLOWER_THAN_PLANNED:
+            return
         steps = max(self.clock.deadline - self.clock.loop_start, 0.0) / step  # the deadline is net of the reserve
-        line = (f"note: steps take {step:.3f}s, {step / planned_step - 1:.0%} longer than the {planned_step:.3f}s "
-                f"the plan timed (is the machine busier than when it was planned?); the learning rate follows the "
-                f"clock, so training still ends on time, with about {steps:.0f} steps")
-        if steps < min_steps:
-            line += (f", fewer than the {min_steps} the plan requires: re-plan (`autoseg plan --budget`) while the "
-                     "machine is as busy as it will be during training")
+        if speed > 1:
+            line = (f"note: steps take {step:.3f}s, {speed - 1:.0%} longer than the {planned_step:.3f}s the plan "
+                    f"timed (is the machine busier than when it was planned?); the learning rate follows the "
+                    f"clock, so training still ends on time, with about {steps:.0f} steps")
+            if steps < min_steps:
+                line += (f", fewer than the {min_steps} the plan requires: re-plan (`autoseg plan --budget`) while "
+                         "the machine is as busy as it will be during training")
+        else:
+            line = (f"note: steps take {step:.3f}s, {1 - speed:.0%} less than the {planned_step:.3f}s the plan "
+                    f"timed (was the machine busier when it was planned?); training ends on time with about "
+                    f"{steps:.0f} steps, more than the plan counted on")
+            better = self.affordable_at(speed) if self.affordable_at is not None else None
+            if better:
+                line += (f"; at this speed a more detailed configuration would have fitted ({better}): re-plan "
+                         "(`autoseg plan --budget`) on the machine as it is now to train it")
         self.say(line)
 
     def total_text(self, epochs_done: int, epoch_seconds: float) -> str:
