@@ -98,7 +98,8 @@ def test_choose_does_not_let_timing_noise_pick_a_coarser_candidate():
                   and c.base_features == 16 and c.batch_size == 8)
     assert cands[fine].macs == cands[coarse].macs
     rate = 1e-10
-    train = 1.001 * B.MIN_STEPS[2] * rate * cands[coarse].macs * cands[coarse].batch_size  # just enough for `coarse`
+    train = 1.001 * B.MIN_STEPS[2] * B.loop_seconds_per_step(rate * cands[coarse].macs * cands[coarse].batch_size)
+    # ^ just enough for `coarse`, each step with its share of the epoch's validation and bookkeeping
     for slow, want_spacing in ((1.05, 2.25), (1.4, 3.0)):
         def timer(c, slow=slow):
             return rate * c.macs * c.batch_size * (slow if c.spacing[0] == 2.25 else 1.0)
@@ -312,3 +313,16 @@ def test_the_more_detailed_candidate_a_faster_machine_affords():
     assert B.affordable_at(rec, 0.4) is cands[0]
     assert B.affordable_at(rec, 1.0) is None
     assert B.affordable_at(rec, 0.01) is cands[0]
+
+
+def test_steps_are_counted_with_each_epochs_validation_and_bookkeeping():
+    """The plan's steps are the training time over the loop's time per step: the step, a third of a step for each
+    of an epoch's validation batches, and the epoch's bookkeeping, shared by its steps. A 0.24 s step (250
+    iterations and 12 validation batches an epoch) takes 0.24 * (1 + 12 / 750) + 0.6 / 250 = 0.2463 s of loop; a
+    5 s step (12 iterations, 2 validation batches) 5 * (1 + 2 / 36) + 0.6 / 12 = 5.328 s."""
+    assert B.EPOCH_BOOKKEEPING_SECONDS == 0.6
+    assert B.loop_seconds_per_step(0.24) == pytest.approx(0.24 * (1 + 12 / 750) + 0.6 / 250)
+    assert B.loop_seconds_per_step(5.0) == pytest.approx(5.0 * (1 + 2 / 36) + 0.6 / 12)
+    s = B.schedule(0.24, 600.0)
+    assert (s["iters_per_epoch"], s["val_iters"]) == (250, 12)
+    assert s["epochs"] == int(600.0 // (250 * B.loop_seconds_per_step(0.24)))

@@ -165,6 +165,12 @@ def test_clock_schedule_records_planned_against_trained_steps(monkeypatch):
     later.load_state_dict(sched.state_dict())
     later.begin()
     assert later.expected_here == 900
+    # with the plan's loop time per step (each epoch's validation and bookkeeping shared by its steps), 0.12 s:
+    # 90 s hold 750 steps
+    loop = schedule.ClockSchedule(0.01, 100.0, start_time=1090.0, reserve_for=lambda step: 10.0,
+                                  planned=(0.1, 500), say=None, planned_loop_step=0.12)
+    loop.begin()
+    assert loop.expected_here == 750
 
 
 def _clock_init(now):

@@ -62,6 +62,9 @@ MIN_STEPS = {2: 2000, 3: 1000}
 BUDGET_BATCH = {2: 8, 3: 2}
 EPOCH_SECONDS = 60.0  # target length of one epoch under a budget (a line of progress per minute)
 STARTUP_SECONDS = 20.0  # process start, workers, first batches
+# each epoch's bookkeeping after its steps: progress.png (0.32 s), checkpoint_latest.pt and checkpoint_best.pt
+# (0.1 s each for DRIVE's 83 MB), log lines (measured on the 2-core machine, issue 25)
+EPOCH_BOOKKEEPING_SECONDS = 0.6
 MAX_MEASUREMENTS = 6
 PREDICTION_SLACK = 0.75
 # run-to-run spread of a measured step time on a shared CPU (the same 0.66-GMAC ACDC network timed 0.48-0.65 s/step
@@ -193,7 +196,7 @@ def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], flo
         return measured[j] * cands[i].macs * cands[i].batch_size / (cands[j].macs * cands[j].batch_size)
 
     def steps(i: int, t: float) -> float:
-        return train_seconds_for(i, t) / t
+        return train_seconds_for(i, t) / loop_seconds_per_step(t)
 
     cheapest = min(range(len(cands)), key=lambda i: cands[i].macs * cands[i].batch_size)
     measure(cheapest)
@@ -261,12 +264,24 @@ def affordable_at(record: BudgetRecord, speed: float) -> CandidateRecord | None:
     return None
 
 
+def _epoch_shape(step_seconds: float) -> tuple[int, int]:
+    """(iterations, validation batches) of one epoch of about ``EPOCH_SECONDS``."""
+    ipe = int(np.clip(round(EPOCH_SECONDS / step_seconds), 10, 250))
+    return ipe, max(2, ipe // 20)
+
+
+def loop_seconds_per_step(step_seconds: float) -> float:
+    """Seconds of the training loop per step: the step, plus its share of each epoch's validation patches (a
+    forward pass, about a third of a step each) and of the epoch's bookkeeping (checkpoints, progress plot). Counting
+    steps by the bare step overstated them by 3-5% (DRIVE: 0.254 s of loop per 0.240 s step, issue 25)."""
+    ipe, val = _epoch_shape(step_seconds)
+    return step_seconds * (1 + val / (3 * ipe)) + EPOCH_BOOKKEEPING_SECONDS / ipe
+
+
 def schedule(step_seconds: float, train_seconds: float) -> dict:
     """Epochs x iterations (about a minute each) expected to fill ``train_seconds``."""
-    ipe = int(np.clip(round(EPOCH_SECONDS / step_seconds), 10, 250))
-    val_iters = max(2, ipe // 20)
-    epoch_seconds = step_seconds * (ipe + val_iters / 3)
-    epochs = max(1, int(train_seconds // epoch_seconds))
+    ipe, val_iters = _epoch_shape(step_seconds)
+    epochs = max(1, int(train_seconds // (ipe * loop_seconds_per_step(step_seconds))))
     return {"epochs": epochs, "iters_per_epoch": ipe, "val_iters": val_iters}
 
 
@@ -371,7 +386,7 @@ def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: f
     record = BudgetRecord(
         budget_seconds=float(budget_seconds), device=device, seconds_per_step=round(step_s, 4),
         train_seconds=round(train_s, 1), final_validation_seconds=round(val_s, 1),
-        expected_steps=int(train_s / step_s), schedule=Schedule(**schedule(step_s, train_s)),
+        expected_steps=int(train_s / loop_seconds_per_step(step_s)), schedule=Schedule(**schedule(step_s, train_s)),
         min_steps=MIN_STEPS[dim], candidates=[CandidateRecord(**r) for r in log],
         precision=getattr(timer, "precision", None) or "fp32")
     return dataclasses.replace(

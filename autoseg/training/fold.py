@@ -24,7 +24,7 @@ from ..core.errors import AutosegError
 from ..core.jsonio import save_json
 from ..core.locks import fold_lock
 from ..networks.checkpoint import load_checkpoint, network_from_checkpoint
-from ..planner.budget import affordable_at
+from ..planner.budget import affordable_at, loop_seconds_per_step
 from .config import TrainConfig
 from .distributed import (
     ONE_PROCESS,
@@ -236,7 +236,8 @@ def make_schedule(setup: FoldSetup, tc: TrainConfig, parts: Parts, start_time: f
     return ClockSchedule(tc.initial_lr, tc.budget_seconds, start_time, reserve, parts.sync.agree, planned,
                          (lambda line: print(line, flush=True)) if parts.sync.is_main else None,
                          int(b.expected_steps) if planned else None,
-                         (lambda speed: _describe(affordable_at(b, speed), speed)) if planned else None)
+                         (lambda speed: _describe(affordable_at(b, speed), speed)) if planned else None,
+                         loop_seconds_per_step(planned[0]) if planned else None)
 
 
 def _describe(c, speed: float) -> str | None:

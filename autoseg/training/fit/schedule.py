@@ -89,7 +89,8 @@ class ClockSchedule:
                  reserve_for: Callable[[float | None], float], agree: Callable[[bool], bool] = bool,
                  planned: tuple[float, int] | None = None, say: Callable[[str], None] | None = print,
                  plan_expected_steps: int | None = None,
-                 affordable_at: Callable[[float], str | None] | None = None):
+                 affordable_at: Callable[[float], str | None] | None = None,
+                 planned_loop_step: float | None = None):
         self.initial_lr, self.budget = initial_lr, budget_seconds
         self.start_time, self.reserve_for, self.agree = start_time, reserve_for, agree
         self.used, self.loop_offset, self.ended = 0.0, 0.0, False
@@ -102,6 +103,8 @@ class ClockSchedule:
         # ``affordable_at(speed)``: the more detailed configuration of the plan's candidates that would have had its
         # minimum steps with every step ``speed`` times the timed one (described), or None
         self.affordable_at = affordable_at
+        # the plan's loop seconds per step (the step with its share of each epoch's validation and bookkeeping)
+        self.planned_loop_step = planned_loop_step
 
     def begin(self) -> None:
         self.start_time -= self.used  # a resumed run continues the same budget
@@ -114,7 +117,8 @@ class ClockSchedule:
         else:
             self.loop_offset = clock.loop_start - self.start_time
         if self.planned and self.expected_here is None:
-            self.expected_here = int(max(clock.deadline - clock.loop_start, 0.0) / self.planned[0])
+            per_step = self.planned_loop_step or self.planned[0]
+            self.expected_here = int(max(clock.deadline - clock.loop_start, 0.0) / per_step)
 
     def epoch_lr(self, epoch: int) -> float:
         return self.clock.lr(self.initial_lr)
@@ -207,6 +211,6 @@ class ClockSchedule:
         line = (f"budget {self.budget:.0f}s: training ended after {total:.0f}s "
                 f"({100 * total / self.budget:.0f}% of the budget), {epochs} epochs, {iterations} iterations")
         if self.expected_here:
-            line += (f"; at the plan's {self.planned[0]:.3f}s per step this run had time for ~{self.expected_here} "
-                     f"({iterations / self.expected_here - 1:+.0%})")
+            line += (f"; at the plan's timing ({self.planned[0]:.3f}s a step) this run had time for "
+                     f"~{self.expected_here} ({iterations / self.expected_here - 1:+.0%})")
         return line
