@@ -65,3 +65,28 @@ def test_table_states_mean_spread_and_gap_to_the_reference(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| Hippocampus | 3/3"))
     assert "0.860 ± 0.010" in row and "anterior 0.870 ± 0.010" in row
     assert row.rstrip(" |").endswith("-0.035")  # 0.860 against the reference's 0.895
+
+
+def test_brats_is_scored_on_its_published_regions(tmp_path):
+    """BraTS's reference figures are region Dice (whole tumour = labels 1-4, tumour core = 1, 3, 4, enhancing = 4):
+    the matrix declares those regions for a second evaluation, and the table compares their mean with the
+    reference's mean (0.8535)."""
+    labels = M.region_labels("BraTSSample")
+    assert labels["labels"] == {"background": 0, "whole tumour": [1, 2, 3, 4], "tumour core": [1, 3, 4],
+                                "enhancing tumour": [4]}
+    assert M.region_labels("Hippocampus") is None
+    res = tmp_path / "results" / "BraTSSample"
+    res.mkdir(parents=True)
+    for k, wt in enumerate((0.80, 0.70, 0.75)):
+        fold = {"dataset": "BraTSSample", "fold": k, "folds": 3, "budget": "10m", "configuration": "2d",
+                "plan": {"spacing": [1.0, 1.0], "patch_size": [160, 128], "batch_size": 4, "features": 16,
+                         "precision": "bf16", "planned_steps": 2600},
+                "trained_steps": 2700, "stage_seconds": {"train": 600}, "dice": {"edema": 0.5},
+                "mean_dice": 0.5, "domain": {"regions": {"whole tumour": wt, "tumour core": 0.6,
+                                                         "enhancing tumour": 0.5}},
+                "load_average_start": [1.0] * 3, "load_average_end": [2.0] * 3, "started": "2026-12-06T12:00:00"}
+        (res / f"fold{k}.json").write_text(json.dumps(fold))
+    row = next(line for line in M.write_table(tmp_path / "results").splitlines()
+               if line.startswith("| BraTSSample | 3/3"))
+    assert "whole tumour 0.750 ± 0.050" in row and "enhancing tumour 0.500 ± 0.000" in row
+    assert row.rstrip(" |").endswith(f"{(0.75 + 0.6 + 0.5) / 3 - 0.8535:+.3f}")

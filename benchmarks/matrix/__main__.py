@@ -150,6 +150,30 @@ def evaluate_args(test: Path) -> list[str]:
     return args
 
 
+def region_labels(name: str) -> dict | None:
+    """A dataset's published metric scored on regions (unions of labels; BraTS: whole tumour, tumour core,
+    enhancing tumour), from references.json: the labels block of a dataset.json that declares them, or None."""
+    ref = _references().get(name) or {}
+    if not ref.get("regions"):
+        return None
+    return {"labels": {"background": 0, **ref["regions"]}, "regions_class_order": ref["regions_class_order"]}
+
+
+def evaluate_regions(name: str, fold_dir: Path, test: Path, pred: Path, times: dict) -> dict | None:
+    """Score the fold's predictions on the dataset's regions (a second `autoseg evaluate`, with a dataset.json
+    that declares them); {region: mean Dice} or None where the dataset has none."""
+    regions = region_labels(name)
+    if regions is None:
+        return None
+    dj = fold_dir / "regions" / "dataset.json"
+    dj.parent.mkdir(parents=True, exist_ok=True)
+    save_json({**load_json(test / "dataset.json"), **regions}, dj)
+    ev = fold_dir / "eval_regions"
+    run_stage("evaluate_regions", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
+                                                str(dj), "--out", str(ev)], fold_dir, times)
+    return {r: m["dice"]["mean"] for r, m in load_json(ev / "summary.json")["mean"].items()}
+
+
 def _autoseg() -> list[str]:
     return [sys.executable, "-m", "autoseg.cli"]
 
@@ -176,7 +200,11 @@ def run_fold(root: Path, k: int, n_folds: int, budget: str, work: Path, config: 
     run_stage("evaluate", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
                                         str(test / "dataset.json"), "--out", str(ev)] + metric_args,
               fold_dir, times)
-    return fold_result(root, k, n_folds, budget, plans, chosen, run, ev, times, info, load_start, started)
+    res = fold_result(root, k, n_folds, budget, plans, chosen, run, ev, times, info, load_start, started)
+    regions = evaluate_regions(short_name(root), fold_dir, test, pred, times)
+    if regions is not None:
+        res["domain"]["regions"] = regions
+    return res
 
 
 def trained_steps(fold_run: Path) -> int:
@@ -252,6 +280,9 @@ def _headline(name: str, folds: list[dict], ref: dict | None) -> tuple[str, str]
         vals = [f["mean_dice"] for f in folds]
     elif ours.startswith("dice:"):
         vals = [f["dice"][ours[5:]] for f in folds if ours[5:] in f["dice"]]
+    elif ours == "regions_mean":
+        vals = [sum(f["domain"]["regions"].values()) / len(f["domain"]["regions"]) for f in folds
+                if f.get("domain", {}).get("regions")]
     elif ours == "hc_mad_mm":
         vals = [f["domain"]["head_circumference"]["mae_mm"] for f in folds
                 if "head_circumference" in f.get("domain", {})]
@@ -273,6 +304,9 @@ def _domain_text(folds: list[dict]) -> str:
         aucs = [v["auc"] for v in vs if v.get("auc") is not None]
         if aucs:
             out.append("AUC " + _mean_sd(aucs))
+    rg = [f["domain"]["regions"] for f in folds if f.get("domain", {}).get("regions")]
+    if rg:
+        out += [f"{r} {_mean_sd([g[r] for g in rg])}" for r in rg[0]]
     return "; ".join(out) or "-"
 
 
@@ -323,6 +357,21 @@ def write_table(results: Path) -> str:
     return text
 
 
+def add_regions(root: Path, k: int, out: Path, work: Path) -> None:
+    """A kept fold of a dataset scored on regions, finished before its region score existed: score its kept
+    predictions on the regions and add the figures to its JSON."""
+    res = load_json(out)
+    fold_dir = work / short_name(root) / f"fold{k}"
+    if region_labels(short_name(root)) is None or res.get("domain", {}).get("regions") \
+            or not (fold_dir / "pred").is_dir():
+        return
+    times: dict = {}
+    res.setdefault("domain", {})["regions"] = evaluate_regions(short_name(root), fold_dir, fold_dir / "split" / "test",
+                                                               fold_dir / "pred", times)
+    save_json(res, out)
+    print(f"{short_name(root)} fold {k}: regions added ({times.get('evaluate_regions')} s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.matrix", description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="datasets by (part of) name; default: all in --data")
@@ -353,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             out = a.results / name / f"fold{k}.json"
             if out.is_file():
                 print(f"{name} fold {k}: kept ({out})")
+                add_regions(root, k, out, a.work / (a.configuration or "auto"))
                 continue
             print(f"{name} fold {k}/{a.folds}: budget {budget}, {datetime.datetime.now():%H:%M:%S}, load "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
