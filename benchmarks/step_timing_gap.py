@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import statistics
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +35,7 @@ from autoseg.training.config import TrainConfig
 from autoseg.training.sampling.patches import BatchStream
 from autoseg.training.step_timing import (
     TIMED_STEPS,
+    mean_batch_seconds,
     median_seconds,
     pipeline_seconds,
     time_augmentation,
@@ -59,25 +59,6 @@ def training_seconds(run: Path, config: str, iters: int) -> float:
     log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
     shutil.rmtree(fold, ignore_errors=True)
     return statistics.median(r["train_seconds"] / r["iterations"] for r in log[1:])
-
-
-def mean_batch_seconds(make, n: int, warm: int = 1) -> float:
-    """Mean seconds per batch of ``n`` batches from the iterator ``make()`` on one thread (as a data worker), after
-    ``warm`` untimed batches."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        it = make()
-        for _ in range(warm):
-            next(it)
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            next(it)
-            times.append(time.perf_counter() - t)
-        return statistics.fmean(times)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def real_batches(run: Path, config: str, cfg: dict, c: SimpleNamespace):
@@ -108,7 +89,7 @@ def main() -> None:
         aug = time_augmentation(c)
         n_cases = len(list((a.run / "preprocessed" / config).glob("*_seg.npy")))
         # untimed first: a batch per case or so, as training reads each case's properties once
-        batch = mean_batch_seconds(lambda: real_batches(a.run, config, cfg, c), a.batches,
+        batch = mean_batch_seconds(real_batches(a.run, config, cfg, c), a.batches,
                                    warm=-(-n_cases // cfg["batch_size"]))
         live = pipeline_seconds(c, cpu, dtype)
         real = training_seconds(a.run, config, a.iters)

@@ -86,18 +86,26 @@ def time_augmentation(c: Any, batches: int = AUGMENT_BATCHES) -> float:
     0.029 s, one reason its training steps ran 31% slower than the plan timed (benchmarks/README.md, issue 25).
     numpy's global random state (batchgenerators draws from it) is seeded for the timing and restored after."""
     state = np.random.get_state()
+    try:
+        return mean_batch_seconds(iter(RandomAugmentedBatches(c)), batches)
+    finally:
+        np.random.set_state(state)
+
+
+def mean_batch_seconds(stream: Iterator, batches: int, warm: int = 1) -> float:
+    """Mean seconds per batch of ``batches`` batches from ``stream`` after ``warm`` untimed ones, computed on one
+    thread as a data worker computes."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        stream = iter(RandomAugmentedBatches(c))
-        next(stream)
+        for _ in range(warm):
+            next(stream)
         t = time.perf_counter()
         for _ in range(batches):
             next(stream)
         return (time.perf_counter() - t) / batches
     finally:
         torch.set_num_threads(threads)
-        np.random.set_state(state)
 
 
 class RandomAugmentedBatches(torch.utils.data.IterableDataset):
