@@ -50,12 +50,14 @@ def plan(dataset_dir: str | Path, out: str | Path, gpu_memory_gb: float | None =
     plans = make_plans(ds, fp, gpu_memory_gb, preset)
     if budget_s is not None:
         from .core.device import resolve_device
+        from .preprocessing.resolution import label_limit
         from .training.step_timing import step_timer
 
         dev = resolve_device(device)
         plans = _without_cascade(plans)  # the budget keeps 2d and 3d_fullres only
+        # under a residual preset, residual candidates are timed
         plans = apply_budget(plans, budget_s, str(dev), len(ds.cases), n_folds, timer=step_timer(dev),
-                             only=configurations)  # under a residual preset, residual candidates are timed
+                             only=configurations, label_limit=label_limit(ds, plans.transpose_forward))
     plan_seconds = round(time.time() - t0, 2)
     plans.save(ws.plans)
     groups = sorted(set(ds.groups.values()))

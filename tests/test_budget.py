@@ -165,6 +165,8 @@ def test_budget_plan_then_train_by_the_clock(tiny_phantom, tmp_path, capsys):
     # only the configuration asked for is timed and kept (the phantom also has a 3d_fullres)
     assert list(plans["configurations"]) == ["2d"]
     assert "budget 40s on cpu" in capsys.readouterr().out
+    # the labels were asked how far the spacing may be coarsened, and the answer is among the plan's reasons
+    assert any("labels' round trip through a coarser grid" in r for r in plans["configurations"]["2d"]["reasons"])
 
     # the under-training warning appears only when no timed candidate reaches the step threshold
     from autoseg.planner.plans import Plans

@@ -10,6 +10,10 @@ The rules are plain and printed with the plan:
 - candidates coarsen the in-plane (and, for isotropic 3D, all) spacing by 1, 1.25, 1.5, 2, 2.5 and 3 times the
   full-resolution spacing, use 32 or 16 base features, and a patch that covers the median image at that spacing or
   3/4 of it per axis (never under 64 voxels where the image is larger);
+- no spacing coarser than the labels survive: the coarsest factor at which the training labels' own round trip
+  through the grid keeps a Dice of 0.97 for every class (``autoseg.preprocessing.resolution``; DRIVE's vessels
+  allow 1.5x, ACDC's myocardium 2x, HC18's heads 3x). Where that rules out coarser spacings, half the image per axis
+  at the allowed spacings comes after the usual candidates, so thin structures buy steps with context, not detail;
 - the batch is 8 in 2D and 2 in 3D, or the memory plan's batch if that is smaller: on a CPU a step costs time in
   proportion to the batch, and more, smaller steps train a U-Net further in a fixed time than fewer large ones
   (nnU-Net's large 2D batches exist to fill GPU memory). Before the patch is cut to 3/4 of the image, the whole
@@ -48,6 +52,11 @@ from ..networks.unet import PlainConvUNetArgs, UNetArgs
 from . import heuristics as H
 from .plans import Architecture, BudgetRecord, CandidateRecord, ConfigurationPlan, Plans, Recommendation, Schedule
 
+LabelLimit = Callable[[list[float], list[bool], tuple[float, ...]], tuple[float, str]]
+"""(full-resolution spacing, the axes a budget coarsens, the factors it tries) -> (the coarsest factor the labels
+allow, the reason); ``autoseg.preprocessing.resolution.label_limit`` measures it on the training labels (handed in
+by ``api.plan``, so the planner reads no data)."""
+
 StepTimer = Callable[["Candidate"], float]
 """Seconds per training step of a candidate on the device at hand; ``autoseg.training.step_timing.step_timer``
 measures it (handed in by ``api.plan``, so the planner needs neither training nor a device of its own)."""
@@ -57,6 +66,8 @@ WIDTHS = (32, 16)
 # (patch fraction per axis, batch fraction): the whole median image first, as nnU-Net does, with fewer samples per
 # step before a smaller view of the image
 PATCH_OPTIONS = ((1.0, 1.0), (1.0, 0.5), (0.75, 1.0))
+# where the labels forbid a coarser spacing (thin structures), half the image per axis at the full batch
+SHRUNK_PATCH = (0.5, 1.0)
 MIN_PATCH_EDGE = 64
 MIN_STEPS = {2: 2000, 3: 1000}
 BUDGET_BATCH = {2: 8, 3: 2}
@@ -127,21 +138,35 @@ def _class_name(preset: H.Preset | None) -> str:
     return preset.network_class_name if preset is not None else "PlainConvUNet"
 
 
+def coarsened_axes(dim: int, coarsen_all: bool) -> np.ndarray:
+    """Which axes a budget coarsens: all of them in 2D and for isotropic 3D, the in-plane ones otherwise."""
+    return np.ones(dim, bool) if coarsen_all or dim == 2 else np.arange(dim) > 0
+
+
 def candidates(spacing, median_shape, plan_batch: int, num_channels: int, num_classes: int,
-               coarsen_all: bool, dummy_2d: bool = False, preset: H.Preset | None = None) -> list[Candidate]:
+               coarsen_all: bool, dummy_2d: bool = False, preset: H.Preset | None = None,
+               max_factor: float = SPACING_FACTORS[-1]) -> list[Candidate]:
     """Candidate configurations, most detailed first: finest spacing, then widest, then the whole median image
-    with the full batch, with half the batch, then 3/4 of the image per axis."""
+    with the full batch, with half the batch, then 3/4 of the image per axis.
+
+    ``max_factor`` is the coarsest spacing the labels allow (``autoseg.preprocessing.resolution``). Where it rules
+    out coarser spacings, the patch shrinks instead: half the image per axis at the allowed spacings, finest first,
+    after every other candidate (taken only when none of those affords its steps)."""
     dim = len(spacing)
     spacing = np.asarray(spacing, float)
     median_shape = np.asarray(median_shape, float)
     full_batch = int(min(plan_batch, BUDGET_BATCH[dim]))
-    coarse = np.ones(dim, bool) if coarsen_all or dim == 2 else np.arange(dim) > 0
+    coarse = coarsened_axes(dim, coarsen_all)
+    factors = [f for f in SPACING_FACTORS if f <= max_factor * (1 + 1e-6)] or [SPACING_FACTORS[0]]
+    options = [(f, PATCH_OPTIONS) for f in factors]
+    if len(factors) < len(SPACING_FACTORS):
+        options += [(f, (SHRUNK_PATCH,)) for f in factors]
     out, seen = [], set()
-    for f in SPACING_FACTORS:
+    for f, patch_options in options:
         sp = np.where(coarse, spacing * f, spacing)
         shape = np.maximum(np.round(median_shape * spacing / sp), 1)
         for base in WIDTHS:
-            for frac, bfrac in PATCH_OPTIONS:
+            for frac, bfrac in patch_options:
                 batch = max(H.MIN_BATCH_SIZE, int(round(full_batch * bfrac)))
                 patch = np.where(coarse, np.maximum(np.round(shape * frac), np.minimum(shape, MIN_PATCH_EDGE)),
                                  np.minimum(shape, H.initial_patch_size(sp, shape)))
@@ -286,11 +311,13 @@ def schedule(step_seconds: float, train_seconds: float) -> dict:
 
 
 def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int, n_folds: int = 5, *,
-                 timer: StepTimer, verbose: bool = True, only: list[str] | None = None) -> Plans:
+                 timer: StepTimer, verbose: bool = True, only: list[str] | None = None,
+                 label_limit: LabelLimit | None = None) -> Plans:
     """Plans whose 2d and 3d_fullres configurations are re-chosen for ``budget_seconds`` of training on
     ``device`` (its name, recorded), with step times from ``timer``; 3d_lowres is dropped (a cascade does not fit a
     budget). With ``only``, just those configurations are timed and kept (the others would cost planning time and
-    could not be trained as planned)."""
+    could not be trained as planned). With ``label_limit``, no configuration is coarsened past what its labels
+    survive."""
     names = [n for n in plans.configurations if n != "3d_lowres" and (only is None or n in only)]
     if only is not None:
         unknown = sorted(set(only) - set(plans.configurations))
@@ -298,7 +325,7 @@ def apply_budget(plans: Plans, budget_seconds: float, device: str, n_cases: int,
             raise AutosegError(f"configuration(s) {unknown or only} cannot be planned under a budget; this dataset "
                                f"has {[n for n in plans.configurations if n != '3d_lowres']}")
     configs = {name: budget_configuration(plans, plans.configurations[name], budget_seconds, str(device),
-                                          math.ceil(n_cases / n_folds), timer) for name in names}
+                                          math.ceil(n_cases / n_folds), timer, label_limit) for name in names}
     rec = recommend(configs)
     if verbose:
         for name, cfg in configs.items():
@@ -360,13 +387,17 @@ def recommend(configs: dict[str, ConfigurationPlan]) -> Recommendation:
 
 
 def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: float, device: str, n_val: int,
-                         timer: StepTimer) -> ConfigurationPlan:
+                         timer: StepTimer, label_limit: LabelLimit | None = None) -> ConfigurationPlan:
     """One configuration re-chosen for the budget (see the module's docstring), with its reasons and record."""
     dim = cfg.dim
     anisotropic = cfg.resampling_data.separate_z
+    max_factor, limit_reasons = SPACING_FACTORS[-1], []
+    if label_limit is not None:
+        max_factor, why = label_limit(cfg.spacing, list(coarsened_axes(dim, not anisotropic)), SPACING_FACTORS)
+        limit_reasons = [why]
     cands = candidates(cfg.spacing, cfg.median_image_size_in_voxels, cfg.batch_size, plans.num_input_channels,
                        plans.num_classes, coarsen_all=not anisotropic, dummy_2d=dim == 3 and anisotropic,
-                       preset=H.get_preset(plans.preset))
+                       preset=H.get_preset(plans.preset), max_factor=max_factor)
     n_slices = list(plans.original_median_shape_after_transp[:1])
 
     def shape_at(c: Candidate) -> list[float]:
@@ -393,7 +424,7 @@ def budget_configuration(plans: Plans, cfg: ConfigurationPlan, budget_seconds: f
         cfg, spacing=[float(s) for s in c.spacing], patch_size=list(c.patch_size), batch_size=c.batch_size,
         median_image_size_in_voxels=[float(round(s, 2)) for s in shape_at(c)],
         architecture=Architecture(c.network_class_name, c.arch_kwargs),
-        reasons=list(cfg.reasons) + _budget_reasons(record, c, len(cands), time.time() - t0, n_val)
+        reasons=list(cfg.reasons) + limit_reasons + _budget_reasons(record, c, len(cands), time.time() - t0, n_val)
         + _precision_reasons(record, timer), budget=record)
 
 
