@@ -76,8 +76,9 @@ def assert_clean_interrupt(res, sig: str = "TERM") -> None:
 # (mid-step SIGTERM takes the handler SIGINT takes, and checkpoint_best is written as checkpoint_latest is: both
 # drills were cut from the suite's ten minutes, issue 23)
 DRILLS = [
-    ("step:KILL:3", 1),  # mid-epoch 2
-    ("step:INT:3", 1),  # Ctrl-C, with a data worker process
+    # (a SIGKILL mid-step is not drilled apart: the checkpoint kill below is one at a harder moment, with the same
+    # lock take-over and resume from the latest checkpoint; ~11 s of suite time)
+    ("step:INT:3", 1),  # Ctrl-C mid-epoch 2, with a data worker process
     ("checkpoint_latest:KILL:2", 1),  # while epoch 2's latest checkpoint is written
     ("checkpoint_latest:TERM:2", 2),  # the write completes, then training stops
     ("checkpoint_final:KILL:1", EPOCHS),  # the last epoch's latest checkpoint is kept: nothing to redo
