@@ -12,8 +12,9 @@ The rules are plain and printed with the plan:
   3/4 of it per axis (never under 64 voxels where the image is larger);
 - no spacing coarser than the labels survive: the coarsest factor at which the training labels' own round trip
   through the grid keeps a Dice of 0.97 for every class (``autoseg.preprocessing.resolution``; DRIVE's vessels
-  allow 1.5x, ACDC's myocardium 2x, HC18's heads 3x). Where that rules out coarser spacings, half the image per axis
-  at the allowed spacings comes after the usual candidates, so thin structures buy steps with context, not detail;
+  allow 1.25-1.5x, ACDC's myocardium 2x, HC18's heads 3x). Where that rules out coarser spacings, half the image
+  per axis at the allowed spacings comes after the usual candidates, so thin structures buy steps with context, not
+  detail;
 - the batch is 8 in 2D and 2 in 3D, or the memory plan's batch if that is smaller: on a CPU a step costs time in
   proportion to the batch, and more, smaller steps train a U-Net further in a fixed time than fewer large ones
   (nnU-Net's large 2D batches exist to fill GPU memory). Before the patch is cut to 3/4 of the image, the whole
