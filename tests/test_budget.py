@@ -87,6 +87,50 @@ def test_choose_picks_the_first_candidate_with_enough_steps():
     assert B.choose(cands, lambda i, t: 1e-3, 2, timer, [])[0] == cheapest
 
 
+def test_the_chosen_candidate_is_confirmed_and_a_slower_machine_changes_the_choice():
+    """The chosen candidate is timed again as training runs it. Within the timing noise its figure is the step time
+    and the choice stands; 1.5x slower, the chosen one no longer gets its steps, every timing is scaled alike and
+    the next affordable candidate is chosen and confirmed in turn; 0.6x (faster), a more detailed measured
+    candidate is chosen."""
+    cands = _cands()
+    rate = 1e-10
+
+    def timer(c):
+        return rate * c.macs * c.batch_size
+
+    def train(i, t):
+        return 1000.0
+
+    base = B.choose(cands, train, 2, timer, [])[0]
+    for factor in (1.05, 1.5, 0.6):
+        confirmed, notes, log = [], [], []
+
+        def confirm(c, factor=factor, confirmed=confirmed):
+            confirmed.append(c)
+            return timer(c) * factor
+
+        idx, t = B.choose(cands, train, 2, timer, log, confirm, notes)
+        assert confirmed[0] is cands[base] and t == pytest.approx(timer(cands[idx]) * factor)
+        assert len(notes) == 1 and notes[0].startswith("confirmed: ") and f"({factor:.2f}x)" in notes[0]
+        assert log[idx]["chosen"] and log[idx]["seconds_per_step"] == pytest.approx(t, abs=1e-4)
+        steps = log[idx]["steps_in_budget"]
+        if factor == 1.05:
+            assert idx == base and len(confirmed) == 1
+        elif factor == 1.5:
+            # what the plan would choose on a machine 1.5x slower, confirmed
+            slow = B.choose(cands, train, 2, lambda c: timer(c) * 1.5, [])[0]
+            assert idx == slow != base and confirmed == [cands[base], cands[idx]] and "made again" in notes[0]
+            assert steps >= B.MIN_STEPS[2] / (1 + B.TIMING_NOISE)
+        else:
+            assert idx < base and confirmed == [cands[base], cands[idx]]
+            assert steps >= B.MIN_STEPS[2] / (1 + B.TIMING_NOISE)
+
+
+def test_confirmation_window_scales_with_the_budget():
+    assert B.confirm_seconds(60) == B.CONFIRM_MIN_SECONDS
+    assert B.confirm_seconds(600) == 15.0 and B.confirm_seconds(3600) == B.CONFIRM_MAX_SECONDS
+
+
 def test_choose_does_not_let_timing_noise_pick_a_coarser_candidate():
     """As on ACDC: 2.25 mm with part of the image costs what 3 mm with all of it costs. If the finer candidates are
     timed 5% slow (noise) they fall just short of the step threshold, yet stay chosen; 40% slow, they do not."""

@@ -1,6 +1,7 @@
 """The step-timing harness (training/) that api.plan hands to the budget planner: it times a real training step of
 a candidate, and adds the augmentation time on a CPU."""
 import numpy as np
+import pytest
 import torch
 
 from autoseg.planner import budget as B
@@ -46,6 +47,51 @@ def test_cpu_timer_adds_the_augmentation():
     finally:
         T.time_augmentation = orig
     assert calls == [c] and 100.0 < t < 100.0 + 60
+
+
+def test_window_is_the_mean_after_the_warm_up_for_at_least_the_window():
+    """Warm-up calls (a loader filling its queue) are not counted; the mean over the window, not the median, since
+    training pays the odd slow step; at least WINDOW_MIN_STEPS calls even when each is longer than the window."""
+    costs = iter([9.0] * T.WINDOW_WARMUP_STEPS + [1.0, 1.0, 4.0] * 100)
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def fn():
+        now[0] += next(costs)
+
+    assert T.window_seconds(fn, torch.device("cpu"), 24.0, clock) == pytest.approx(2.0)  # 1, 1, 4 x 4 rounds
+    costs = iter([0.0] * T.WINDOW_WARMUP_STEPS + [5.0] * 100)
+    assert T.window_seconds(fn, torch.device("cpu"), 1.0, clock) == pytest.approx(5.0)
+    assert next(costs) == 5.0 and sum(1 for _ in costs) == 100 - T.WINDOW_MIN_STEPS - 1
+
+
+def test_cpu_confirmation_feeds_the_steps_from_a_data_worker(monkeypatch):
+    """The confirmation runs the step on batches from training's own number of workers (one on a 2-core CPU) in
+    the plan's precision, and adds no separate augmentation time."""
+    c = _tiny()
+    timer = T.step_timer(torch.device("cpu"))
+    timer.precision = "fp32"
+    made, used = [], []
+    real_loader = __import__("autoseg.training.sampling.patches", fromlist=["make_loader"]).make_loader
+
+    def loader(stream, workers, pin):
+        made.append(workers)
+        return real_loader(stream, workers, pin)
+
+    real_step = T.training_step
+
+    def step(cand, device, **kw):
+        used.append(kw.get("batches") is not None)
+        return real_step(cand, device, **kw)
+
+    monkeypatch.setattr("autoseg.training.sampling.patches.make_loader", loader)
+    monkeypatch.setattr(T, "training_step", step)
+    monkeypatch.setattr(T, "time_augmentation", lambda cand, batches=16: 100.0)
+    t = timer.confirm(c, 0.2)
+    assert made == [T.default_workers(torch.device("cpu"))] and used == [True]
+    assert 0 < t < 5
 
 
 def test_augmentation_time_of_a_3d_candidate_with_2d_augmentation():

@@ -15,7 +15,7 @@ import torch
 
 from ..networks import build_network
 from .config import BUDGET_OPTIMIZER, DEFAULT_LR
-from .fit.parts import make_optimizer, outputs_to_fp32
+from .fit.parts import default_workers, make_optimizer, outputs_to_fp32
 from .objective.losses import DeepSupervisionLoss, DiceCELoss
 from .sampling.augmentation import enlarged_patch_size, training_transforms
 
@@ -72,6 +72,23 @@ def median_seconds(fn: Callable[[], None], device: torch.device, steps: int, war
     """(median seconds of ``steps`` calls after ``warmup`` untimed-in-the-median calls, seconds of the first call)."""
     times = [call_seconds(fn, device) for _ in range(steps + warmup)]
     return float(np.median(times[warmup:])), times[0]
+
+
+WINDOW_WARMUP_STEPS, WINDOW_MIN_STEPS = 5, 8
+
+
+def window_seconds(fn: Callable[[], None], device: torch.device, seconds: float,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Mean seconds per call of ``fn`` over calls made for about ``seconds`` (at least ``WINDOW_MIN_STEPS``), after
+    ``WINDOW_WARMUP_STEPS`` calls not counted (a data loader fills its prefetch queue then, competing for the cores).
+    The mean, not the median: a slow step now and then (a worker's costly batch) is paid by training too."""
+    for _ in range(WINDOW_WARMUP_STEPS):
+        call_seconds(fn, device, clock)
+    total, n = 0.0, 0
+    while n < WINDOW_MIN_STEPS or total < seconds:
+        total += call_seconds(fn, device, clock)
+        n += 1
+    return total / n
 
 
 AUGMENT_BATCHES = 16
@@ -194,6 +211,25 @@ class StepTimer:
         if self.device.type == "cpu":
             t += time_augmentation(c)
         return t
+
+    def confirm(self, c: Any, seconds: float) -> float:
+        """Seconds per step of ``c`` as training runs it, over about ``seconds``: on a CPU the steps take their
+        batches from training's own number of data workers augmenting random data of the candidate's size, so the
+        workers' share of the cores is in the figure and not added; on a GPU the bare step. In the plan's precision.
+        The mean over the steps after a warm-up, as training pays it (the planner's ``_confirmed``)."""
+        dtype = torch.bfloat16 if self.precision == "bf16" else None
+        torch.manual_seed(0)
+        if self.device.type != "cpu":
+            return window_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, seconds)
+        from .sampling.patches import make_loader
+
+        loader = make_loader(RandomAugmentedBatches(c), default_workers(self.device), False)  # type: ignore[arg-type]
+        batches = iter(loader)
+        try:
+            return window_seconds(training_step(c, self.device, autocast_dtype=dtype, batches=batches), self.device,
+                                  seconds)
+        finally:
+            del batches, loader
 
     def _step(self, c: Any, dtype: torch.dtype | None) -> float:
         torch.manual_seed(0)
