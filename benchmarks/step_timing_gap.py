@@ -9,10 +9,14 @@ For the configuration a budget plan chose (RUN/plans.json, preprocessed), in alt
   (``step_timing.pipeline_seconds``), so both share the cores as in training;
 - ``real batch``: one batch as the training worker makes it from the run's preprocessed cases (cut, oversample
   foreground, augment; mean of ``--batches``, on one thread), beside the planner's ``augment`` on random data;
+- ``confirmed``: what the plan now times for its chosen candidate (``StepTimer.confirm``): steps fed by training's
+  own number of workers augmenting random batches, the mean over ``--window`` seconds after a warm-up;
+- ``confirmed, real``: the same window with the workers making batches from the run's preprocessed cases instead
+  (which the plan cannot do: it runs before preprocessing), to tell random data from the rest of the gap;
 - ``training``: the real thing: `train` for a few short epochs on the run's preprocessed cases (fold all, no
   validation), seconds per step of its later epochs (log.jsonl ``train_seconds / iterations``).
 
-    python benchmarks/step_timing_gap.py RUN [-c 2d] [--rounds 3] [--iters 40]
+    python benchmarks/step_timing_gap.py RUN [-c 2d] [--rounds 3] [--iters 40] [--window 15]
 
 Run it on an otherwise idle machine; the table ends with each column's median and its ratio to the plan's figure.
 """
@@ -31,15 +35,18 @@ from autoseg import api
 from autoseg.core.cpu_share import use_free_cores
 from autoseg.core.device import autocast_dtype
 from autoseg.core.progress import format_table
-from autoseg.training.config import TrainConfig
-from autoseg.training.sampling.patches import BatchStream
+from autoseg.training.config import BUDGET_OPTIMIZER, TrainConfig
+from autoseg.training.fit.parts import default_workers
+from autoseg.training.sampling.patches import BatchStream, make_loader
 from autoseg.training.step_timing import (
     TIMED_STEPS,
+    StepTimer,
     mean_batch_seconds,
     median_seconds,
     pipeline_seconds,
     time_augmentation,
     training_step,
+    window_seconds,
 )
 
 
@@ -54,8 +61,10 @@ def training_seconds(run: Path, config: str, iters: int) -> float:
     """Seconds per step of epochs 2-3 of a real (budget-less) training on the run's data."""
     fold = run / config / "fold_all"
     shutil.rmtree(fold, ignore_errors=True)
-    tc = TrainConfig(epochs=3, iters_per_epoch=iters, val_iters=1, final_validation=False, save_every=100)
-    api.train(run, config, "all", tc, explicit={"epochs", "iters_per_epoch", "val_iters", "final_validation"})
+    tc = TrainConfig(epochs=3, iters_per_epoch=iters, val_iters=1, final_validation=False, save_every=100,
+                     optimizer=BUDGET_OPTIMIZER)  # what a budget trains (and the plan times) with
+    api.train(run, config, "all", tc, explicit={"epochs", "iters_per_epoch", "val_iters", "final_validation",
+                                                "optimizer"})
     log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
     shutil.rmtree(fold, ignore_errors=True)
     return statistics.median(r["train_seconds"] / r["iterations"] for r in log[1:])
@@ -67,6 +76,20 @@ def real_batches(run: Path, config: str, cfg: dict, c: SimpleNamespace):
     return iter(BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0))
 
 
+def confirmed_real(run: Path, config: str, cfg: dict, c: SimpleNamespace, dtype, seconds: float) -> float:
+    """``StepTimer.confirm``'s window, fed by training's number of workers cutting and augmenting real batches."""
+    cpu = torch.device("cpu")
+    folder = run / "preprocessed" / config
+    cases = sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}_seg.npy").is_file())
+    stream = BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0)
+    loader = make_loader(stream, default_workers(cpu), False)
+    batches = iter(loader)
+    try:
+        return window_seconds(training_step(c, cpu, autocast_dtype=dtype, batches=batches), cpu, seconds)
+    finally:
+        del batches, loader
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -74,6 +97,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--window", type=float, default=15.0, help="seconds of the confirmation windows")
     a = ap.parse_args()
     plans = json.loads((a.run / "plans.json").read_text())
     config = a.configuration or (plans.get("recommendation") or {}).get("configuration") or "2d"
@@ -82,7 +106,10 @@ def main() -> None:
     cpu = torch.device("cpu")
     dtype = autocast_dtype(cpu, b.get("precision", "fp32"))
     c = candidate(cfg)
-    rows, cols = [], {"plan model": [], "bare + real batch": [], "live worker": [], "training": []}
+    rows, cols = [], {"plan model": [], "bare + real batch": [], "live worker": [], "confirmed": [],
+                      "confirmed, real": [], "training": []}
+    timer = StepTimer(cpu)
+    timer.precision = b.get("precision", "fp32")
     for r in range(a.rounds):
         use_free_cores()  # the threads the planner and training take: the cores other processes leave free
         bare = median_seconds(training_step(c, cpu, autocast_dtype=dtype), cpu, TIMED_STEPS)[0]
@@ -92,13 +119,15 @@ def main() -> None:
         batch = mean_batch_seconds(real_batches(a.run, config, cfg, c), a.batches,
                                    warm=-(-n_cases // cfg["batch_size"]))
         live = pipeline_seconds(c, cpu, dtype)
+        conf = timer.confirm(c, a.window)
+        conf_real = confirmed_real(a.run, config, cfg, c, dtype, a.window)
         real = training_seconds(a.run, config, a.iters)
         for k, v in (("plan model", bare + aug), ("bare + real batch", bare + batch), ("live worker", live),
-                     ("training", real)):
+                     ("confirmed", conf), ("confirmed, real", conf_real), ("training", real)):
             cols[k].append(v)
-        rows.append([r + 1] + [round(v, 4) for v in (bare, aug, batch, bare + aug, live, real)])
+        rows.append([r + 1] + [round(v, 4) for v in (bare, aug, batch, bare + aug, live, conf, conf_real, real)])
         print(format_table(["round", "bare step", "augment", "real batch", "plan model",
-                            "live worker", "training"], rows), flush=True)
+                            "live worker", "confirmed", "confirmed, real", "training"], rows), flush=True)
     planned = b.get("seconds_per_step")
     med = {k: statistics.median(v) for k, v in cols.items()}
     print(f"\n{a.run.name} {config}: the plan recorded {planned} s/step in {b.get('precision')}")
