@@ -89,9 +89,13 @@ def test_cpu_confirmation_feeds_the_steps_from_a_data_worker(monkeypatch):
     monkeypatch.setattr("autoseg.training.sampling.patches.make_loader", loader)
     monkeypatch.setattr(T, "training_step", step)
     monkeypatch.setattr(T, "time_augmentation", lambda cand, batches=16: 100.0)
+    before = np.random.get_state()[1].copy()
     t = timer.confirm(c, 0.2)
     assert made == [T.default_workers(torch.device("cpu"))] and used == [True]
     assert 0 < t < 5
+    monkeypatch.setattr(T, "default_workers", lambda device: 0)  # one core: the batches are made in this process
+    timer.confirm(c, 0.2)
+    assert made[-1] == 0 and np.array_equal(np.random.get_state()[1], before)  # numpy's state left as it was
 
 
 def test_augmentation_time_of_a_3d_candidate_with_2d_augmentation():

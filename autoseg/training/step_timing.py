@@ -223,6 +223,7 @@ class StepTimer:
             return window_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, seconds)
         from .sampling.patches import make_loader
 
+        state = np.random.get_state()  # without workers (one core) the batches are made here, seeding numpy
         loader = make_loader(RandomAugmentedBatches(c), default_workers(self.device), False)  # type: ignore[arg-type]
         batches = iter(loader)
         try:
@@ -230,6 +231,7 @@ class StepTimer:
                                   seconds)
         finally:
             del batches, loader
+            np.random.set_state(state)
 
     def _step(self, c: Any, dtype: torch.dtype | None) -> float:
         torch.manual_seed(0)
