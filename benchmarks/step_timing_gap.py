@@ -37,10 +37,11 @@ from autoseg.core.device import autocast_dtype
 from autoseg.core.progress import format_table
 from autoseg.training.config import BUDGET_OPTIMIZER, TrainConfig
 from autoseg.training.fit.parts import default_workers
-from autoseg.training.sampling.patches import BatchStream, make_loader
+from autoseg.training.sampling.patches import BatchStream
 from autoseg.training.step_timing import (
     TIMED_STEPS,
     StepTimer,
+    fed_step_seconds,
     mean_batch_seconds,
     median_seconds,
     pipeline_seconds,
@@ -70,24 +71,18 @@ def training_seconds(run: Path, config: str, iters: int) -> float:
     return statistics.median(r["train_seconds"] / r["iterations"] for r in log[1:])
 
 
-def real_batches(run: Path, config: str, cfg: dict, c: SimpleNamespace):
+def real_stream(run: Path, config: str, cfg: dict, c: SimpleNamespace) -> BatchStream:
+    """Augmented batches from the run's preprocessed cases, as the training worker makes them."""
     folder = run / "preprocessed" / config
     cases = sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}_seg.npy").is_file())
-    return iter(BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0))
+    return BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0)
 
 
 def confirmed_real(run: Path, config: str, cfg: dict, c: SimpleNamespace, dtype, seconds: float) -> float:
     """``StepTimer.confirm``'s window, fed by training's number of workers cutting and augmenting real batches."""
     cpu = torch.device("cpu")
-    folder = run / "preprocessed" / config
-    cases = sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}_seg.npy").is_file())
-    stream = BatchStream(folder, cases, list(cfg["patch_size"]), cfg["batch_size"], c.dummy_2d, True, 0)
-    loader = make_loader(stream, default_workers(cpu), False)
-    batches = iter(loader)
-    try:
-        return window_seconds(training_step(c, cpu, autocast_dtype=dtype, batches=batches), cpu, seconds)
-    finally:
-        del batches, loader
+    return fed_step_seconds(c, cpu, dtype, real_stream(run, config, cfg, c), default_workers(cpu),
+                            lambda step: window_seconds(step, cpu, seconds))
 
 
 def main() -> None:
@@ -116,7 +111,7 @@ def main() -> None:
         aug = time_augmentation(c)
         n_cases = len(list((a.run / "preprocessed" / config).glob("*_seg.npy")))
         # untimed first: a batch per case or so, as training reads each case's properties once
-        batch = mean_batch_seconds(real_batches(a.run, config, cfg, c), a.batches,
+        batch = mean_batch_seconds(iter(real_stream(a.run, config, cfg, c)), a.batches,
                                    warm=-(-n_cases // cfg["batch_size"]))
         live = pipeline_seconds(c, cpu, dtype)
         conf = timer.confirm(c, a.window)

@@ -259,13 +259,14 @@ def choose(cands: list[Candidate], train_seconds_for: Callable[[int, float], flo
     batches = [c.batch_size for c in cands]
     chosen = _within_noise(chosen, measured, measure, predict, steps, batches)
     if confirm is not None:
-        chosen = _confirmed(chosen, cands, measured, confirm, predict, steps, MIN_STEPS[dim], cheapest, notes)
+        chosen = _confirmed(chosen, cands, measured, confirm, predict, steps, MIN_STEPS[dim], cheapest, batches,
+                            notes)
     log.extend(_candidate_log(cands, chosen, measured, predict, steps))
     return chosen, measured.get(chosen, predict(chosen))
 
 
 def _confirmed(chosen: int, cands: list[Candidate], measured: dict, confirm: Confirm, predict, steps,
-               min_steps: int, cheapest: int, notes: list[str] | None) -> int:
+               min_steps: int, cheapest: int, batches: list[int], notes: list[str] | None) -> int:
     """The chosen candidate timed again as training runs it, for longer (``confirm``), its figure replacing the short
     timing's in ``measured``. A few-step timing moved by 10-30% between minutes on an idle 2-core machine while
     training's own speed held steady for ten minutes (HC18: 0.274 and 0.330 s timed, 0.357 s trained in both runs;
@@ -284,7 +285,7 @@ def _confirmed(chosen: int, cands: list[Candidate], measured: dict, confirm: Con
                 measured[i] *= ratio
         ok = [i for i in range(len(cands)) if steps(i, predict(i)) >= min_steps]
         again = ok[0] if ok else cheapest
-        again = _within_noise(again, measured, predict, predict, steps, [c.batch_size for c in cands])
+        again = _within_noise(again, measured, predict, predict, steps, batches)
         if again != chosen:
             before = predict(again)
             measured[again] = confirm(cands[again])

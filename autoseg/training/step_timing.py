@@ -147,20 +147,30 @@ class RandomAugmentedBatches(torch.utils.data.IterableDataset):
                    torch.from_numpy(np.ascontiguousarray(np.round(batch["seg"]), dtype=np.int64)))
 
 
+def fed_step_seconds(c: Any, device: torch.device, autocast_dtype: torch.dtype | None, stream: Any, workers: int,
+                     measure: Callable[[Callable[[], None]], float]) -> float:
+    """``measure`` applied to training steps of ``c`` that take their batches from ``workers`` data-loading
+    processes reading ``stream`` (with none, this process makes them), as in training. numpy's global random state
+    (the batches seed it when made here) is left as it was found."""
+    from .sampling.patches import make_loader
+
+    state = np.random.get_state()
+    loader = make_loader(stream, workers, False)
+    batches = iter(loader)
+    try:
+        return measure(training_step(c, device, autocast_dtype=autocast_dtype, batches=batches))
+    finally:
+        del batches, loader
+        np.random.set_state(state)
+
+
 def pipeline_seconds(c: Any, device: torch.device, autocast_dtype: torch.dtype | None = None,
                      steps: int = TIMED_STEPS, warmup: int = 3, workers: int = 1) -> float:
     """Median seconds per step while ``workers`` data-loading processes augment the next batches, as in training:
     on a CPU they share the cores with the step's compute threads, so the step is slower than compute plus
     augmentation timed apart would say."""
-    from .sampling.patches import make_loader
-
-    loader = make_loader(RandomAugmentedBatches(c), workers, False)  # type: ignore[arg-type]
-    batches = iter(loader)
-    try:
-        step = training_step(c, device, autocast_dtype=autocast_dtype, batches=batches)
-        return median_seconds(step, device, steps, warmup)[0]
-    finally:
-        del batches, loader
+    return fed_step_seconds(c, device, autocast_dtype, RandomAugmentedBatches(c), workers,
+                            lambda step: median_seconds(step, device, steps, warmup)[0])
 
 
 def alternating_medians(fns: list[Callable[[], None]], rounds: int, device: torch.device | None = None,
@@ -221,17 +231,8 @@ class StepTimer:
         torch.manual_seed(0)
         if self.device.type != "cpu":
             return window_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, seconds)
-        from .sampling.patches import make_loader
-
-        state = np.random.get_state()  # without workers (one core) the batches are made here, seeding numpy
-        loader = make_loader(RandomAugmentedBatches(c), default_workers(self.device), False)  # type: ignore[arg-type]
-        batches = iter(loader)
-        try:
-            return window_seconds(training_step(c, self.device, autocast_dtype=dtype, batches=batches), self.device,
-                                  seconds)
-        finally:
-            del batches, loader
-            np.random.set_state(state)
+        return fed_step_seconds(c, self.device, dtype, RandomAugmentedBatches(c), default_workers(self.device),
+                                lambda step: window_seconds(step, self.device, seconds))
 
     def _step(self, c: Any, dtype: torch.dtype | None) -> float:
         torch.manual_seed(0)
