@@ -620,8 +620,10 @@ def _threads_beside_other_work() -> None:
     """On a CPU, compute with the cores other processes leave free: beside a process that keeps both cores of a
     2-core machine busy, two threads run a network 3x slower than on an idle machine, one thread 1.3x
     (benchmarks/busy_threads.py)."""
+    from ..core.allocator import keep_freed_memory
     from ..core.cpu_share import use_free_cores
 
+    keep_freed_memory()
     use_free_cores(0.3, say=lambda line: print(line, flush=True), doing="predicting")
 
 

@@ -207,8 +207,10 @@ class StepTimer:
         self.fp32_seconds: float | None = None  # the comparison, when it was made
         self.bf16_seconds: float | None = None
         if device.type == "cpu":
+            from ..core.allocator import keep_freed_memory
             from ..core.cpu_share import use_free_cores
 
+            keep_freed_memory()  # as training keeps it: the steps timed are the steps trained
             use_free_cores()
 
     def __call__(self, c: Any) -> float:

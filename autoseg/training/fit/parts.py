@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ...core.allocator import keep_freed_memory
 from ...core.device import autocast_dtype, plan_precision
 from ...networks import build_network
 from ...networks.checkpoint import load_matching_weights
@@ -181,6 +182,7 @@ def build_parts(setup: FoldSetup, tc: TrainConfig, sync: Sync, device: torch.dev
     batch = tc.batch_size or setup.cfg.batch_size
     local = max(1, -(-batch // sync.world_size))
     workers = tc.num_workers if tc.num_workers is not None else default_workers(device)
+    keep_freed_memory()  # before the data workers fork, so that they keep theirs too
     set_compute_threads(device, log)
     train, val = build_streams(setup, tc, local, sync.rank, start_epoch, workers, device.type == "cuda")
     return Parts(net, stepper, train, val, build_metric(setup), sync, device, batch, local, workers)
