@@ -52,7 +52,11 @@ def pool_map(fn: Callable[[Any], T], items: list, num_workers: int, desc: str = 
     before = set(multiprocessing.active_children())
     ex = ProcessPoolExecutor(num_workers, initializer=exit_on_parent_death)
     try:
-        out = list(progress(ex.map(fn, items), total=len(items), desc=desc))
+        # submit, not ex.map: map cancels its queued futures when an interrupt leaves it, and the executor, finding
+        # its workers terminated, then fails those cancelled futures too; Python 3.11 prints that InvalidStateError
+        # as a traceback from its management thread beside the one-line message (a drill test caught it)
+        futures = [ex.submit(fn, x) for x in items]
+        out = list(progress((f.result() for f in futures), total=len(items), desc=desc))
     except KeyboardInterrupt:  # stop now: the executor sees its workers gone and fails the queued items
         # its workers are the child processes started since (public API; the executor's own list is private)
         for proc in set(multiprocessing.active_children()) - before:
