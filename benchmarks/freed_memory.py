@@ -42,7 +42,8 @@ def child(run: Path, config: str, keep: bool, seconds: float) -> dict:
     cpu = torch.device("cpu")
     dtype = autocast_dtype(cpu, cfg.get("budget", {}).get("precision", "fp32"))
     before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    step = fed_step_seconds(candidate(cfg), cpu, dtype, RandomAugmentedBatches(candidate(cfg)), default_workers(cpu),
+    c = candidate(cfg)
+    step = fed_step_seconds(c, cpu, dtype, RandomAugmentedBatches(c), default_workers(cpu),
                             lambda s: window_seconds(s, cpu, seconds))
     after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
     return {"step": step, "faults_per_s": (after.ru_minflt - before.ru_minflt) / wall,
