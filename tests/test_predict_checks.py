@@ -4,6 +4,7 @@ model does not take."""
 import dataclasses
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,23 +36,45 @@ def test_a_3000_pixel_patch_counts_its_tiles_and_is_refused_beyond_the_memory_th
     assert any("tile(s) of 3000 x 3000 through the network" in p for p in parts)
     monkeypatch.setattr(P, "available_memory", lambda device: need // 2)
     with pytest.raises(AutosegError, match=r"case c1: predicting it with 2d needs at least .* GB are available on cpu"):
-        big.check_memory(data.shape, geom, "c1")
-    small.check_memory(data.shape, geom, "c1")  # what the plan chose fits
+        big.check_memory(data.shape, geom, "case c1")
+    small.check_memory(data.shape, geom, "case c1")  # what the plan chose fits
     monkeypatch.setattr(P, "available_memory", lambda device: need * 2)
-    big.check_memory(data.shape, geom, "c1")  # refused for the memory, not for the patch
+    big.check_memory(data.shape, geom, "case c1")  # refused for the memory, not for the patch
 
 
 def test_spacing_far_outside_the_training_range_is_warned_about(small_planned_run, capsys):
     pred = _predictor(small_planned_run)
     pred.train_spacing = ((6.0, 1.8, 1.8), (9.8, 1.9, 1.9))
     geom = P.Geometry(3, (8, 32, 32), (9.0, 0.9, 0.9), (0.9, 0.9, 9.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    pred.warn_spacing(geom, "c1")  # twice finer: within the factor
-    pred.warn_spacing(dataclasses.replace(geom, spacing=(90.0, 1.8, 1.8)), "c1")  # a 2d model ignores z
+    pred.warn_spacing(geom, "case c1")  # twice finer: within the factor
+    pred.warn_spacing(dataclasses.replace(geom, spacing=(90.0, 1.8, 1.8)), "case c1")  # a 2d model ignores z
     assert capsys.readouterr().err == ""
-    pred.warn_spacing(dataclasses.replace(geom, spacing=(9.0, 0.3, 0.3)), "c1")
+    pred.warn_spacing(dataclasses.replace(geom, spacing=(9.0, 0.3, 0.3)), "case c1")
     assert "warning: case c1: spacing (9, 0.3, 0.3) mm is 6x finer than the training images" in capsys.readouterr().err
-    pred.warn_spacing(dataclasses.replace(geom, spacing=(9.0, 1.8, 9.5)), "c2")
+    pred.warn_spacing(dataclasses.replace(geom, spacing=(9.0, 1.8, 9.5)), "case c2")
     assert "5x coarser" in capsys.readouterr().err
+
+
+def test_an_array_given_to_the_python_predictor_is_checked_as_a_file_is(small_planned_run, monkeypatch, capsys):
+    """``Predictor.predict(array)`` warns about a spacing far outside the training range, refuses a prediction
+    that needs more memory than there is and a 2D image given to a 3D configuration, as ``predict`` does a file,
+    before any network runs."""
+    pred = _predictor(small_planned_run)
+    pred.networks[0].set_deep_supervision(False)  # as a checkpoint's network is loaded for prediction
+    pred.networks[0].eval()
+    pred.train_spacing = ((9.0, 1.8, 1.8), (9.8, 1.9, 1.9))
+    image = np.zeros((32, 32), np.float32)
+    assert pred.predict(image, (1.8, 1.8)).shape == (32, 32)
+    assert capsys.readouterr().err == ""
+    assert pred.predict(image, (0.3, 0.3)).shape == (32, 32)
+    assert "warning: predict: spacing (0.3, 0.3) mm is 6x finer than the training images" in capsys.readouterr().err
+    monkeypatch.setattr(P, "available_memory", lambda device: 1000)
+    with pytest.raises(AutosegError, match=r"^predict: predicting it with 2d needs at least .* available on cpu"):
+        pred.predict(image, (1.8, 1.8))
+    monkeypatch.undo()
+    volume = _predictor(small_planned_run, (8, 32, 32))  # a 3D patch: the configuration is 3D
+    with pytest.raises(AutosegError, match="^predict: the array is a 2D image, but configuration 2d is 3D"):
+        volume.predict(image, (1.8, 1.8))
 
 
 def test_a_channel_file_the_model_does_not_take_is_refused(tiny_phantom, tmp_path):

@@ -187,6 +187,7 @@ class Predictor:
         Returns the int16 label array of the image's shape, or (labels, probabilities (K, (Z,) Y, X) float32)
         with ``return_probabilities``; probabilities follow the sorted label values."""
         data, geom, spatial = self._as_internal(np.asarray(array), spacing, origin, direction)
+        self.check_input(data, geom, "predict", "the array")
         seg, full = self.segment_full_grid(data, geom, return_probabilities)
         seg = seg.reshape(spatial)
         if not return_probabilities:
@@ -355,20 +356,24 @@ class Predictor:
         return full
 
     def read_checked(self, image_files: list[Path], case: str) -> tuple[np.ndarray, Geometry]:
-        if self.members:  # each member resamples to its own grid
-            data, geom = self.members[0].read_checked(image_files, case)
-            for m in self.members[1:]:
-                m.check_memory(data.shape, geom, case)
-            return data, geom
-        data, geom = read_case_images(image_files, case, self.plans.num_input_channels)
-        if geom.dimension == 2 and self.plans.configuration(self.config).dim == 3:
-            raise AutosegError(f"case {case}: {image_files[0]} is a 2D image, but configuration {self.config} is 3D "
-                               "(it would be stretched into a volume); predict it with a 2d configuration")
-        self.warn_spacing(geom, case)
-        self.check_memory(data.shape, geom, case)
+        """The case's channels read, and checked as ``check_input`` checks them."""
+        data, geom = read_case_images(image_files, case, self.num_input_channels)
+        self.check_input(data, geom, f"case {case}", str(image_files[0]))
         return data, geom
 
-    def warn_spacing(self, geom: Geometry, case: str) -> None:
+    def check_input(self, data: np.ndarray, geom: Geometry, where: str, what: str) -> None:
+        """The checks every input gets before anything is allocated for it, a file as an array given to
+        ``predict``: a 2D image refused by a 3D configuration, a spacing far outside the training range warned
+        about, and the memory its prediction needs against what there is (every member of an ensemble, every stage
+        of a cascade). ``where`` opens the messages ("case c1", "predict"), ``what`` names the image."""
+        for m in self.members or [self]:
+            if geom.dimension == 2 and m.plans.configuration(m.config).dim == 3:
+                raise AutosegError(f"{where}: {what} is a 2D image, but configuration {m.config} is 3D (it would be "
+                                   "stretched into a volume); predict it with a 2d configuration")
+        (self.members[0] if self.members else self).warn_spacing(geom, where)
+        self.check_memory(data.shape, geom, where)
+
+    def warn_spacing(self, geom: Geometry, where: str) -> None:
         """Say so when the image's spacing is far (SPACING_WARN_FACTOR) outside the training images' range: the
         network would see its structures at a scale it never learned (a header in metres, or a wrong unit), and
         the segmentation is likely wrong although nothing fails. A 2d configuration looks at the in-plane axes."""
@@ -382,7 +387,8 @@ class Predictor:
             factor = lo[a] / s if s < lo[a] else s / hi[a]
             if factor > SPACING_WARN_FACTOR:
                 side = "finer" if s < lo[a] else "coarser"
-                print(f"warning: case {case}: spacing {_mm(geom.spacing)} mm is {factor:.3g}x {side} than the "
+                shown = geom.spacing[1:] if geom.dimension == 2 else geom.spacing  # a 2D image has no slice spacing
+                print(f"warning: {where}: spacing {_mm(shown)} mm is {factor:.3g}x {side} than the "
                       f"training images ({lo[a]:.3g} to {hi[a]:.3g} mm on that axis); the segmentation is likely "
                       "wrong: check the spacing in the image's header", file=sys.stderr, flush=True)
                 return
@@ -413,22 +419,22 @@ class Predictor:
                           f"{batch} tile(s) of {' x '.join(map(str, cfg.patch_size))} through the network"))
         return sum(b for b, _ in parts), [f"{_gb(b)} for {what}" for b, what in parts]
 
-    def check_memory(self, shape: tuple[int, ...], geom: Geometry, case: str) -> None:
+    def check_memory(self, shape: tuple[int, ...], geom: Geometry, where: str) -> None:
         """Refuse, before allocating, an image whose prediction needs more memory than the device has (e.g. a
         spacing of 500 mm resampled to 1.5 mm: 300 times more voxels per axis), saying what it needs and what
         there is, instead of an allocation traceback or the kernel's out-of-memory kill."""
         if self.members:
             for m in self.members:
-                m.check_memory(shape, geom, case)
+                m.check_memory(shape, geom, where)
             return
         if self.previous is not None:
-            self.previous.check_memory(shape, geom, case)
+            self.previous.check_memory(shape, geom, where)
         free = available_memory(self.device)
         if free is None:
             return
         need, parts = self.memory_needed(shape, geom)
         if need > free:
-            raise AutosegError(f"case {case}: predicting it with {self.config} needs at least {_gb(need)} of memory "
+            raise AutosegError(f"{where}: predicting it with {self.config} needs at least {_gb(need)} of memory "
                                f"({'; '.join(parts)}), but {_gb(free)} are available on {self.device}; check the "
                                "spacing in the image's header, or predict on a machine with more memory")
 
