@@ -127,8 +127,8 @@ def test_the_chosen_candidate_is_confirmed_and_a_slower_machine_changes_the_choi
 
 
 def test_confirmation_window_scales_with_the_budget():
-    assert B.confirm_seconds(60) == B.CONFIRM_MIN_SECONDS
-    assert B.confirm_seconds(600) == 15.0 and B.confirm_seconds(1200) == 30.0
+    assert B.confirm_seconds(30) == B.CONFIRM_MIN_SECONDS
+    assert B.confirm_seconds(300) == 15.0 and B.confirm_seconds(600) == 30.0 and B.confirm_seconds(1200) == 30.0
     assert B.confirm_seconds(3600) == B.CONFIRM_MAX_SECONDS == 30.0
 
 
