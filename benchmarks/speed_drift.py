@@ -1,0 +1,115 @@
+"""How much one fixed training step wanders over minutes on this machine (issue 25): the step of one budget
+candidate, fed by training's data workers as the plan's confirmation feeds it, run for ``--minutes``; each
+``--window`` seconds the window's mean seconds per step and the share of CPU time the hypervisor took (``steal``
+in /proc/stat; 0 where the file is absent). At the end, for windows of 1, 2 and 4 consecutive ``--window``s, how
+far they part from the whole run's mean: what a plan-time window of that length can promise about the minutes
+that follow.
+
+    python benchmarks/speed_drift.py --patch 160 160 --batch 4 --minutes 8      # CAMUS's whole-image candidate
+
+Run it on an otherwise idle machine; ``--out FILE`` keeps the windows as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from autoseg.core.allocator import keep_freed_memory
+from autoseg.core.cpu_share import use_free_cores
+from autoseg.core.device import autocast_dtype
+from autoseg.core.progress import format_table
+from autoseg.planner.budget import _arch
+from autoseg.training.fit.parts import default_workers
+from autoseg.training.step_timing import RandomAugmentedBatches, call_seconds, fed_step_seconds
+
+WARMUP_STEPS = 5
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all ticks, stolen ticks) of the machine's CPUs so far."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return 0, 0
+    return sum(fields), fields[7]
+
+
+def windows(step, minutes: float, window: float) -> list[dict]:
+    cpu = torch.device("cpu")
+    for _ in range(WARMUP_STEPS):
+        call_seconds(step, cpu)
+    out: list[dict] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < minutes * 60:
+        (all0, steal0), w0, total, n = cpu_ticks(), time.perf_counter(), 0.0, 0
+        while time.perf_counter() - w0 < window:
+            total += call_seconds(step, cpu)
+            n += 1
+        all1, steal1 = cpu_ticks()
+        out.append({"at": round(time.perf_counter() - t0, 1), "step": total / n, "steps": n,
+                    "steal": (steal1 - steal0) / max(all1 - all0, 1)})
+        print(f"{out[-1]['at']:6.0f} s  {total / n:.4f} s/step  {n} steps  steal {out[-1]['steal']:.1%}", flush=True)
+    return out
+
+
+def spread(steps: list[float], k: int) -> tuple[int, float, float]:
+    """(windows of k consecutive ones, their sd as a share of the mean, share beyond 10% of the mean)."""
+    mean = statistics.fmean(steps)
+    w = [statistics.fmean(steps[i:i + k]) for i in range(len(steps) - k + 1)]
+    sd = statistics.stdev(w) / mean if len(w) > 1 else 0.0
+    return len(w), sd, sum(abs(x / mean - 1) > 0.10 for x in w) / len(w)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patch", type=int, nargs="+", default=[160, 160])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--features", type=int, default=16)
+    ap.add_argument("--spacing", type=float, default=1.5)
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=4)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--window", type=float, default=15.0)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    keep_freed_memory()  # as training runs
+    use_free_cores()
+    dim = len(a.patch)
+    kw, padded = _arch(dim, (a.spacing,) * dim, a.patch, a.features, a.channels, a.classes)
+    c = SimpleNamespace(network_class_name="PlainConvUNet", arch_kwargs=kw, patch_size=list(padded),
+                        batch_size=a.batch, dummy_2d=False)
+    cpu = torch.device("cpu")
+    got: list[dict] = []
+
+    def measure(step) -> float:
+        got.extend(windows(step, a.minutes, a.window))
+        return 0.0
+
+    fed_step_seconds(c, cpu, autocast_dtype(cpu, a.precision), RandomAugmentedBatches(c), default_workers(cpu),
+                     measure)
+    steps = [w["step"] for w in got]
+    if len(steps) < 2:
+        sys.exit("fewer than two windows: raise --minutes")
+    mean = statistics.fmean(steps)
+    print(f"\n{list(padded)} x{a.batch}, {a.precision}: {len(steps)} windows of {a.window:g} s, "
+          f"mean {mean:.4f} s/step, {min(steps):.4f}-{max(steps):.4f}, "
+          f"steal at most {max(w['steal'] for w in got):.1%}")
+    rows = []
+    for k in (1, 2, 4):
+        n, sd, beyond = spread(steps, k)
+        rows.append([f"{k * a.window:g} s", n, f"{sd:.1%}", f"{beyond:.0%}"])
+    print(format_table(["window", "windows", "sd / mean", "beyond 10% of the mean"], rows))
+    if a.out:
+        a.out.write_text(json.dumps({"patch": list(padded), "batch": a.batch, "precision": a.precision,
+                                     "window_seconds": a.window, "windows": got}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
