@@ -58,8 +58,11 @@ def windows(step, minutes: float, window: float) -> list[dict]:
     return out
 
 
-def spread(steps: list[float], k: int) -> tuple[int, float, float]:
-    """(windows of k consecutive ones, their sd as a share of the mean, share beyond 10% of the mean)."""
+def spread(steps: list[float], k: int) -> tuple[int, float, float] | None:
+    """(windows of k consecutive ones, their sd as a share of the mean, share beyond 10% of the mean); None when
+    there are fewer than k."""
+    if len(steps) < k:
+        return None
     mean = statistics.fmean(steps)
     w = [statistics.fmean(steps[i:i + k]) for i in range(len(steps) - k + 1)]
     sd = statistics.stdev(w) / mean if len(w) > 1 else 0.0
@@ -103,8 +106,9 @@ def main() -> None:
           f"steal at most {max(w['steal'] for w in got):.1%}")
     rows = []
     for k in (1, 2, 4):
-        n, sd, beyond = spread(steps, k)
-        rows.append([f"{k * a.window:g} s", n, f"{sd:.1%}", f"{beyond:.0%}"])
+        if (got_k := spread(steps, k)) is not None:
+            n, sd, beyond = got_k
+            rows.append([f"{k * a.window:g} s", n, f"{sd:.1%}", f"{beyond:.0%}"])
     print(format_table(["window", "windows", "sd / mean", "beyond 10% of the mean"], rows))
     if a.out:
         a.out.write_text(json.dumps({"patch": list(padded), "batch": a.batch, "precision": a.precision,

@@ -15,6 +15,7 @@ def test_longer_windows_average_out_a_machine_that_alternates_between_two_speeds
     n, sd, beyond = spread(steps, 2)  # means 1.0, 1.15, 1.3: the middle one is on the mean
     assert (n, beyond) == (3, pytest.approx(2 / 3)) and sd == pytest.approx(0.15 / 1.15)
     assert spread(steps, 4)[1:] == (0.0, 0.0)
+    assert spread(steps, 5) is None  # too few windows for that length
 
 
 def test_stolen_ticks_are_part_of_all_ticks():

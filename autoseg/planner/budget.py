@@ -33,7 +33,7 @@ The rules are plain and printed with the plan:
   measurement. Every figure is recorded in plans.json with ``measured`` saying which;
 - those timings are a few steps each, and on a 2-core machine they moved by 10-30% between minutes while training
   held its speed for ten (issue 25). So the chosen candidate is timed again as training runs it (fed by training's
-  data workers, 2.5% of the budget, 2-30 s), and that figure sets its steps and schedule; where it is more than
+  data workers, 5% of the budget, 2-30 s), and that figure sets its steps and schedule; where it is more than
   ``TIMING_NOISE`` off the short timing, every timing is scaled by as much and the choice made again (the reasons
   say so).
 
