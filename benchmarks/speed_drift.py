@@ -11,9 +11,7 @@ Run it on an otherwise idle machine; ``--out FILE`` keeps the windows as JSON.""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +21,7 @@ import torch
 from autoseg.core.allocator import keep_freed_memory
 from autoseg.core.cpu_share import use_free_cores
 from autoseg.core.device import autocast_dtype
+from autoseg.core.jsonio import save_json
 from autoseg.core.progress import format_table
 from autoseg.planner.budget import _arch
 from autoseg.training.fit.parts import default_workers
@@ -82,6 +81,8 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=15.0)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
+    if a.minutes <= 0 or a.window <= 0 or a.minutes * 60 < 2 * a.window:
+        ap.error(f"--minutes {a.minutes:g} must hold at least two --window {a.window:g} s windows")
     keep_freed_memory()  # as training runs
     use_free_cores()
     dim = len(a.patch)
@@ -98,8 +99,6 @@ def main() -> None:
     fed_step_seconds(c, cpu, autocast_dtype(cpu, a.precision), RandomAugmentedBatches(c), default_workers(cpu),
                      measure)
     steps = [w["step"] for w in got]
-    if len(steps) < 2:
-        sys.exit("fewer than two windows: raise --minutes")
     mean = statistics.fmean(steps)
     print(f"\n{list(padded)} x{a.batch}, {a.precision}: {len(steps)} windows of {a.window:g} s, "
           f"mean {mean:.4f} s/step, {min(steps):.4f}-{max(steps):.4f}, "
@@ -111,8 +110,8 @@ def main() -> None:
             rows.append([f"{k * a.window:g} s", n, f"{sd:.1%}", f"{beyond:.0%}"])
     print(format_table(["window", "windows", "sd / mean", "beyond 10% of the mean"], rows))
     if a.out:
-        a.out.write_text(json.dumps({"patch": list(padded), "batch": a.batch, "precision": a.precision,
-                                     "window_seconds": a.window, "windows": got}, indent=1))
+        save_json({"patch": list(padded), "batch": a.batch, "precision": a.precision, "window_seconds": a.window,
+                   "windows": got}, a.out)  # whole or not at all
 
 
 if __name__ == "__main__":
