@@ -37,3 +37,37 @@ def test_an_interrupt_ends_pool_map_workers_at_once():
         except ProcessLookupError:
             alive = False
         assert not alive, w
+
+
+def _fail(why):
+    raise ValueError(why)
+
+
+def _die():
+    os._exit(7)
+
+
+def _process_attr(name):
+    from autoseg.core import process
+
+    return getattr(process, name, "absent")
+
+
+def test_in_fresh_process_answers_from_another_interpreter_and_reports_its_failures():
+    """A known answer computed elsewhere (another PID, and a module attribute changed here is not seen there); an
+    error there comes back naming what was done and the error; a process that dies without answering names its exit
+    code."""
+    import pytest
+
+    from autoseg.core import process as P
+
+    assert P.in_fresh_process(os.getpid) != os.getpid()
+    assert P.in_fresh_process(sum, [1, 2, 3], 10) == 16
+    P._SET_HERE_ONLY = "here"
+    assert _process_attr("_SET_HERE_ONLY") == "here"
+    assert P.in_fresh_process(_process_attr, "_SET_HERE_ONLY") == "absent"
+    del P._SET_HERE_ONLY
+    with pytest.raises(RuntimeError, match=r"timing x failed in a fresh process: ValueError: bad candidate"):
+        P.in_fresh_process(_fail, "bad candidate", what="timing x")
+    with pytest.raises(RuntimeError, match=r"ended without an answer \(exit code 7\)"):
+        P.in_fresh_process(_die)

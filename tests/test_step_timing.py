@@ -71,7 +71,7 @@ def test_cpu_confirmation_feeds_the_steps_from_a_data_worker(monkeypatch):
     """The confirmation runs the step on batches from training's own number of workers (one on a 2-core CPU) in
     the plan's precision, and adds no separate augmentation time."""
     c = _tiny()
-    timer = T.step_timer(torch.device("cpu"))
+    timer = T.StepTimer(torch.device("cpu"), fresh_process=False)  # here, so that the patches below reach it
     timer.precision = "fp32"
     made, used = [], []
     real_loader = __import__("autoseg.training.sampling.patches", fromlist=["make_loader"]).make_loader
@@ -96,6 +96,19 @@ def test_cpu_confirmation_feeds_the_steps_from_a_data_worker(monkeypatch):
     monkeypatch.setattr(T, "default_workers", lambda device: 0)  # one core: the batches are made in this process
     timer.confirm(c, 0.2)
     assert made[-1] == 0 and np.array_equal(np.random.get_state()[1], before)  # numpy's state left as it was
+
+
+
+def test_cpu_confirmation_runs_in_a_fresh_process(monkeypatch):
+    """By default the CPU confirmation is timed in a process of its own, as training runs in one: a window timer
+    patched here (answering 999 s) is not the one that times it; with ``fresh_process=False`` it is."""
+    c = _tiny()
+    monkeypatch.setattr(T, "window_seconds", lambda fn, device, seconds, clock=None: 999.0)
+    timer = T.step_timer(torch.device("cpu"))
+    timer.precision = "fp32"
+    assert 0 < timer.confirm(c, 0.2) < 5
+    timer.fresh_process = False
+    assert timer.confirm(c, 0.2) == 999.0
 
 
 def test_augmentation_time_of_a_3d_candidate_with_2d_augmentation():

@@ -1,5 +1,5 @@
 """Process helpers: signals turned into exceptions, pool workers that die with their parent, a pool map that
-stops at once on an interrupt, and whether a PID is alive."""
+stops at once on an interrupt, a call made in a fresh process, and whether a PID is alive."""
 from __future__ import annotations
 
 import os
@@ -82,3 +82,59 @@ def raise_on_sigterm() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, _handler)
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+
+_FRESH_BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
+               "from autoseg.core.process import _fresh_main; _fresh_main()")
+
+
+def _fresh_main() -> None:
+    """The fresh process's body: reads ``(fn, args, answer file)`` from stdin, writes ``("ok", value)`` or
+    ``("error", text)`` to the answer file. It ends by itself if its parent dies."""
+    import pickle
+    import sys
+
+    exit_on_parent_death()
+    fn, args, answer = pickle.load(sys.stdin.buffer)
+    try:
+        out = ("ok", fn(*args))
+    except BaseException as e:  # noqa: BLE001 - any failure is the caller's to report, with its message
+        out = ("error", f"{type(e).__name__}: {e}")
+    with open(answer + ".part", "wb") as f:
+        pickle.dump(out, f)
+    os.replace(answer + ".part", answer)  # whole or absent: a kill while writing leaves no half answer
+
+
+def in_fresh_process(fn: Callable[..., T], *args: Any, what: str = "the call") -> T:
+    """``fn(*args)`` computed in a newly started Python interpreter, as a training run starts in one: nothing of this
+    process's memory, threads or torch state goes with it. ``fn`` (importable by name) and ``args`` are pickled; the
+    caller's ``sys.path`` goes first, so whatever it imports the child imports. A new interpreter rather than
+    multiprocessing's spawn, which re-runs the caller's main script in the child (a user's script without a
+    ``__main__`` guard would plan again there). Its output goes where this process's goes. An error there is raised
+    here as a RuntimeError naming ``what`` and the error; a process that ends without an answer (killed), likewise
+    with its exit code. An interrupt here stops it, and it stops by itself if this process is killed."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autoseg-fresh-") as tmp:
+        answer = os.path.join(tmp, "answer.pkl")
+        proc = subprocess.Popen([sys.executable, "-c", _FRESH_BOOT], stdin=subprocess.PIPE)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(pickle.dumps(list(sys.path)) + pickle.dumps((fn, args, answer)))
+            proc.stdin.close()
+            code = proc.wait()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        if not os.path.exists(answer):
+            raise RuntimeError(f"{what} in a fresh process ended without an answer (exit code {code})")
+        with open(answer, "rb") as f:
+            status, value = pickle.load(f)
+    if status != "ok":
+        raise RuntimeError(f"{what} failed in a fresh process: {value}")
+    return value

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ..core.process import in_fresh_process
 from ..networks import build_network
 from .config import BUDGET_OPTIMIZER, DEFAULT_LR
 from .fit.parts import default_workers, make_optimizer, outputs_to_fp32
@@ -188,6 +189,36 @@ def alternating_medians(fns: list[Callable[[], None]], rounds: int, device: torc
     return [float(np.median(t)) for t in times]
 
 
+SPEC_FIELDS = ("network_class_name", "arch_kwargs", "patch_size", "batch_size", "dummy_2d")
+
+
+def candidate_spec(c: Any) -> dict:
+    """What a step of candidate ``c`` is built from, as plain data that a fresh process can receive."""
+    return {k: getattr(c, k) for k in SPEC_FIELDS}
+
+
+def confirm_here(spec: dict, precision: str | None, seconds: float) -> float:
+    """The CPU confirmation's window, in the process that calls it: memory kept as training keeps it, compute threads
+    on the cores other processes leave free (both measured now, as training measures them when it starts), then the
+    mean step of the candidate ``spec`` over about ``seconds``, fed by training's number of data workers, in
+    ``precision``. ``StepTimer.confirm`` calls it in a fresh process: in the planning process, after every other
+    timing, the confirmation was slower than the training that followed in 13 of 18 runs (1.06-1.22x in the last
+    six), while windows timed in fresh processes matched training (benchmarks/README.md, issue 25)."""
+    from types import SimpleNamespace
+
+    from ..core.allocator import keep_freed_memory
+    from ..core.cpu_share import use_free_cores
+
+    cpu = torch.device("cpu")
+    keep_freed_memory()
+    use_free_cores()
+    torch.manual_seed(0)
+    c = SimpleNamespace(**spec)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    return fed_step_seconds(c, cpu, dtype, RandomAugmentedBatches(c), default_workers(cpu),
+                            lambda step: window_seconds(step, cpu, seconds))
+
+
 COMPARE_ROUNDS = 10
 BF16_GAIN = 0.85  # bf16 is used on a CPU only when its timed step takes at most this share of the fp32 step
 
@@ -201,8 +232,9 @@ class StepTimer:
     e.g. AVX-512 BF16 or AMX), every step is timed, trained and predicted in bf16; elsewhere (where bf16 is
     emulated, 15x slower on an AVX2 CPU) in fp32. ``precision`` says which, once a candidate was timed."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, fresh_process: bool = True):
         self.device = device
+        self.fresh_process = fresh_process  # the CPU confirmation in a process of its own (see confirm_here)
         self.precision: str | None = "bf16" if device.type == "cuda" else None  # CUDA: bf16 autocast, as nnU-Net
         self.fp32_seconds: float | None = None  # the comparison, when it was made
         self.bf16_seconds: float | None = None
@@ -225,16 +257,19 @@ class StepTimer:
         return t
 
     def confirm(self, c: Any, seconds: float) -> float:
-        """Seconds per step of ``c`` as training runs it, over about ``seconds``: on a CPU the steps take their
-        batches from training's own number of data workers augmenting random data of the candidate's size, so the
-        workers' share of the cores is in the figure and not added; on a GPU the bare step. In the plan's precision.
-        The mean over the steps after a warm-up, as training pays it (the planner's ``_confirmed``)."""
-        dtype = torch.bfloat16 if self.precision == "bf16" else None
-        torch.manual_seed(0)
+        """Seconds per step of ``c`` as training runs it, over about ``seconds``: on a CPU in a fresh process set up
+        as training sets up its own (``confirm_here``), the steps taking their batches from training's own number
+        of data workers augmenting random data of the candidate's size, so the workers' share of the cores is in
+        the figure and not added; on a GPU the bare step, here. In the plan's precision. The mean over the steps
+        after a warm-up, as training pays it (the planner's ``_confirmed``)."""
         if self.device.type != "cpu":
+            torch.manual_seed(0)
+            dtype = torch.bfloat16 if self.precision == "bf16" else None
             return window_seconds(training_step(c, self.device, autocast_dtype=dtype), self.device, seconds)
-        return fed_step_seconds(c, self.device, dtype, RandomAugmentedBatches(c), default_workers(self.device),
-                                lambda step: window_seconds(step, self.device, seconds))
+        if not self.fresh_process:
+            return confirm_here(candidate_spec(c), self.precision, seconds)
+        return in_fresh_process(confirm_here, candidate_spec(c), self.precision, seconds,
+                                what=f"timing {c.describe() if hasattr(c, 'describe') else 'a candidate'}")
 
     def _step(self, c: Any, dtype: torch.dtype | None) -> float:
         torch.manual_seed(0)
