@@ -160,6 +160,7 @@ def test_clock_schedule_records_planned_against_trained_steps(monkeypatch):
     assert r["trained_seconds_per_step"] == pytest.approx(0.15) and r["steps_vs_expected"] == pytest.approx(-1 / 3,
                                                                                                           abs=1e-3)
     assert r["loop_seconds_per_step"] == pytest.approx(0.15)
+    assert r["epoch_seconds_per_step"] == [0.25, 0.15, 0.15]  # every epoch's speed, the first included
     assert "time for ~900 (-33%)" in sched.report(3, 600)
     later = schedule.ClockSchedule(0.01, 100.0, start_time=2000.0, reserve_for=lambda step: 50.0, planned=(0.1, 500))
     later.load_state_dict(sched.state_dict())

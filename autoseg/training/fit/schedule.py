@@ -192,8 +192,8 @@ class ClockSchedule:
     def record(self, log: list[dict]) -> dict:
         """Planned against trained steps for this run (written to the fold's budget.json; issue 25): the plan's
         timing and its expectation, the steps trained and their measured speed (median over the epochs after the
-        first, which includes the start-up), and the loop's seconds per step (with each epoch's validation batches,
-        checkpoints and logs)."""
+        first, which includes the start-up), each epoch's seconds per step (how the machine's speed moved during the
+        run), and the loop's seconds per step (with each epoch's validation batches, checkpoints and logs)."""
         steps = sum(int(r.get("iterations", 0)) for r in log)
         speeds = [r["train_seconds"] / r["iterations"] for r in log if r.get("iterations")]
         step = statistics.median_high(speeds[1:] or speeds) if speeds else None
@@ -203,6 +203,7 @@ class ClockSchedule:
                 "plan_expected_steps": self.plan_expected_steps, "expected_steps_here": self.expected_here,
                 "trained_steps": steps, "epochs": len(log),
                 "trained_seconds_per_step": round(step, 4) if step else None,
+                "epoch_seconds_per_step": [round(x, 4) for x in speeds],
                 "loop_seconds_per_step": round(loop / steps, 4) if loop and steps else None,
                 "steps_vs_expected": round(steps / self.expected_here - 1, 3) if self.expected_here else None}
 
