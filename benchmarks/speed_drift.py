@@ -2,10 +2,11 @@
 candidate, fed by training's data workers as the plan's confirmation feeds it, run for ``--minutes``; each
 ``--window`` seconds the window's mean seconds per step and the share of CPU time the hypervisor took (``steal``
 in /proc/stat; 0 where the file is absent). At the end, for windows of 1, 2 and 4 consecutive ``--window``s, how
-far they part from the whole run's mean: what a plan-time window of that length can promise about the minutes
-that follow.
+far they part from the whole run's mean, and how far each parts from the mean of the ``--follow`` minutes right
+after it (default 10): what a plan-time window of that length can promise about the training that follows.
 
     python benchmarks/speed_drift.py --patch 160 160 --batch 4 --minutes 8      # CAMUS's whole-image candidate
+    python benchmarks/speed_drift.py --minutes 25 --follow 10                   # enough for windows then 10 minutes
 
 Run it on an otherwise idle machine; ``--out FILE`` keeps the windows as JSON."""
 from __future__ import annotations
@@ -68,6 +69,18 @@ def spread(steps: list[float], k: int) -> tuple[int, float, float] | None:
     return len(w), sd, sum(abs(x / mean - 1) > 0.10 for x in w) / len(w)
 
 
+def forecast(steps: list[float], k: int, ahead: int) -> tuple[int, float, float, float] | None:
+    """A plan's window against the training that follows it: each mean of k consecutive windows against the mean of
+    the ``ahead`` windows right after it. (forecasts, share more than 10% off, median and largest |error| as a share
+    of what followed); None when the trace is too short for one."""
+    n = len(steps) - k - ahead + 1
+    if k < 1 or ahead < 1 or n < 1:
+        return None
+    err = sorted(abs(statistics.fmean(steps[i:i + k]) / statistics.fmean(steps[i + k:i + k + ahead]) - 1)
+                 for i in range(n))
+    return n, sum(e > 0.10 for e in err) / n, statistics.median(err), err[-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patch", type=int, nargs="+", default=[160, 160])
@@ -79,10 +92,14 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--window", type=float, default=15.0)
+    ap.add_argument("--follow", type=float, default=10.0,
+                    help="minutes of training a window forecasts (default: a 10-minute budget)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     if a.minutes <= 0 or a.window <= 0 or a.minutes * 60 < 2 * a.window:
         ap.error(f"--minutes {a.minutes:g} must hold at least two --window {a.window:g} s windows")
+    if a.follow <= 0:
+        ap.error(f"--follow {a.follow:g}: minutes must be positive")
     keep_freed_memory()  # as training runs
     use_free_cores()
     dim = len(a.patch)
@@ -109,6 +126,15 @@ def main() -> None:
             n, sd, beyond = got_k
             rows.append([f"{k * a.window:g} s", n, f"{sd:.1%}", f"{beyond:.0%}"])
     print(format_table(["window", "windows", "sd / mean", "beyond 10% of the mean"], rows))
+    ahead = round(a.follow * 60 / a.window)
+    rows = []
+    for k in (1, 2, 4):
+        if (got_k := forecast(steps, k, ahead)) is not None:
+            n, beyond, med, worst = got_k
+            rows.append([f"{k * a.window:g} s", n, f"{beyond:.0%}", f"{med:.1%}", f"{worst:.1%}"])
+    if rows:
+        print(f"\nagainst the {a.follow:g} minutes right after the window (a plan's timing, then its training):")
+        print(format_table(["window", "forecasts", "more than 10% off", "median error", "largest"], rows))
     if a.out:
         save_json({"patch": list(padded), "batch": a.batch, "precision": a.precision, "window_seconds": a.window,
                    "windows": got}, a.out)  # whole or not at all
