@@ -84,7 +84,6 @@ def raise_on_sigterm() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-
 _FRESH_BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
                "from autoseg.core.process import _fresh_main; _fresh_main()")
 

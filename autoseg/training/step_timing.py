@@ -201,22 +201,23 @@ def confirm_here(spec: dict, precision: str | None, seconds: float) -> float:
     """The CPU confirmation's window, in the process that calls it: memory kept as training keeps it, compute threads
     on the cores other processes leave free (both measured now, as training measures them when it starts), then the
     mean step of the candidate ``spec`` over about ``seconds``, fed by training's number of data workers, in
-    ``precision``. ``StepTimer.confirm`` calls it in a fresh process: in the planning process, after every other
-    timing, the confirmation was slower than the training that followed in 13 of 18 runs (1.06-1.22x in the last
-    six), while windows timed in fresh processes matched training (benchmarks/README.md, issue 25)."""
+    ``precision``. ``StepTimer.confirm`` calls it in a fresh process, as training runs in one: in the planning
+    process, after every other timing, it had been slower than the training that followed in 13 of 18 runs. The
+    fresh process removes that difference; the machine's own minute-to-minute wander it cannot (benchmarks/README.md,
+    issue 25)."""
     from types import SimpleNamespace
 
     from ..core.allocator import keep_freed_memory
     from ..core.cpu_share import use_free_cores
+    from ..core.device import autocast_dtype
 
     cpu = torch.device("cpu")
     keep_freed_memory()
     use_free_cores()
     torch.manual_seed(0)
     c = SimpleNamespace(**spec)
-    dtype = torch.bfloat16 if precision == "bf16" else None
-    return fed_step_seconds(c, cpu, dtype, RandomAugmentedBatches(c), default_workers(cpu),
-                            lambda step: window_seconds(step, cpu, seconds))
+    return fed_step_seconds(c, cpu, autocast_dtype(cpu, precision or "fp32"), RandomAugmentedBatches(c),
+                            default_workers(cpu), lambda step: window_seconds(step, cpu, seconds))
 
 
 COMPARE_ROUNDS = 10
