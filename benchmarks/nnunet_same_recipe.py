@@ -35,7 +35,15 @@ from pathlib import Path
 
 from autoseg.core.jsonio import load_json, save_json
 from autoseg.core.progress import format_table
-from benchmarks.matrix.__main__ import make_split, run_stage, short_name, trained_steps
+from benchmarks.matrix.__main__ import (
+    domain_figures,
+    evaluate_args,
+    evaluate_regions,
+    make_split,
+    run_stage,
+    short_name,
+    trained_steps,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,6 +88,19 @@ def autoseg_seconds(fold_run: Path) -> float:
 def dice_of(ev: Path) -> dict[str, float]:
     summary = load_json(ev / "summary.json")
     return {name: m["dice"]["mean"] for name, m in summary["mean"].items()}
+
+
+def domain_text(domain: dict) -> str:
+    """One cell for the table: HC's mean absolute difference and bias in mm, vessel F1, region Dice; '-' if none."""
+    parts = []
+    hc = domain.get("head_circumference")
+    if hc:
+        parts.append(f"HC abs. diff {hc['mae_mm']:.2f} mm (bias {hc['bias_mm']:+.2f}, n {hc['n']})")
+    if domain.get("vessel"):
+        parts.append(f"vessel F1 {domain['vessel']['f1']:.3f}")
+    if domain.get("regions"):
+        parts.append("; ".join(f"{k} {v:.3f}" for k, v in domain["regions"].items()))
+    return "; ".join(parts) or "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,18 +169,27 @@ def main(argv: list[str] | None = None) -> int:
                                  "-nps", "1"], out, times)
     run_stage("autoseg_predict", _autoseg() + ["predict", str(run), "-i", str(test / "imagesTs"), "-o",
                                                str(preds["autoseg"]), "-c", cfg, "-f", "all"], out, times)
+    # the matrix's domain metric (HC18's circumference, DRIVE's vessel F1; AUC needs probabilities, which neither
+    # run saves here) and regions (BraTS), for both recipes alike
+    metric_args = evaluate_args(test)
+    domain = {}
     for tool, pred in preds.items():
         run_stage(f"evaluate_{tool}", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
-                                                    str(test / "dataset.json"), "--out", str(out / f"eval_{tool}")],
-                  out, times)
+                                                    str(test / "dataset.json"), "--out", str(out / f"eval_{tool}")]
+                  + metric_args, out, times)
+        domain[tool] = domain_figures(load_json(out / f"eval_{tool}" / "summary.json"))
+        regions = evaluate_regions(short_name(root), out, test, pred, times, tag=f"_{tool}")
+        if regions is not None:
+            domain[tool]["regions"] = regions
 
     c = ours["configurations"][cfg]
     rows = {
         "nnU-Net trainer": {"iterations": e * i, "train_seconds": nnunet_seconds(out / "nnunet_train.log"),
-                            "stage_seconds": times["nnunet_train"], "dice": dice_of(out / "eval_nnunet")},
+                            "stage_seconds": times["nnunet_train"], "dice": dice_of(out / "eval_nnunet"),
+                            "domain": domain["nnunet"]},
         "autoseg": {"iterations": iterations, "train_seconds": autoseg_seconds(fold_run),
                     "stage_seconds": times["autoseg_train"], "dice": dice_of(out / "eval_autoseg"),
-                    "budget": None if a.iterations else a.budget},
+                    "budget": None if a.iterations else a.budget, "domain": domain["autoseg"]},
     }
     for r in rows.values():
         r["mean_dice"] = round(sum(r["dice"].values()) / max(len(r["dice"]), 1), 4)
@@ -169,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
               "budget": a.budget, "iterations_asked": a.iterations, "stage_seconds": times, "recipes": rows}
     save_json(result, out / "same_recipe.json")
     classes = list(rows["autoseg"]["dice"])
-    head = ["recipe"] + [f"Dice {k}" for k in classes] + ["mean", "iterations", "train s (epochs)", "stage s"]
+    head = ["recipe"] + [f"Dice {k}" for k in classes] + ["mean", "domain metric", "iterations", "train s (epochs)",
+                                                          "stage s"]
     table = [[k] + [f"{r['dice'].get(n, float('nan')):.3f}" for n in classes] + [f"{r['mean_dice']:.3f}",
-             r["iterations"], f"{r['train_seconds'] or 0:.1f}", f"{r['stage_seconds']:.1f}"] for k, r in rows.items()]
+             domain_text(r["domain"]), r["iterations"], f"{r['train_seconds'] or 0:.1f}", f"{r['stage_seconds']:.1f}"]
+             for k, r in rows.items()]
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
         "| " + " | ".join(str(x) for x in row) + " |" for row in table]
     (out / "TABLE.md").write_text("\n".join(md) + "\n")

@@ -90,3 +90,13 @@ def test_brats_is_scored_on_its_published_regions(tmp_path):
                if line.startswith("| BraTSSample | 3/3"))
     assert "whole tumour 0.750 ± 0.050" in row and "enhancing tumour 0.500 ± 0.000" in row
     assert row.rstrip(" |").endswith(f"{(0.75 + 0.6 + 0.5) / 3 - 0.8535:+.3f}")
+
+
+def test_same_recipe_states_each_recipes_domain_metric():
+    """nnunet_same_recipe's table cell: HC's absolute difference and bias, vessel F1, regions; '-' without any."""
+    from benchmarks.nnunet_same_recipe import domain_text
+
+    assert domain_text({}) == "-"
+    cell = domain_text({"head_circumference": {"mae_mm": 2.314, "bias_mm": -0.5, "n": 100},
+                        "regions": {"whole tumour": 0.8, "tumour core": 0.55}})
+    assert cell == "HC abs. diff 2.31 mm (bias -0.50, n 100); whole tumour 0.800; tumour core 0.550"

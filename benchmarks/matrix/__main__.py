@@ -159,17 +159,18 @@ def region_labels(name: str) -> dict | None:
     return {"labels": {"background": 0, **ref["regions"]}, "regions_class_order": ref["regions_class_order"]}
 
 
-def evaluate_regions(name: str, fold_dir: Path, test: Path, pred: Path, times: dict) -> dict | None:
+def evaluate_regions(name: str, fold_dir: Path, test: Path, pred: Path, times: dict, tag: str = "") -> dict | None:
     """Score the fold's predictions on the dataset's regions (a second `autoseg evaluate`, with a dataset.json
-    that declares them); {region: mean Dice} or None where the dataset has none."""
+    that declares them); {region: mean Dice} or None where the dataset has none. ``tag`` names the stage and its
+    output apart where one folder scores several sets of predictions."""
     regions = region_labels(name)
     if regions is None:
         return None
     dj = fold_dir / "regions" / "dataset.json"
     dj.parent.mkdir(parents=True, exist_ok=True)
     save_json({**load_json(test / "dataset.json"), **regions}, dj)
-    ev = fold_dir / "eval_regions"
-    run_stage("evaluate_regions", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
+    ev = fold_dir / f"eval_regions{tag}"
+    run_stage(f"evaluate_regions{tag}", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
                                                 str(dj), "--out", str(ev)], fold_dir, times)
     return {r: m["dice"]["mean"] for r, m in load_json(ev / "summary.json")["mean"].items()}
 
