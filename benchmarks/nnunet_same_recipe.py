@@ -85,8 +85,7 @@ def autoseg_seconds(fold_run: Path) -> float:
     return round(sum(r.get("epoch_seconds", 0.0) for r in rows), 1)
 
 
-def dice_of(ev: Path) -> dict[str, float]:
-    summary = load_json(ev / "summary.json")
+def dice_of(summary: dict) -> dict[str, float]:
     return {name: m["dice"]["mean"] for name, m in summary["mean"].items()}
 
 
@@ -172,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     # the matrix's domain metric (HC18's circumference, DRIVE's vessel F1; AUC needs probabilities, which neither
     # run saves here) and regions (BraTS), for both recipes alike
     metric_args = evaluate_args(test)
-    domain = {}
+    domain, dice = {}, {}
     for tool, pred in preds.items():
         run_stage(f"evaluate_{tool}", _autoseg() + ["evaluate", str(pred), str(test / "labelsTs"), "--dataset-json",
                                                     str(test / "dataset.json"), "--out", str(out / f"eval_{tool}")]
                   + metric_args, out, times)
-        domain[tool] = domain_figures(load_json(out / f"eval_{tool}" / "summary.json"))
+        summary = load_json(out / f"eval_{tool}" / "summary.json")  # read once: Dice and the domain metric
+        dice[tool], domain[tool] = dice_of(summary), domain_figures(summary)
         regions = evaluate_regions(short_name(root), out, test, pred, times, tag=f"_{tool}")
         if regions is not None:
             domain[tool]["regions"] = regions
@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     c = ours["configurations"][cfg]
     rows = {
         "nnU-Net trainer": {"iterations": e * i, "train_seconds": nnunet_seconds(out / "nnunet_train.log"),
-                            "stage_seconds": times["nnunet_train"], "dice": dice_of(out / "eval_nnunet"),
+                            "stage_seconds": times["nnunet_train"], "dice": dice["nnunet"],
                             "domain": domain["nnunet"]},
         "autoseg": {"iterations": iterations, "train_seconds": autoseg_seconds(fold_run),
-                    "stage_seconds": times["autoseg_train"], "dice": dice_of(out / "eval_autoseg"),
+                    "stage_seconds": times["autoseg_train"], "dice": dice["autoseg"],
                     "budget": None if a.iterations else a.budget, "domain": domain["autoseg"]},
     }
     for r in rows.values():
